@@ -1,0 +1,71 @@
+"""The OpenAI-compatible FastAPI app over any generation backend.
+
+    app = create_app(LocalBackend.load(None), model_name="gpt-oss-nano")
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+
+Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/responses,
+POST /v1/completions (raw Harmony token ids), GET /health.
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from agent.server import chat, completions, responses
+from agent.server.engine import Engine
+from agent.server.errors import ApiError, install_error_handlers
+from agent.server.state import ServerState
+
+
+def context_of(backend, default: int = 8192) -> int:
+    """The backend's context length, when its model says (config.max_position_embeddings)."""
+    model = getattr(backend, "model", None)
+    config = getattr(model, "config", None)
+    value = getattr(config, "max_position_embeddings", None)
+    if value is None and isinstance(config, dict):
+        value = config.get("max_position_embeddings")
+    return int(value) if value else default
+
+
+def create_app(backend, model_name: str = "gpt-oss", *, max_context: int | None = None,
+               max_batch: int = 8) -> FastAPI:
+    engine = Engine(backend, max_batch=max_batch)
+    state = ServerState(engine=engine, model_name=model_name,
+                        max_context=max_context or context_of(backend))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        engine.start()
+        yield
+        engine.stop()
+
+    app = FastAPI(title="gpt-oss agent server", lifespan=lifespan)
+    app.state.server = state
+    install_error_handlers(app)
+    for module in (chat, responses, completions):
+        app.include_router(module.router)
+
+    def model_card() -> dict:
+        return {"id": state.model_name, "object": "model", "created": state.created,
+                "owned_by": "gpt-oss-agent", "max_model_len": state.max_context}
+
+    @app.get("/v1/models")
+    async def list_models():
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{name:path}")
+    async def get_model(name: str):
+        state.check_model(name)
+        return model_card()
+
+    @app.get("/health")
+    async def health(request: Request):
+        return {"status": "ok", "served": engine.served, "batches": engine.batches}
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+                   include_in_schema=False)
+    async def unknown(path: str):
+        raise ApiError(f"Unknown endpoint /{path}", status=404, type="not_found_error")
+
+    return app

@@ -1,0 +1,177 @@
+"""The request queue between the async HTTP handlers and the (blocking) generation backend.
+
+One worker thread owns the backend: the model's KV cache is a single piece of state, so
+requests run one after another, which is also what makes prefix reuse work across the
+requests of one conversation. When several requests wait and the backend can batch
+(`complete_batch`), the worker serves them together. Each request has a cancel flag, checked
+between tokens, so a client that disconnects stops its generation.
+"""
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+
+@dataclass
+class Params:
+    max_tokens: int
+    stop: Sequence[int] = ()
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    logprobs: bool = False
+
+    def batch_key(self) -> tuple:
+        # Requests batch together only when they sample the same way.
+        return (tuple(self.stop), self.temperature, self.top_p, self.seed, self.logprobs)
+
+
+@dataclass
+class Finished:
+    """End of one request's token stream, with the backend's usage numbers."""
+    usage: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class _Job:
+    prompt: list[int]
+    params: Params
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def push(self, item: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server shutting down)
+            self.cancelled.set()
+
+
+class Handle:
+    """One queued request. `cancel()` stops its generation at the next token; the stream
+    still ends with a `Finished` carrying the usage so far."""
+
+    def __init__(self, job: _Job):
+        self._job = job
+        self.finished: Finished | None = None
+
+    def cancel(self) -> None:
+        self._job.cancelled.set()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self.finished is not None:
+            raise StopAsyncIteration
+        item = await self._job.out.get()
+        if isinstance(item, Finished):
+            self.finished = item
+        return item
+
+
+class Engine:
+    def __init__(self, backend, max_batch: int = 8):
+        self.backend = backend
+        self.max_batch = max_batch if hasattr(backend, "complete_batch") else 1
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.served = 0  # requests finished (for /health and tests)
+        self.batches = 0  # backend calls that served more than one request
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="agent-server-engine",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def submit(self, prompt: list[int], params: Params) -> "Handle":
+        """Queues a request; iterate the handle for Generated items, then one Finished."""
+        self.start()
+        job = _Job(list(prompt), params, asyncio.get_running_loop(), asyncio.Queue())
+        self._jobs.put(job)
+        return Handle(job)
+
+    # ---- worker thread ----------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            group = [job] + self._more_like(job)
+            live = [j for j in group if not j.cancelled.is_set()]
+            for j in group:
+                if j.cancelled.is_set():
+                    j.push(Finished(error="cancelled"))
+            if len(live) == 1:
+                self._run_one(live[0])
+            elif live:
+                self._run_batch(live)
+            self.served += len(group)
+
+    def _more_like(self, first: _Job) -> list[_Job]:
+        """Waiting jobs that can share a batch with `first`; others go back in order."""
+        if self.max_batch == 1:
+            return []
+        taken, keep = [], []
+        while len(taken) + 1 < self.max_batch:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                keep.append(job)
+                break
+            (taken if job.params.batch_key() == first.params.batch_key() else keep).append(job)
+        for job in keep:
+            self._jobs.put(job)
+        return taken
+
+    def _run_one(self, job: _Job) -> None:
+        p = job.params
+        stream = None
+        try:
+            stream = self.backend.complete(job.prompt, max_tokens=p.max_tokens, stop=list(p.stop),
+                                           temperature=p.temperature, top_p=p.top_p, seed=p.seed,
+                                           logprobs=p.logprobs)
+            for item in stream:
+                job.push(item)
+                if job.cancelled.is_set():
+                    break
+        except Exception as exc:  # a backend failure ends this request, not the server
+            job.push(Finished(error=f"{type(exc).__name__}: {exc}"))
+            return
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        job.push(Finished(usage=dict(getattr(self.backend, "last_usage", None) or {})))
+
+    def _run_batch(self, jobs: list[_Job]) -> None:
+        p = jobs[0].params
+        self.batches += 1
+        try:
+            streams = self.backend.complete_batch(
+                [j.prompt for j in jobs], max_tokens=[j.params.max_tokens for j in jobs],
+                stop=list(p.stop), temperature=p.temperature, top_p=p.top_p, seed=p.seed,
+                logprobs=p.logprobs, cancelled=[j.cancelled for j in jobs])
+            for index, item in streams:
+                jobs[index].push(item)
+        except Exception as exc:
+            for j in jobs:
+                j.push(Finished(error=f"{type(exc).__name__}: {exc}"))
+            return
+        usages = getattr(self.backend, "last_batch_usage", None) or [{} for _ in jobs]
+        for j, usage in zip(jobs, usages):
+            j.push(Finished(usage=dict(usage)))

@@ -1,0 +1,238 @@
+"""Request bodies of the OpenAI-compatible endpoints, validated with pydantic.
+
+Only the fields the server acts on are declared; unknown fields are ignored (clients send
+many optional extras), but a declared field with a bad value is a 400 naming that field.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+Effort = Literal["low", "medium", "high"]
+FUNCTION_NAME = r"^[A-Za-z0-9_\-.]{1,64}$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+def _effort(value: Any) -> Any:
+    # OpenAI's newest models also accept "minimal"; gpt-oss's lowest level is "low".
+    return "low" if value == "minimal" else value
+
+
+# ---- shared pieces -----------------------------------------------------------------------
+
+class FunctionDef(_Body):
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class SamplingFields(_Body):
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(default=1, ge=1, le=1, description="one choice per request")
+
+
+# ---- /v1/chat/completions ----------------------------------------------------------------
+
+class TextPart(_Body):
+    type: Literal["text", "input_text", "output_text"]
+    text: str
+
+
+class ToolCallFunction(_Body):
+    name: str
+    arguments: str = ""
+
+
+class ToolCall(_Body):
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class ChatTool(_Body):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Body):
+    name: str
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class ChatCompletionRequest(SamplingFields):
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[ChatTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    reasoning_effort: Effort | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    logprobs: bool = False
+
+    _norm_effort = field_validator("reasoning_effort", mode="before")(_effort)
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, v):
+        if isinstance(v, list) and len(v) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return v
+
+
+# ---- /v1/responses -----------------------------------------------------------------------
+
+class InputMessage(_Body):
+    type: Literal["message"] = "message"
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content
+
+
+class FunctionCallItem(_Body):
+    type: Literal["function_call"]
+    call_id: str
+    name: str
+    arguments: str = ""
+    id: str | None = None
+
+
+class FunctionCallOutputItem(_Body):
+    type: Literal["function_call_output"]
+    call_id: str
+    output: str
+
+
+class ReasoningText(_Body):
+    type: str = "reasoning_text"
+    text: str
+
+
+class ReasoningItem(_Body):
+    type: Literal["reasoning"]
+    content: list[ReasoningText] | None = None
+    summary: list[ReasoningText] | None = None
+
+
+def _item_kind(raw: Any) -> str:
+    kind = raw.get("type", "message") if isinstance(raw, dict) else getattr(raw, "type", "message")
+    return kind if kind in ("message", "function_call", "function_call_output", "reasoning") \
+        else "unsupported"
+
+
+class UnsupportedItem(_Body):
+    type: str
+
+    @field_validator("type")
+    @classmethod
+    def _refuse(cls, v):
+        raise ValueError(f"input item type {v!r} is not supported")
+
+
+InputItem = Annotated[Union[
+    Annotated[InputMessage, Tag("message")],
+    Annotated[FunctionCallItem, Tag("function_call")],
+    Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+    Annotated[ReasoningItem, Tag("reasoning")],
+    Annotated[UnsupportedItem, Tag("unsupported")],
+], Discriminator(_item_kind)]
+
+
+class ResponsesTool(_Body):
+    type: Literal["function"]
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ReasoningConfig(_Body):
+    effort: Effort | None = None
+    summary: str | None = None
+
+    _norm_effort = field_validator("effort", mode="before")(_effort)
+
+
+class ResponsesToolChoice(_Body):
+    type: Literal["function"]
+    name: str
+
+
+class ResponsesRequest(SamplingFields):
+    model: str
+    input: str | list[InputItem]
+    instructions: str | None = None
+    tools: list[ResponsesTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ResponsesToolChoice | None = None
+    reasoning: ReasoningConfig | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    previous_response_id: str | None = None
+    store: bool = True
+
+
+# ---- /v1/completions (raw Harmony tokens) -------------------------------------------------
+
+class CompletionRequest(SamplingFields):
+    model: str
+    prompt: list[int] | str = Field(
+        description="Harmony token ids (or text, encoded with special tokens allowed)")
+    max_tokens: int = Field(default=16, ge=1)
+    stop: str | list[str] | None = None
+    stop_token_ids: list[int] | None = None
+    ignore_eos: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    echo: bool = False
+    skip_special_tokens: bool = True
+    return_token_ids: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _non_empty(cls, v):
+        if len(v) == 0:
+            raise ValueError("prompt is empty")
+        if isinstance(v, list) and any(t < 0 for t in v):
+            raise ValueError("token ids must be non-negative")
+        return v
+
+    @field_validator("echo")
+    @classmethod
+    def _no_echo(cls, v):
+        if v:
+            raise ValueError("echo is not supported")
+        return v

@@ -1,0 +1,93 @@
+"""What every endpoint shares: the engine, the served model's name and context, and the
+common path from a Harmony conversation to a queued, decodable generation."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from agent.harmony.render import render_conversation_for_completion
+from agent.harmony.tokenizer import CALL, ENDOFTEXT, RETURN, get_encoding
+from agent.server.conversation import build_conversation
+from agent.server.decode import OutputDecoder
+from agent.server.engine import Engine, Params
+from agent.server.errors import ApiError
+from agent.server.generation import Generation
+from agent.server.schemas import FunctionDef
+
+ASSISTANT_STOPS = (RETURN, CALL, ENDOFTEXT)
+
+
+@dataclass
+class StoredResponse:
+    """What /v1/responses keeps for `previous_response_id`: the conversation after the turn."""
+    history: list
+    call_names: dict[str, str]
+
+
+@dataclass
+class ServerState:
+    engine: Engine
+    model_name: str
+    max_context: int = 8192
+    created: int = field(default_factory=lambda: int(time.time()))
+    max_stored: int = 1000
+    responses: OrderedDict = field(default_factory=OrderedDict)
+
+    def check_model(self, name: str) -> None:
+        if name != self.model_name:
+            raise ApiError(f"The model '{name}' does not exist; this server serves "
+                           f"'{self.model_name}'", status=404, param="model",
+                           code="model_not_found", type="not_found_error")
+
+    def store(self, response_id: str, stored: StoredResponse) -> None:
+        self.responses[response_id] = stored
+        while len(self.responses) > self.max_stored:
+            self.responses.popitem(last=False)
+
+    def budget(self, prompt_len: int, requested: int | None, param: str) -> int:
+        """max_tokens within the context: a prompt that leaves no room, or an explicit
+        request past the end, is the client's error (OpenAI: context_length_exceeded)."""
+        room = self.max_context - prompt_len
+        if room <= 0 or (requested is not None and requested > room):
+            asked = f" plus {requested} {param}" if requested is not None else ""
+            raise ApiError(f"This model's maximum context length is {self.max_context} tokens; "
+                           f"the prompt has {prompt_len} tokens{asked}. Shorten the messages "
+                           "or lower the limit.", param="messages" if room <= 0 else param,
+                           code="context_length_exceeded")
+        return requested if requested is not None else room
+
+    def harmony_generation(self, *, effort: str, instructions: str | None,
+                           tools: list[FunctionDef], history: list, forced: str = "",
+                           max_tokens: int | None, max_tokens_param: str,
+                           temperature: float | None, top_p: float | None, seed: int | None,
+                           stop: Sequence[str] = (), logprobs: bool = False) -> Generation:
+        conv = build_conversation(effort, instructions, tools, history)
+        prompt = list(render_conversation_for_completion(conv))
+        prefix = list(get_encoding().encode(forced, allowed_special="all")) if forced else []
+        budget = self.budget(len(prompt) + len(prefix), max_tokens, max_tokens_param)
+        params = Params(max_tokens=budget, stop=ASSISTANT_STOPS,
+                        temperature=1.0 if temperature is None else temperature,
+                        top_p=1.0 if top_p is None else top_p, seed=seed, logprobs=logprobs)
+        decoder = OutputDecoder(stop_strings=list(stop))
+        decoder.prime(prefix)
+        return Generation(self.engine, prompt + prefix, params, decoder)
+
+
+def forced_header(tool_choice, tools: list[FunctionDef], param: str) -> str:
+    """tool_choice -> the Harmony header text the server writes for the model.
+
+    `required` starts a commentary message to the functions namespace (the model picks the
+    name); a named function writes the whole header, so only the arguments are generated."""
+    if tool_choice in (None, "auto", "none"):
+        return ""
+    if not tools:
+        raise ApiError(f"'{param}' requires 'tools'", param=param)
+    if tool_choice == "required":
+        return "<|channel|>commentary to=functions."
+    name = tool_choice.function.name if hasattr(tool_choice, "function") else tool_choice.name
+    if name not in {t.name for t in tools}:
+        raise ApiError(f"'{param}' names function {name!r}, which is not in 'tools'",
+                       param=param)
+    return f"<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>"
