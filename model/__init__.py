@@ -1,0 +1,22 @@
+"""agent.model: the in-process gpt-oss runtime.
+
+    model = agent.model.load(path_or_"nano", device="cpu", dtype=None, dense=None)
+    model.config                                   GptOssConfig
+    model.logits(token_ids) -> torch.Tensor        float32 [len(token_ids), vocab]
+    model.generate(prompt_tokens, max_tokens=256, stop_tokens=(), temperature=1.0, top_p=1.0,
+                   top_k=0, seed=None, logprobs=False) -> Iterator[Generated(token, logprob)]
+    model.last_usage                               prompt/reused/computed/generated tokens
+    model.generate_batch(prompts, ...) -> list[list[Generated]]
+    model.reset()                                  drop the session cache
+
+Modules: config (GptOssConfig), checkpoint (files, names, validation), mxfp4 (the format),
+transformer (the architecture), cache (KV cache, prefix reuse, rollback), generate (sampling),
+random (random checkpoints), download (real weights).
+"""
+from .checkpoint import CheckpointError
+from .config import ConfigError, GptOssConfig
+from .generate import Generated, Sampler
+from .transformer import GptOss, load
+
+__all__ = ["load", "GptOss", "GptOssConfig", "Generated", "Sampler", "CheckpointError",
+           "ConfigError"]

@@ -1,0 +1,308 @@
+"""Checkpoint files -> (GptOssConfig, tensors under canonical names), memory-mapped and checked.
+
+Layouts:
+  * Hugging Face: `config.json` + `model.safetensors` or `model-*.safetensors` (with or without
+    `model.safetensors.index.json`). Experts are MXFP4 (`*_blocks`/`*_scales` uint8,
+    `quantization_config.quant_method == "mxfp4"`) or plain float (`gate_up_proj` [E, H, 2I],
+    `down_proj` [E, I, H], as transformers saves after dequantizing): those are quantized to
+    MXFP4 here, one expert at a time.
+  * Original: `original/config.json` + `original/*.safetensors` (`block.N.*` names, fused qkv).
+    The folder itself or its parent may be given.
+  * Compact (the embedded model): Hugging Face layout plus `model.vocab_ids` (int64 [n]); the
+    embedding and unembedding then have n rows, scattered into [vocab, hidden] zero matrices.
+
+Canonical names are the Hugging Face ones. Tensors are zero-copy views of the files (mmap,
+copy-on-write), so packed experts stay as uint8 pages of the file until touched. Every problem
+raises CheckpointError with one line naming the file and the tensor or field.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import mxfp4
+from .config import ConfigError, GptOssConfig, read_json
+
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
+          "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
+          "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+          "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+FLOATS = {"F64", "F32", "F16", "BF16"}
+EXPERT_PARTS = ("gate_up_proj_blocks", "gate_up_proj_scales", "gate_up_proj_bias",
+                "down_proj_blocks", "down_proj_scales", "down_proj_bias")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message is one line naming file and tensor."""
+
+
+@dataclass
+class TensorInfo:
+    file: Path
+    dtype: str
+    shape: tuple[int, ...]
+    start: int  # absolute byte offsets in the file
+    end: int
+
+
+class SafetensorsFiles:
+    """Tensor name -> zero-copy tensor across the shards of one folder."""
+
+    def __init__(self, files: list[Path]):
+        self.infos: dict[str, TensorInfo] = {}
+        self._maps: dict[Path, mmap.mmap] = {}
+        for file in files:
+            for name, info in _read_header(file).items():
+                self.infos[name] = info
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.infos
+
+    def tensor(self, name: str) -> torch.Tensor:
+        info = self.infos[name]
+        if info.file not in self._maps:
+            with open(info.file, "rb") as handle:
+                self._maps[info.file] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+        count = 1
+        for size in info.shape:
+            count *= size
+        if count == 0:
+            return torch.empty(info.shape, dtype=DTYPES[info.dtype])
+        flat = torch.frombuffer(self._maps[info.file], dtype=DTYPES[info.dtype], count=count,
+                                offset=info.start)
+        return flat.view(info.shape)
+
+
+def _read_header(file: Path) -> dict[str, TensorInfo]:
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{file}: truncated safetensors file ({size} bytes, no header)")
+        (length,) = struct.unpack("<Q", head)
+        if 8 + length > size:
+            raise CheckpointError(f"{file}: truncated safetensors file (header needs {length} "
+                                  f"bytes, file has {size})")
+        try:
+            header = json.loads(handle.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckpointError(f"{file}: corrupt safetensors header") from None
+    base = 8 + length
+    infos = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = entry["data_offsets"]
+        if entry["dtype"] not in DTYPES:
+            raise CheckpointError(f"{file}: tensor {name!r} has unsupported dtype {entry['dtype']}")
+        if base + end > size:
+            raise CheckpointError(f"{file}: truncated file: tensor {name!r} ends at byte "
+                                  f"{base + end}, file has {size}")
+        infos[name] = TensorInfo(file, entry["dtype"], tuple(entry["shape"]), base + start,
+                                 base + end)
+    return infos
+
+
+def _safetensors_files(folder: Path) -> tuple[list[Path], Path | None]:
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise CheckpointError(f"{index}: not a safetensors index (no weight_map)") from None
+        files = [folder / name for name in sorted(set(weight_map.values()))]
+        for file in files:
+            if not file.exists():
+                raise CheckpointError(f"{index}: shard {file.name} is missing")
+        return files, index
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"{folder}: no *.safetensors files")
+    return files, None
+
+
+# ---- layouts -----------------------------------------------------------------------------
+
+def detect(path: Path) -> tuple[str, Path]:
+    """('hf' | 'original', folder holding its config.json and safetensors)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such checkpoint folder")
+    config = path / "config.json"
+    if config.exists():
+        data = read_json(config)
+        if "num_experts" in data and "num_local_experts" not in data:
+            return "original", path
+        if any(path.glob("*.safetensors")) or (path / "model.safetensors.index.json").exists():
+            return "hf", path
+    if (path / "original" / "config.json").exists():
+        return "original", path / "original"
+    if config.exists():
+        return "hf", path
+    raise CheckpointError(f"{path}: no config.json (neither Hugging Face nor original layout)")
+
+
+def read_config(path: Path) -> tuple[GptOssConfig, str, Path]:
+    layout, folder = detect(path)
+    source = folder / "config.json"
+    data = read_json(source)
+    try:
+        if layout == "original":
+            return GptOssConfig.from_original(data, str(source)), layout, folder
+        quant = (data.get("quantization_config") or {}).get("quant_method")
+        if quant is not None and quant != "mxfp4":
+            raise CheckpointError(f"{source}: unknown quant_method {quant!r} (supported: mxfp4)")
+        return GptOssConfig.from_hf(data, str(source)), layout, folder
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def expected_shapes(config: GptOssConfig) -> dict[str, tuple[int, ...]]:
+    """Canonical (HF) tensor name -> shape, experts packed."""
+    c = config
+    H, D, E, I = c.hidden_size, c.head_dim, c.num_local_experts, c.intermediate_size
+    q, kv = c.num_attention_heads * D, c.num_key_value_heads * D
+    shapes = {"model.embed_tokens.weight": (c.vocab_size, H), "model.norm.weight": (H,),
+              "lm_head.weight": (c.vocab_size, H)}
+    for i in range(c.num_hidden_layers):
+        p = f"model.layers.{i}."
+        shapes.update({
+            p + "input_layernorm.weight": (H,), p + "post_attention_layernorm.weight": (H,),
+            p + "self_attn.q_proj.weight": (q, H), p + "self_attn.q_proj.bias": (q,),
+            p + "self_attn.k_proj.weight": (kv, H), p + "self_attn.k_proj.bias": (kv,),
+            p + "self_attn.v_proj.weight": (kv, H), p + "self_attn.v_proj.bias": (kv,),
+            p + "self_attn.o_proj.weight": (H, q), p + "self_attn.o_proj.bias": (H,),
+            p + "self_attn.sinks": (c.num_attention_heads,),
+            p + "mlp.router.weight": (E, H), p + "mlp.router.bias": (E,),
+            p + "mlp.experts.gate_up_proj_blocks": (E, 2 * I, H // 32, 16),
+            p + "mlp.experts.gate_up_proj_scales": (E, 2 * I, H // 32),
+            p + "mlp.experts.gate_up_proj_bias": (E, 2 * I),
+            p + "mlp.experts.down_proj_blocks": (E, H, I // 32, 16),
+            p + "mlp.experts.down_proj_scales": (E, H, I // 32),
+            p + "mlp.experts.down_proj_bias": (E, H),
+        })
+    return shapes
+
+
+def _original_sources(config: GptOssConfig) -> dict[str, tuple[str, slice | None]]:
+    """Canonical name -> (original name, row slice of the fused qkv or None)."""
+    D = config.head_dim
+    q, kv = config.num_attention_heads * D, config.num_key_value_heads * D
+    parts = {"q_proj": slice(0, q), "k_proj": slice(q, q + kv), "v_proj": slice(q + kv, q + 2 * kv)}
+    names = {"model.embed_tokens.weight": ("embedding.weight", None),
+             "model.norm.weight": ("norm.scale", None),
+             "lm_head.weight": ("unembedding.weight", None)}
+    for i in range(config.num_hidden_layers):
+        p, o = f"model.layers.{i}.", f"block.{i}."
+        for proj, rows in parts.items():
+            names[p + f"self_attn.{proj}.weight"] = (o + "attn.qkv.weight", rows)
+            names[p + f"self_attn.{proj}.bias"] = (o + "attn.qkv.bias", rows)
+        names.update({
+            p + "input_layernorm.weight": (o + "attn.norm.scale", None),
+            p + "self_attn.o_proj.weight": (o + "attn.out.weight", None),
+            p + "self_attn.o_proj.bias": (o + "attn.out.bias", None),
+            p + "self_attn.sinks": (o + "attn.sinks", None),
+            p + "post_attention_layernorm.weight": (o + "mlp.norm.scale", None),
+            p + "mlp.router.weight": (o + "mlp.gate.weight", None),
+            p + "mlp.router.bias": (o + "mlp.gate.bias", None),
+            p + "mlp.experts.gate_up_proj_blocks": (o + "mlp.mlp1_weight.blocks", None),
+            p + "mlp.experts.gate_up_proj_scales": (o + "mlp.mlp1_weight.scales", None),
+            p + "mlp.experts.gate_up_proj_bias": (o + "mlp.mlp1_bias", None),
+            p + "mlp.experts.down_proj_blocks": (o + "mlp.mlp2_weight.blocks", None),
+            p + "mlp.experts.down_proj_scales": (o + "mlp.mlp2_weight.scales", None),
+            p + "mlp.experts.down_proj_bias": (o + "mlp.mlp2_bias", None),
+        })
+    return names
+
+
+class _Reader:
+    """Fetches canonical tensors from one folder, checking name, dtype and shape."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files, self.index = _safetensors_files(folder)
+        self.store = SafetensorsFiles(self.files)
+        self.where = self.index or (self.files[0] if len(self.files) == 1 else folder)
+
+    def get(self, name: str, shape: tuple[int, ...] | None, kinds: set[str]) -> torch.Tensor:
+        if name not in self.store:
+            raise CheckpointError(f"{self.where}: missing tensor {name!r}")
+        info = self.store.infos[name]
+        if info.dtype not in kinds:
+            raise CheckpointError(f"{info.file}: tensor {name!r} has dtype {info.dtype}, "
+                                  f"expected {' or '.join(sorted(kinds))}")
+        if shape is not None and info.shape != tuple(shape):
+            raise CheckpointError(f"{info.file}: tensor {name!r} has shape {list(info.shape)}, "
+                                  f"expected {list(shape)}")
+        return self.store.tensor(name)
+
+
+def _kinds(name: str) -> set[str]:
+    return {"U8"} if name.endswith(("_blocks", "_scales")) else FLOATS
+
+
+def load_tensors(path: Path) -> tuple[GptOssConfig, dict[str, torch.Tensor]]:
+    """Read and check a checkpoint; returns canonical tensors (views of the files, except
+    experts quantized on load and the expanded rows of a compact vocabulary)."""
+    config, layout, folder = read_config(path)
+    reader = _Reader(folder)
+    shapes = expected_shapes(config)
+    tensors: dict[str, torch.Tensor] = {}
+    if layout == "original":
+        sources = _original_sources(config)
+        for name, shape in shapes.items():
+            source, rows = sources[name]
+            tensor = reader.get(source, None, _kinds(name))
+            tensors[name] = tensor[rows] if rows is not None else tensor
+            if tuple(tensors[name].shape) != shape:
+                info = reader.store.infos[source]
+                raise CheckpointError(f"{info.file}: tensor {source!r} has shape "
+                                      f"{list(info.shape)}, which does not fit {name} {list(shape)}")
+        return config, tensors
+
+    vocab_ids = None
+    if "model.vocab_ids" in reader.store:
+        vocab_ids = reader.get("model.vocab_ids", None, {"I64", "I32"}).long()
+        if vocab_ids.dim() != 1 or (vocab_ids.numel() and (int(vocab_ids.min()) < 0 or
+                                                            int(vocab_ids.max()) >= config.vocab_size)):
+            raise CheckpointError(f"{reader.store.infos['model.vocab_ids'].file}: tensor "
+                                  f"'model.vocab_ids' must be 1-D ids below {config.vocab_size}")
+    for name, shape in shapes.items():
+        if name.endswith(("_blocks", "_scales")) and _float_experts(reader, name):
+            continue  # quantized below
+        if vocab_ids is not None and name in ("model.embed_tokens.weight", "lm_head.weight"):
+            rows = reader.get(name, (vocab_ids.numel(), config.hidden_size), FLOATS)
+            full = torch.zeros(shape, dtype=rows.dtype)
+            full[vocab_ids] = rows
+            tensors[name] = full
+            tensors["model.vocab_ids"] = vocab_ids
+            continue
+        tensors[name] = reader.get(name, shape, _kinds(name))
+    for i in range(config.num_hidden_layers):
+        prefix = f"model.layers.{i}.mlp.experts."
+        if _float_experts(reader, prefix + "gate_up_proj_blocks"):
+            tensors.update(_quantize_float_experts(reader, prefix, config))
+    return config, tensors
+
+
+def _float_experts(reader: _Reader, name: str) -> bool:
+    """Whether this layer stores its experts unquantized (`gate_up_proj`, `down_proj`)."""
+    prefix = name.rsplit(".", 1)[0] + "."
+    return prefix + "gate_up_proj_blocks" not in reader.store and prefix + "gate_up_proj" in reader.store
+
+
+def _quantize_float_experts(reader: _Reader, prefix: str, config: GptOssConfig) -> dict:
+    E, H, I = config.num_local_experts, config.hidden_size, config.intermediate_size
+    gate_up = reader.get(prefix + "gate_up_proj", (E, H, 2 * I), FLOATS)
+    down = reader.get(prefix + "down_proj", (E, I, H), FLOATS)
+    out = {}
+    for name, weight in (("gate_up_proj", gate_up), ("down_proj", down)):
+        parts = [mxfp4.quantize(weight[e].transpose(0, 1)) for e in range(E)]  # [out, in] rows
+        out[prefix + name + "_blocks"] = torch.stack([b for b, _ in parts])
+        out[prefix + name + "_scales"] = torch.stack([s for _, s in parts])
+    return out

@@ -1,0 +1,200 @@
+"""GptOssConfig: the architecture's numbers, read from either checkpoint layout.
+
+Hugging Face layout: `config.json` with transformers' field names (`num_local_experts`,
+`rope_scaling` or `rope_parameters`, `layer_types`, ...). Original layout (`original/config.json`):
+`num_experts`, `experts_per_token`, `initial_context_length`, `rope_scaling_factor`,
+`rope_ntk_alpha`/`rope_ntk_beta`; sliding attention on even layers.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A config file that cannot describe a gpt-oss model (message names file and field)."""
+
+
+@dataclass
+class GptOssConfig:
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    num_local_experts: int
+    num_experts_per_tok: int
+    sliding_window: int | None = 128
+    layer_types: list[str] = field(default_factory=list)
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 150000.0
+    rope_factor: float = 32.0
+    rope_original_context: int = 4096
+    rope_beta_fast: float = 32.0
+    rope_beta_slow: float = 1.0
+    rope_truncate: bool = False
+    swiglu_alpha: float = 1.702
+    swiglu_limit: float = 7.0
+    max_position_embeddings: int = 131072
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+
+    def __post_init__(self):
+        if not self.layer_types:
+            self.layer_types = ["sliding_attention" if i % 2 == 0 else "full_attention"
+                                for i in range(self.num_hidden_layers)]
+
+    def window(self, layer: int) -> int | None:
+        """Attention window of a layer (None = full causal attention)."""
+        return self.sliding_window if self.layer_types[layer] == "sliding_attention" else None
+
+    # ---- Hugging Face layout -------------------------------------------------------------
+    @classmethod
+    def from_hf(cls, data: dict, source: str = "config.json") -> "GptOssConfig":
+        get = _getter(data, source)
+        rope = data.get("rope_parameters") or data.get("rope_scaling") or {}
+        rope_type = rope.get("rope_type", rope.get("type", "yarn" if rope else "default"))
+        if rope_type not in ("yarn", "default"):
+            raise ConfigError(f"{source}: unsupported rope type {rope_type!r} (yarn or default)")
+        yarn = rope_type == "yarn"
+        return cls(
+            vocab_size=get("vocab_size"), hidden_size=get("hidden_size"),
+            intermediate_size=get("intermediate_size"), num_hidden_layers=get("num_hidden_layers"),
+            num_attention_heads=get("num_attention_heads"),
+            num_key_value_heads=get("num_key_value_heads"),
+            head_dim=data.get("head_dim") or get("hidden_size") // get("num_attention_heads"),
+            num_local_experts=get("num_local_experts"),
+            num_experts_per_tok=get("num_experts_per_tok"),
+            sliding_window=data.get("sliding_window", 128),
+            layer_types=list(data.get("layer_types") or []),
+            rms_norm_eps=data.get("rms_norm_eps", 1e-5),
+            rope_theta=rope.get("rope_theta", data.get("rope_theta", 150000.0)),
+            rope_factor=rope.get("factor", 32.0) if yarn else 1.0,
+            rope_original_context=rope.get("original_max_position_embeddings",
+                                           data.get("initial_context_length", 4096)),
+            rope_beta_fast=rope.get("beta_fast") or 32.0,
+            rope_beta_slow=rope.get("beta_slow") or 1.0,
+            # transformers truncates the YaRN correction range unless told not to
+            rope_truncate=rope.get("truncate", True),
+            swiglu_alpha=data.get("swiglu_alpha", 1.702),
+            swiglu_limit=data.get("swiglu_limit", 7.0),
+            max_position_embeddings=data.get("max_position_embeddings", 131072),
+            eos_token_id=data.get("eos_token_id"), pad_token_id=data.get("pad_token_id"),
+        )
+
+    def to_hf(self, quantized: bool = True) -> dict:
+        data = {
+            "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss",
+            "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads, "head_dim": self.head_dim,
+            "num_local_experts": self.num_local_experts,
+            "num_experts_per_tok": self.num_experts_per_tok,
+            "experts_per_token": self.num_experts_per_tok,
+            "sliding_window": self.sliding_window, "layer_types": list(self.layer_types),
+            "rms_norm_eps": self.rms_norm_eps, "rope_theta": self.rope_theta,
+            "rope_scaling": {"rope_type": "yarn", "factor": self.rope_factor,
+                             "beta_fast": self.rope_beta_fast, "beta_slow": self.rope_beta_slow,
+                             "original_max_position_embeddings": self.rope_original_context,
+                             "truncate": self.rope_truncate},
+            "initial_context_length": self.rope_original_context,
+            "swiglu_limit": self.swiglu_limit,
+            "max_position_embeddings": self.max_position_embeddings,
+            "attention_bias": True, "attention_dropout": 0.0, "hidden_act": "silu",
+            "tie_word_embeddings": False, "use_cache": True, "output_router_logits": False,
+            "router_aux_loss_coef": 0.9, "initializer_range": 0.02,
+            "eos_token_id": self.eos_token_id, "pad_token_id": self.pad_token_id,
+        }
+        if quantized:
+            data["quantization_config"] = {
+                "quant_method": "mxfp4",
+                "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                           "model.embed_tokens", "lm_head"]}
+        return data
+
+    # ---- original layout -----------------------------------------------------------------
+    @classmethod
+    def from_original(cls, data: dict, source: str = "original/config.json") -> "GptOssConfig":
+        get = _getter(data, source)
+        layers = get("num_hidden_layers")
+        return cls(
+            vocab_size=get("vocab_size"), hidden_size=get("hidden_size"),
+            intermediate_size=get("intermediate_size"), num_hidden_layers=layers,
+            num_attention_heads=get("num_attention_heads"),
+            num_key_value_heads=get("num_key_value_heads"), head_dim=get("head_dim"),
+            num_local_experts=get("num_experts"), num_experts_per_tok=get("experts_per_token"),
+            sliding_window=get("sliding_window"),
+            rope_theta=get("rope_theta"), rope_factor=data.get("rope_scaling_factor", 1.0),
+            rope_original_context=data.get("initial_context_length", 4096),
+            rope_beta_fast=data.get("rope_ntk_beta", 32.0),
+            rope_beta_slow=data.get("rope_ntk_alpha", 1.0),
+            rope_truncate=False,  # the reference implementation uses the raw range
+            swiglu_limit=data.get("swiglu_limit", 7.0),
+            max_position_embeddings=data.get("max_position_embeddings",
+                                             int(data.get("initial_context_length", 4096)
+                                                 * data.get("rope_scaling_factor", 1.0))),
+        )
+
+    def to_original(self) -> dict:
+        return {
+            "num_hidden_layers": self.num_hidden_layers, "num_experts": self.num_local_experts,
+            "experts_per_token": self.num_experts_per_tok, "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size, "intermediate_size": self.intermediate_size,
+            "swiglu_limit": self.swiglu_limit, "head_dim": self.head_dim,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "sliding_window": self.sliding_window,
+            "initial_context_length": self.rope_original_context,
+            "rope_theta": self.rope_theta, "rope_scaling_factor": self.rope_factor,
+            "rope_ntk_alpha": self.rope_beta_slow, "rope_ntk_beta": self.rope_beta_fast,
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _getter(data: dict, source: str):
+    def get(name: str):
+        if data.get(name) is None:
+            raise ConfigError(f"{source}: missing config field {name!r}")
+        return data[name]
+    return get
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+
+
+# Shapes of the released models and of a tiny test model (layers can be overridden).
+PRESETS = {
+    "20b": dict(vocab_size=201088, hidden_size=2880, intermediate_size=2880, num_hidden_layers=24,
+                num_attention_heads=64, num_key_value_heads=8, head_dim=64, num_local_experts=32,
+                num_experts_per_tok=4, eos_token_id=200002, pad_token_id=199999),
+    "120b": dict(vocab_size=201088, hidden_size=2880, intermediate_size=2880,
+                 num_hidden_layers=36, num_attention_heads=64, num_key_value_heads=8, head_dim=64,
+                 num_local_experts=128, num_experts_per_tok=4, eos_token_id=200002,
+                 pad_token_id=199999),
+    "tiny": dict(vocab_size=1024, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=4,
+                 num_experts_per_tok=2, sliding_window=8, rope_original_context=64,
+                 max_position_embeddings=2048),
+}
+
+
+def preset(name: str, **overrides) -> GptOssConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    if "num_hidden_layers" in overrides:
+        values["layer_types"] = []
+    return GptOssConfig(**values)

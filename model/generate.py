@@ -1,0 +1,160 @@
+"""Sampling and the generation loops (one prompt with prefix reuse; a batch of prompts).
+
+Sampling: temperature <= 0 is greedy; otherwise logits / temperature, then top_k (0 = off),
+then top_p (nucleus, 1 = off), then a draw from a torch.Generator seeded with `seed`, so a seed
+reproduces a run exactly (and row i of a batch matches a single run with the same seed).
+Logprobs are the model's own log-probabilities (log_softmax of the raw logits), independent of
+the sampling settings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from .cache import KVCache, common_prefix
+
+
+@dataclass(frozen=True)
+class Generated:
+    token: int
+    logprob: float | None = None
+
+
+class Sampler:
+    def __init__(self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+                 seed: int | None = None):
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+
+    def __call__(self, logits: torch.Tensor) -> int:
+        """logits [vocab] float32 -> token id."""
+        logits = logits.float().cpu()
+        if self.temperature <= 0:
+            return int(torch.argmax(logits))
+        logits = logits / self.temperature
+        if 0 < self.top_k < logits.numel():
+            kth = torch.topk(logits, self.top_k).values[-1]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        if self.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            before = torch.cumsum(sorted_probs, dim=0) - sorted_probs  # mass of better tokens
+            sorted_probs = sorted_probs.masked_fill(before >= self.top_p, 0.0)
+            probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+
+def _logprob(logits: torch.Tensor, token: int) -> float:
+    return float(torch.log_softmax(logits.float(), dim=-1)[token])
+
+
+def _check(prompt: Sequence[int], max_tokens: int, vocab: int) -> None:
+    if len(prompt) == 0:
+        raise ValueError("prompt_tokens is empty")
+    if max_tokens < 0:
+        raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+    bad = [t for t in prompt if not 0 <= int(t) < vocab]
+    if bad:
+        raise ValueError(f"token id {bad[0]} outside the vocabulary (0..{vocab - 1})")
+
+
+def generate(model, prompt_tokens: Sequence[int], max_tokens: int = 256,
+             stop_tokens: Sequence[int] = (), temperature: float = 1.0, top_p: float = 1.0,
+             top_k: int = 0, seed: int | None = None, logprobs: bool = False
+             ) -> Iterator[Generated]:
+    """Stream tokens for one prompt on the model's session cache.
+
+    The cache keeps the longest prefix it shares with the prompt (at least the last prompt
+    token is recomputed, for its logits) and prefills only the rest; model.last_usage counts
+    prompt, reused, computed and generated tokens. A stop token is yielded, then generation
+    ends; it is not fed back into the cache.
+    """
+    prompt = [int(t) for t in prompt_tokens]
+    _check(prompt, max_tokens, model.config.vocab_size)
+    sampler = Sampler(temperature, top_p, top_k, seed)
+    stops = {int(t) for t in stop_tokens}
+    context = model.config.max_position_embeddings
+    if len(prompt) > context:
+        raise ValueError(f"prompt of {len(prompt)} tokens exceeds the context of {context}")
+    return _stream(model, prompt, max_tokens, stops, sampler, logprobs, context)
+
+
+@torch.inference_mode()
+def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context):
+    cache: KVCache = model.cache
+    reused = min(common_prefix(cache.tokens[0], prompt), len(prompt) - 1)
+    usage = {"prompt_tokens": len(prompt), "reused_tokens": reused,
+             "computed_tokens": len(prompt) - reused, "generated_tokens": 0}
+    model.last_usage = usage
+    if max_tokens == 0:
+        return
+    cache.truncate(0, reused)
+    hidden = model.forward([prompt[reused:]], cache)[0, -1]
+    while True:
+        logits = model.project(hidden)
+        token = sampler(logits)
+        usage["generated_tokens"] += 1
+        yield Generated(token, _logprob(logits, token) if logprobs else None)
+        if token in stops or usage["generated_tokens"] >= max_tokens or cache.length() >= context:
+            return
+        hidden = model.forward([[token]], cache)[0, -1]
+
+
+@torch.inference_mode()
+def generate_batch(model, prompts: Sequence[Sequence[int]], max_tokens: int = 256,
+                   stop_tokens: Sequence[int] = (), temperature: float = 1.0, top_p: float = 1.0,
+                   top_k: int = 0, seed: int | None = None, logprobs: bool = False
+                   ) -> list[list[Generated]]:
+    """Generate for several prompts at once (one forward pass per step for all rows).
+
+    Uses a fresh cache of its own (the session cache is untouched); rows stop independently.
+    model.last_usage sums over the rows.
+    """
+    prompts = [[int(t) for t in p] for p in prompts]
+    if not prompts:
+        return []
+    context = model.config.max_position_embeddings
+    for prompt in prompts:
+        _check(prompt, max_tokens, model.config.vocab_size)
+        if len(prompt) > context:
+            raise ValueError(f"prompt of {len(prompt)} tokens exceeds the context of {context}")
+    samplers = [Sampler(temperature, top_p, top_k, seed) for _ in prompts]
+    stops = {int(t) for t in stop_tokens}
+    total = sum(len(p) for p in prompts)
+    model.last_usage = {"prompt_tokens": total, "reused_tokens": 0, "computed_tokens": total,
+                        "generated_tokens": 0}
+    results: list[list[Generated]] = [[] for _ in prompts]
+    if max_tokens == 0:
+        return results
+    cache = KVCache(model.config, len(prompts), model.dtype, model.device)
+    hidden = model.forward(prompts, cache)
+    last = torch.tensor([len(p) - 1 for p in prompts], device=hidden.device)
+    hidden = hidden[torch.arange(len(prompts), device=hidden.device), last]
+    active = [True] * len(prompts)
+    while True:
+        logits = model.project(hidden)
+        feed = []
+        for row, sampler in enumerate(samplers):
+            if not active[row]:
+                cache.truncate(row, cache.length(row) - 1)  # rewrite one slot; output ignored
+                feed.append([results[row][-1].token])
+                continue
+            token = sampler(logits[row])
+            results[row].append(Generated(token, _logprob(logits[row], token) if logprobs else None))
+            model.last_usage["generated_tokens"] += 1
+            if token in stops or len(results[row]) >= max_tokens or cache.length(row) >= context:
+                active[row] = False
+            feed.append([token])
+        if not any(active):
+            return results
+        hidden = model.forward(feed, cache)[:, -1]

@@ -1,0 +1,224 @@
+"""The gpt-oss architecture, top to bottom.
+
+    tokens -> embedding
+    for each of num_hidden_layers blocks:
+        x = x + attention(rms_norm(x))      qkv with biases; YaRN RoPE; GQA; a learned sink per
+                                            head; sliding window on layer_types "sliding_attention"
+        x = x + moe(rms_norm(x))            router top-k, softmax over the chosen logits; clamped
+                                            SwiGLU experts (MXFP4 weights, biases)
+    logits = unembedding(rms_norm(x))       untied from the embedding
+
+The heavy operations go through `agent.kernels`, which picks an implementation per device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from agent import kernels
+from agent.kernels import DenseExperts, PackedExperts
+
+from .cache import KVCache
+from .checkpoint import load_tensors
+from .config import GptOssConfig
+
+DENSE_AUTO_BYTES = 256 << 20  # dense=None: dequantize experts up front if they fit in this
+BF16_AUTO_PARAMS = 1e9        # dtype=None on CPU: bf16 above this many parameters, else fp32
+
+
+@dataclass
+class Layer:
+    attn_norm: torch.Tensor
+    q_weight: torch.Tensor
+    q_bias: torch.Tensor
+    k_weight: torch.Tensor
+    k_bias: torch.Tensor
+    v_weight: torch.Tensor
+    v_bias: torch.Tensor
+    o_weight: torch.Tensor
+    o_bias: torch.Tensor
+    sinks: torch.Tensor
+    mlp_norm: torch.Tensor
+    router_weight: torch.Tensor
+    router_bias: torch.Tensor
+    experts: PackedExperts | DenseExperts
+    window: int | None
+
+
+class GptOss:
+    """A loaded gpt-oss model: `logits`, `generate`, `generate_batch` (see agent.model)."""
+
+    def __init__(self, config: GptOssConfig, tensors: dict[str, torch.Tensor],
+                 device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                 dense: bool | None = None):
+        self.config = config
+        self.device = torch.device(device)
+        self.dtype = dtype or _default_dtype(config, self.device)
+        self.dense = _experts_fit(config, self.dtype) if dense is None else dense
+        self.inv_freq, self.concentration = kernels.yarn_frequencies(
+            config.head_dim, config.rope_theta, config.rope_factor, config.rope_original_context,
+            config.rope_beta_fast, config.rope_beta_slow, config.rope_truncate)
+        self.inv_freq = self.inv_freq.to(self.device)
+        weight = lambda name: tensors[name].to(self.device, self.dtype)  # noqa: E731
+        exact = lambda name: tensors[name].to(self.device, torch.float32)  # noqa: E731
+        self.embed = weight("model.embed_tokens.weight")
+        self.norm = exact("model.norm.weight")
+        self.unembed = weight("lm_head.weight")
+        # A compact checkpoint knows only some tokens; the others must never be sampled.
+        self.unknown_tokens = None
+        if "model.vocab_ids" in tensors:
+            self.unknown_tokens = torch.ones(config.vocab_size, dtype=torch.bool, device=self.device)
+            self.unknown_tokens[tensors["model.vocab_ids"].to(self.device)] = False
+        self.layers = [self._layer(i, weight, exact, tensors) for i in range(config.num_hidden_layers)]
+        self.cache = KVCache(config, 1, self.dtype, self.device)  # the session's, for prefix reuse
+        self.last_usage = {"prompt_tokens": 0, "reused_tokens": 0, "computed_tokens": 0,
+                           "generated_tokens": 0}
+
+    def _layer(self, i, weight, exact, tensors) -> Layer:
+        p = f"model.layers.{i}."
+        e = p + "mlp.experts."
+        packed = PackedExperts(
+            tensors[e + "gate_up_proj_blocks"].to(self.device),
+            tensors[e + "gate_up_proj_scales"].to(self.device), weight(e + "gate_up_proj_bias"),
+            tensors[e + "down_proj_blocks"].to(self.device),
+            tensors[e + "down_proj_scales"].to(self.device), weight(e + "down_proj_bias"))
+        experts = packed if not self.dense else DenseExperts(
+            torch.stack([packed.gate_up(j, self.dtype) for j in range(packed.num_experts)]),
+            packed.gate_up_bias,
+            torch.stack([packed.down(j, self.dtype) for j in range(packed.num_experts)]),
+            packed.down_bias)
+        a = p + "self_attn."
+        return Layer(
+            exact(p + "input_layernorm.weight"),
+            weight(a + "q_proj.weight"), weight(a + "q_proj.bias"),
+            weight(a + "k_proj.weight"), weight(a + "k_proj.bias"),
+            weight(a + "v_proj.weight"), weight(a + "v_proj.bias"),
+            weight(a + "o_proj.weight"), weight(a + "o_proj.bias"), exact(a + "sinks"),
+            exact(p + "post_attention_layernorm.weight"),
+            weight(p + "mlp.router.weight"), weight(p + "mlp.router.bias"), experts,
+            self.config.window(i))
+
+    # ---- the forward pass ----------------------------------------------------------------
+    def forward(self, rows: Sequence[Sequence[int]], cache: KVCache) -> torch.Tensor:
+        """Append each row's tokens to its cache row; returns the final-normed hidden states
+        [B, T, H] (rows shorter than T are right-padded; their padding outputs are junk)."""
+        c = self.config
+        starts = [cache.length(b) for b in range(len(rows))]
+        width = max(len(r) for r in rows)
+        cache.reserve(max(s + width for s in starts))
+        tokens = torch.zeros(len(rows), width, dtype=torch.long)
+        for b, row in enumerate(rows):
+            tokens[b, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
+        tokens = tokens.to(self.device)
+        offsets = torch.tensor(starts, device=self.device)[:, None]
+        outputs = []
+        for begin in range(0, width, self._chunk(len(rows), max(starts) + width)):
+            end = min(width, begin + self._chunk(len(rows), max(starts) + width))
+            positions = offsets + torch.arange(begin, end, device=self.device)
+            outputs.append(self._run(tokens[:, begin:end], positions, cache))
+        for b, row in enumerate(rows):
+            cache.tokens[b].extend(int(t) for t in row)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+
+    def _chunk(self, batch: int, keys: int) -> int:
+        # Bound the attention scores (batch x heads x chunk x keys floats) to ~512 MiB.
+        budget = (128 << 20) // max(1, batch * self.config.num_attention_heads * keys)
+        return max(16, min(512, budget))
+
+    def _run(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        x = self.embed[tokens]
+        cos, sin = kernels.rope_tables(positions, self.inv_freq, self.concentration)
+        for i, layer in enumerate(self.layers):
+            x = x + self._attention(i, layer, x, positions, cos, sin, cache)
+            x = x + self._mlp(layer, x)
+        return kernels.rms_norm(x, self.norm, self.config.rms_norm_eps)
+
+    def _attention(self, i, layer: Layer, x, positions, cos, sin, cache: KVCache):
+        c = self.config
+        B, T, _ = x.shape
+        h = kernels.rms_norm(x, layer.attn_norm, c.rms_norm_eps)
+        q = F.linear(h, layer.q_weight, layer.q_bias).view(B, T, c.num_attention_heads, c.head_dim)
+        k = F.linear(h, layer.k_weight, layer.k_bias).view(B, T, c.num_key_value_heads, c.head_dim)
+        v = F.linear(h, layer.v_weight, layer.v_bias).view(B, T, c.num_key_value_heads, c.head_dim)
+        q, k = kernels.rope(q, cos, sin), kernels.rope(k, cos, sin)
+        keys, values, offset = cache.store(i, positions, k, v, layer.window)
+        a = kernels.attention(q, keys, values, layer.sinks, positions, offset, layer.window,
+                              c.head_dim ** -0.5)
+        return F.linear(a.reshape(B, T, -1), layer.o_weight, layer.o_bias)
+
+    def _mlp(self, layer: Layer, x):
+        c = self.config
+        h = kernels.rms_norm(x, layer.mlp_norm, c.rms_norm_eps)
+        y = kernels.moe(h.reshape(-1, c.hidden_size), layer.router_weight, layer.router_bias,
+                        layer.experts, c.num_experts_per_tok, c.swiglu_alpha, c.swiglu_limit)
+        return y.view_as(x)
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final hidden states -> float32 logits (-inf for tokens a compact checkpoint lacks)."""
+        logits = F.linear(hidden, self.unembed).float()
+        if self.unknown_tokens is not None:
+            logits = logits.masked_fill(self.unknown_tokens, float("-inf"))
+        return logits
+
+    # ---- public API ----------------------------------------------------------------------
+    @torch.inference_mode()
+    def logits(self, token_ids: Sequence[int]) -> torch.Tensor:
+        """float32 [len(token_ids), vocab] for a fresh sequence (the session cache is untouched)."""
+        if len(token_ids) == 0:
+            raise ValueError("logits: token_ids is empty")
+        cache = KVCache(self.config, 1, self.dtype, self.device)
+        return self.project(self.forward([list(token_ids)], cache)[0]).cpu()
+
+    def generate(self, prompt_tokens: Sequence[int], max_tokens: int = 256,
+                 stop_tokens: Sequence[int] = (), temperature: float = 1.0, top_p: float = 1.0,
+                 top_k: int = 0, seed: int | None = None, logprobs: bool = False) -> Iterator:
+        """Stream Generated(token, logprob) for one prompt, reusing the cached prefix."""
+        from .generate import generate
+        return generate(self, prompt_tokens, max_tokens, stop_tokens, temperature, top_p, top_k,
+                        seed, logprobs)
+
+    def generate_batch(self, prompts: Sequence[Sequence[int]], max_tokens: int = 256,
+                       stop_tokens: Sequence[int] = (), temperature: float = 1.0,
+                       top_p: float = 1.0, top_k: int = 0, seed: int | None = None,
+                       logprobs: bool = False) -> list[list]:
+        """Several prompts in one batch -> one list of Generated per prompt."""
+        from .generate import generate_batch
+        return generate_batch(self, prompts, max_tokens, stop_tokens, temperature, top_p, top_k,
+                              seed, logprobs)
+
+    def reset(self) -> None:
+        """Forget the session cache (frees its memory)."""
+        self.cache = KVCache(self.config, 1, self.dtype, self.device)
+
+
+def _default_dtype(config: GptOssConfig, device: torch.device) -> torch.dtype:
+    if device.type != "cpu":
+        return torch.bfloat16
+    c = config
+    per_layer = c.num_local_experts * 3 * c.hidden_size * c.intermediate_size
+    params = c.num_hidden_layers * per_layer + 2 * c.vocab_size * c.hidden_size
+    return torch.bfloat16 if params > BF16_AUTO_PARAMS else torch.float32
+
+
+def _experts_fit(config: GptOssConfig, dtype: torch.dtype) -> bool:
+    c = config
+    values = c.num_hidden_layers * c.num_local_experts * 3 * c.hidden_size * c.intermediate_size
+    return values * torch.finfo(dtype).bits // 8 <= DENSE_AUTO_BYTES
+
+
+def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+         dense: bool | None = None) -> GptOss:
+    """Load a checkpoint folder (HF, original, compact) or "nano" (the embedded model).
+
+    dtype None: bf16 on CUDA; on CPU bf16 for big models, float32 for small ones.
+    dense None: experts stay packed MXFP4 unless, dequantized, they fit in 256 MiB.
+    """
+    if str(path) == "nano":
+        from . import nano  # the embedded model's package; imported only when asked for
+        path = nano.path()
+    config, tensors = load_tensors(Path(path))
+    return GptOss(config, tensors, device, dtype, dense)
