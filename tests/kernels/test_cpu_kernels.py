@@ -1,0 +1,109 @@
+"""The C++ CPU kernels against the pure-torch reference (dequantize, then matmul).
+
+Oracles: agent.kernels.reference.dequantize_mxfp4 and float64 matmuls. Shapes include block
+counts that are odd (the kernel unrolls by two blocks), output widths that are not multiples of
+its 32-row chunks, row counts around its 4-row tiles, and experts that no row selected.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agent import kernels
+from agent.kernels import PackedExperts, reference
+from agent.kernels.cpu.build import extension
+
+ext = extension()
+pytestmark = pytest.mark.skipif(ext is None, reason="CPU kernels need AVX-512-BF16 and a compiler")
+
+
+def random_packed(gen, experts, rows, nblocks, low=118, high=130):
+    blocks = torch.randint(0, 256, (experts, rows, nblocks, 16), dtype=torch.uint8, generator=gen)
+    scales = torch.randint(low, high, (experts, rows, nblocks), dtype=torch.uint8, generator=gen)
+    return blocks, scales
+
+
+@pytest.mark.parametrize("nblocks,rows", [(1, 1), (3, 37), (4, 64), (9, 33)])
+@pytest.mark.parametrize("bias_dtype", [None, torch.float32, torch.bfloat16])
+def test_grouped_gemv_equals_dequantized_matmul(nblocks, rows, bias_dtype):
+    gen = torch.Generator().manual_seed(nblocks * 100 + rows)
+    E = 5
+    blocks, scales = random_packed(gen, E, rows, nblocks)
+    bias = (torch.randn(E, rows, generator=gen).to(bias_dtype) if bias_dtype
+            else torch.empty(0))
+    # groups: expert 3 with 9 rows (two full 4-row tiles and a tail), expert 0 with none,
+    # expert 4 with 1, expert 1 with 2 -- in non-sorted expert order
+    experts = torch.tensor([3, 0, 4, 1])
+    offsets = torch.tensor([0, 9, 9, 10, 12])
+    x = torch.randn(12, nblocks * 32, generator=gen).to(torch.bfloat16)
+    out = ext.moe_mxfp4_gemv(x, blocks, scales, bias, experts, offsets)
+    weight = reference.dequantize_mxfp4(blocks, scales, torch.float64)
+    for g, e in enumerate(experts.tolist()):
+        a, b = offsets[g], offsets[g + 1]
+        want = x[a:b].double() @ weight[e].T
+        if bias_dtype:
+            want += bias[e].double()
+        torch.testing.assert_close(out[a:b].double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item() if b > a else 0)
+
+
+def test_gemv_rejects_bad_input_with_one_clear_message():
+    blocks = torch.zeros(2, 4, 3, 16, dtype=torch.uint8)
+    scales = torch.zeros(2, 4, 3, dtype=torch.uint8)
+    x = torch.zeros(1, 96, dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="expert index 2"):
+        ext.moe_mxfp4_gemv(x, blocks, scales, torch.empty(0), torch.tensor([2]), torch.tensor([0, 1]))
+    with pytest.raises(RuntimeError, match="x must be contiguous bf16"):
+        ext.moe_mxfp4_gemv(x[:, :64], blocks, scales, torch.empty(0), torch.tensor([0]), torch.tensor([0, 1]))
+
+
+def test_dequantize_is_exact_over_the_scale_range():
+    gen = torch.Generator().manual_seed(1)
+    blocks, scales = random_packed(gen, 1, 300, 5, low=3, high=255)  # both code paths
+    blocks, scales = blocks[0], scales[0]
+    got = ext.mxfp4_dequantize_bf16(blocks, scales)
+    want = reference.dequantize_mxfp4(blocks, scales, torch.bfloat16)
+    assert torch.equal(got, want)
+
+
+def test_int8_gemv_equals_dequantized_matmul():
+    gen = torch.Generator().manual_seed(2)
+    q = torch.randint(-127, 128, (45, 96), dtype=torch.int8, generator=gen)
+    s = torch.rand(45, 3, generator=gen)
+    x = torch.randn(6, 96, generator=gen)
+    weight = (q.double().view(45, 3, 32) * s.double()[..., None]).view(45, 96)
+    want = x.double() @ weight.T
+    got = ext.int8_gemv(x, q, s)
+    # activations are quantized to int16 per row: error ~ 3e-5 of the row's largest value
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=3e-4 * want.abs().max().item())
+
+
+def random_experts(gen, E, H, I):
+    gb, gs = random_packed(gen, E, 2 * I, H // 32, 121, 126)
+    db, ds = random_packed(gen, E, H, I // 32, 121, 126)
+    return PackedExperts(gb, gs, torch.randn(E, 2 * I, generator=gen).to(torch.bfloat16),
+                         db, ds, torch.randn(E, H, generator=gen).to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("tokens", [1, 3, 8, 60])  # decode, small batch, mixed, prefill path
+def test_moe_matches_reference(tokens):
+    gen = torch.Generator().manual_seed(tokens)
+    E, H, I, top_k = 6, 96, 64, 2
+    experts = random_experts(gen, E, H, I)
+    router_w = torch.randn(E, H, generator=gen)
+    router_b = torch.randn(E, generator=gen)
+    # bf16-representable input: the fast path's only extra rounding is then the bf16 hidden
+    x = torch.randn(tokens, H, generator=gen).to(torch.bfloat16).float()
+    assert kernels.implementation("moe", "cpu").__module__ == "agent.kernels.cpu.moe"
+    with torch.no_grad():
+        got = kernels.moe(x, router_w, router_b, experts, top_k)
+        want = reference.moe(x.double(), router_w.double(), router_b.double(), experts, top_k)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-2 * want.abs().max().item())
+
+
+def test_moe_with_gradients_uses_the_differentiable_reference():
+    gen = torch.Generator().manual_seed(5)
+    experts = random_experts(gen, 4, 64, 32)
+    x = torch.randn(3, 64, generator=gen, requires_grad=True)
+    out = kernels.moe(x, torch.randn(4, 64, generator=gen), torch.zeros(4), experts, 2)
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
