@@ -1,0 +1,39 @@
+"""The generation interface the agent loop talks to.
+
+A backend turns a prompt (Harmony tokens) into a stream of generated tokens. The in-process
+runtime (local.py), a remote engine (remote.py) and the test replayer (scripted.py) all speak
+it, so the loop never knows which one it drives.
+"""
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple, Protocol, Sequence, runtime_checkable
+
+
+class Generated(NamedTuple):
+    """One sampled token and, when asked for, its log-probability."""
+    token: int
+    logprob: float | None = None
+
+
+USAGE_KEYS = ("prompt_tokens", "reused_tokens", "computed_tokens", "generated_tokens")
+
+
+def empty_usage() -> dict[str, int]:
+    return {key: 0 for key in USAGE_KEYS}
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """`complete` yields tokens until a stop token (included) or `max_tokens`;
+    `last_usage` then describes that call: prompt, reused-from-cache, computed, generated."""
+
+    last_usage: dict
+
+    def complete(self, prompt: list[int], *, max_tokens: int, stop: Sequence[int],
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
+                 logprobs: bool = False) -> Iterator[Generated]:
+        ...
+
+
+def is_backend(obj: object) -> bool:
+    return callable(getattr(obj, "complete", None))

@@ -1,0 +1,71 @@
+"""The in-process runtime as a backend: `agent.model.load(...)` -> GptOss.generate."""
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from agent.backends.base import Generated, empty_usage
+
+# Names a user may type for the real checkpoints, and where `python -m agent download` puts them.
+KNOWN_NAMES = ("gpt-oss-20b", "gpt-oss-120b")
+
+
+class ModelNotFound(FileNotFoundError):
+    pass
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("GPT_OSS_AGENT_MODELS", Path.home() / ".cache" / "gpt-oss-agent"))
+
+
+def resolve_model_path(model: str | os.PathLike | None) -> Path:
+    """None -> the embedded nano model; an existing path -> itself; a known name -> its download
+    folder. Anything else is a clear error, never a hub download."""
+    if model is None:
+        from agent.model import nano
+        path = Path(nano.path())
+        if not path.exists():
+            raise ModelNotFound(f"embedded model weights are missing at {path}")
+        return path
+    path = Path(model).expanduser()
+    if path.exists():
+        return path
+    name = str(model).split("/")[-1]
+    for candidate in (models_dir() / name, models_dir() / f"openai--{name}"):
+        if candidate.exists():
+            return candidate
+    hint = f"; run `python -m agent download {name}` first" if name in KNOWN_NAMES else ""
+    raise ModelNotFound(f"model {str(model)!r}: no such checkpoint folder{hint}")
+
+
+class LocalBackend:
+    """Generation on a loaded `GptOss`; the runtime keeps its own prefix cache."""
+
+    def __init__(self, model):
+        self.model = model
+        self.last_usage = empty_usage()
+
+    @classmethod
+    def load(cls, model: str | os.PathLike | None = None, *, device: str = "cpu",
+             progress: Callable[[float, str], None] | None = None) -> "LocalBackend":
+        from agent.model import load
+        path = resolve_model_path(model)
+        kwargs = {"device": device}
+        if progress is not None and "progress" in inspect.signature(load).parameters:
+            kwargs["progress"] = progress
+        return cls(load(str(path), **kwargs))
+
+    def complete(self, prompt: list[int], *, max_tokens: int, stop: Sequence[int] = (),
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
+                 logprobs: bool = False) -> Iterator[Generated]:
+        self.last_usage = empty_usage()
+        stream = self.model.generate(list(prompt), max_tokens=max_tokens, stop_tokens=list(stop),
+                                     temperature=temperature, top_p=top_p, seed=seed,
+                                     logprobs=logprobs)
+        try:
+            for item in stream:
+                yield Generated(int(item.token), getattr(item, "logprob", None))
+        finally:
+            self.last_usage = dict(getattr(self.model, "last_usage", None) or self.last_usage)
