@@ -263,6 +263,16 @@ def _as_content(content: Any) -> Any:
     return TextContent(text=content) if isinstance(content, str) else content
 
 
+def _system_json(item: Any) -> Any:
+    """In the JSON form an absent system field means None (as openai-harmony's Rust core reads
+    it), not the Python default: `to_dict()` leaves out None fields, so this round-trips."""
+    if isinstance(item, str):
+        return {"type": "text", "text": item}
+    if isinstance(item, dict) and item.get("type") == "system_content":
+        return {**{name: None for name in SystemContent.model_fields if name != "type"}, **item}
+    return item
+
+
 class Message(_Model):
     author: Author
     content: list[Content] = Field(default_factory=list)
@@ -282,8 +292,7 @@ class Message(_Model):
             if isinstance(content, str):
                 data["content"] = [{"type": "text", "text": content}]
             elif isinstance(content, list):
-                data["content"] = [{"type": "text", "text": c} if isinstance(c, str) else c
-                                   for c in content]
+                data["content"] = [_system_json(c) for c in content]
         return data
 
     @classmethod
