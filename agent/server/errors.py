@@ -36,14 +36,25 @@ def sse_error(err: ApiError) -> bytes:
     return f"data: {json.dumps(err.body())}\n\n".encode()
 
 
+_BRANCHES = {"str", "int", "float", "bool", "dict", "list", "none", "message", "function_call",
+             "function_call_output", "reasoning", "unsupported"}
+
+
+def _param(loc) -> str | None:
+    """pydantic's error location without union-branch names ('str', 'list[int]', tags)."""
+    parts = [str(p) for p in loc if p != "body" and not (
+        isinstance(p, str) and ("[" in p or p in _BRANCHES or p[:1].isupper()))]
+    return ".".join(parts) or None
+
+
 def _describe_validation(exc: RequestValidationError) -> ApiError:
-    first = exc.errors()[0] if exc.errors() else {}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    if first.get("type") == "json_invalid":
-        return ApiError(f"Invalid JSON in request body: {first.get('msg', 'cannot parse')}",
-                        code="invalid_json")
-    param = ".".join(loc) or None
-    msg = first.get("msg", "invalid request")
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return ApiError("Invalid JSON in request body: cannot parse it", code="invalid_json")
+    # Of a union's failed branches, the deepest location is the one the client meant.
+    first = max(errors, key=lambda e: len(e.get("loc", ())), default={})
+    param = _param(first.get("loc", ()))
+    msg = first.get("msg", "invalid request").removeprefix("Value error, ")
     return ApiError(f"Invalid value for '{param}': {msg}" if param else f"Invalid request: {msg}",
                     param=param, code="invalid_value")
 
