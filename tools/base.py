@@ -1,0 +1,86 @@
+"""The tool interface: what the agent loop calls and what the model sees.
+
+A tool lives in one Harmony namespace. The built-ins `browser` and `python` are described in
+the system message (a `ToolNamespaceConfig`); developer functions (`functions.NAME`) are listed
+in the developer message (a `ToolDescription`). Whatever happens inside a tool, the loop gets a
+`ToolResult` back: failures are text for the model to read, never exceptions.
+"""
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the harmony layer is below us; imported lazily to keep `import` cheap
+    from agent.harmony.messages import ToolDescription, ToolNamespaceConfig
+
+BUILTIN_NAMESPACES = ("browser", "python")
+
+
+@dataclass
+class ToolResult:
+    """What a tool returns: `text` is exactly what the model reads; `data` is for programs."""
+    text: str
+    data: Any = None
+    error: bool = False
+
+
+class ToolError(Exception):
+    """A failure the model caused or can fix; its message goes back to the model verbatim."""
+
+
+class Tool(ABC):
+    namespace: str = "functions"  # "functions" | "browser" | "python"
+    name: str = ""
+    description: str = ""
+    timeout: float | None = None  # seconds the Toolbox waits for `call`; None: no limit
+
+    def recipients(self) -> list[str]:
+        """The recipient strings the model uses to address this tool."""
+        if self.namespace == "functions":
+            return [f"functions.{self.name}"]
+        return [self.namespace]
+
+    @abstractmethod
+    async def call(self, recipient: str, arguments: str) -> ToolResult:
+        """Run one call. `arguments` is the raw message text (JSON, or code for python)."""
+
+    def namespace_config(self) -> "ToolNamespaceConfig | None":
+        """The system-message section of a built-in tool; None for developer functions."""
+        return None
+
+    def tool_description(self) -> "ToolDescription | None":
+        """The developer-message entry of a function tool; None for built-ins."""
+        return None
+
+    async def close(self) -> None:
+        """Release processes, files and connections. Safe to call twice."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {', '.join(self.recipients())}>"
+
+
+def parse_json_arguments(recipient: str, arguments: str) -> dict[str, Any]:
+    """The model's argument text as a JSON object, or a ToolError saying what is wrong."""
+    text = (arguments or "").strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ToolError(f"Invalid arguments for {recipient}: not valid JSON ({e.msg} at "
+                        f"position {e.pos}). Send a JSON object.") from None
+    if not isinstance(value, dict):
+        raise ToolError(f"Invalid arguments for {recipient}: expected a JSON object, "
+                        f"got {type(value).__name__}.")
+    return value
+
+
+def format_validation_error(recipient: str, error: Any) -> str:
+    """A pydantic ValidationError as one short corrective message for the model."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item.get("loc", ())) or "arguments"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    return f"Invalid arguments for {recipient}: " + "; ".join(parts) + "."

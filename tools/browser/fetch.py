@@ -1,0 +1,137 @@
+"""Fetching pages for the browser: httpx with limits, and no requests to private addresses.
+
+Every hop of a redirect chain is checked, so a public page cannot bounce the browser to
+127.0.0.1 or a cloud metadata address. (The check resolves the name before httpx connects; a
+DNS server that answers differently the second time is not defended against.)
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlparse
+
+import httpx
+
+USER_AGENT = "Mozilla/5.0 (compatible; gpt-oss-agent browser)"
+META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+
+
+class FetchError(Exception):
+    """A page could not be fetched; the message is for the model."""
+
+
+@dataclass
+class Document:
+    url: str            # after redirects
+    status: int
+    content_type: str   # e.g. "text/html", lowercase, no parameters
+    text: str
+    truncated: bool     # the body was longer than the size cap
+
+
+def content_type_of(header: str) -> tuple[str, str | None]:
+    main, _, params = header.partition(";")
+    match = re.search(r"charset\s*=\s*[\"']?([^\"';\s]+)", params, re.I)
+    return main.strip().lower(), match.group(1) if match else None
+
+
+def decode_body(body: bytes, content_type: str, charset: str | None) -> str:
+    """Header charset, then BOM, then <meta charset>, then UTF-8, then windows-1252."""
+    candidates = [charset] if charset else []
+    if body.startswith(b"\xef\xbb\xbf"):
+        candidates.append("utf-8-sig")
+    elif body.startswith((b"\xff\xfe", b"\xfe\xff")):
+        candidates.append("utf-16")
+    if "html" in content_type or "xml" in content_type:
+        meta = META_CHARSET.search(body[:4096])
+        if meta:
+            candidates.append(meta.group(1).decode("ascii", "ignore"))
+    candidates += ["utf-8", "cp1252"]
+    for name in candidates:
+        try:
+            return body.decode(name)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return body.decode("latin-1")
+
+
+def is_public_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if getattr(ip, "ipv4_mapped", None):
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class Fetcher:
+    def __init__(self, *, timeout: float = 20.0, max_bytes: int = 3_000_000,
+                 max_redirects: int = 5, allow_private: bool = False,
+                 user_agent: str = USER_AGENT, trust_env: bool = False):
+        """timeout: seconds for the whole fetch (connect, redirects, body), not per read.
+        allow_private: permit loopback, private and link-local addresses (SSRF opt-in)."""
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.max_redirects = max_redirects
+        self.allow_private = allow_private
+        self.user_agent = user_agent
+        self.trust_env = trust_env
+
+    async def fetch(self, url: str) -> Document:
+        try:
+            return await asyncio.wait_for(self._fetch(url), self.timeout)
+        except asyncio.TimeoutError:
+            raise FetchError(f"timed out after {self.timeout:g} seconds") from None
+        except httpx.HTTPError as e:
+            raise FetchError(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
+
+    async def check_url(self, url: str) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https"):
+            raise FetchError(f"only http and https URLs can be opened, not {parsed.scheme or 'a URL without a scheme'}")
+        if not parsed.hostname:
+            raise FetchError("the URL has no host")
+        if self.allow_private:
+            return
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                parsed.hostname, port, type=socket.SOCK_STREAM)
+        except socket.gaierror:
+            raise FetchError(f"cannot resolve host {parsed.hostname}") from None
+        for info in infos:
+            address = info[4][0]
+            if not is_public_address(address):
+                raise FetchError(f"refusing to fetch {parsed.hostname} ({address}): private, "
+                                 "loopback and link-local addresses are blocked")
+
+    async def _fetch(self, url: str) -> Document:
+        headers = {"User-Agent": self.user_agent, "Accept": "text/html,text/plain;q=0.9,*/*;q=0.5"}
+        timeout = httpx.Timeout(self.timeout)
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False,
+                                     trust_env=self.trust_env, headers=headers) as client:
+            for _ in range(self.max_redirects + 1):
+                await self.check_url(url)
+                async with client.stream("GET", url) as response:
+                    location = response.headers.get("location")
+                    if response.is_redirect and location:
+                        url = urljoin(str(response.url), location)
+                        continue
+                    if response.status_code >= 400:
+                        raise FetchError(f"HTTP {response.status_code} "
+                                         f"{response.reason_phrase or ''}".rstrip())
+                    body, truncated = await self._read_capped(response)
+                    ctype, charset = content_type_of(response.headers.get("content-type", ""))
+                    return Document(url=str(response.url), status=response.status_code,
+                                    content_type=ctype, truncated=truncated,
+                                    text=decode_body(body, ctype, charset))
+        raise FetchError(f"too many redirects (more than {self.max_redirects})")
+
+    async def _read_capped(self, response: httpx.Response) -> tuple[bytes, bool]:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > self.max_bytes:
+                return bytes(body[:self.max_bytes]), True
+        return bytes(body), False

@@ -1,0 +1,139 @@
+"""The jail around the python tool's worker: bubblewrap, rlimits, an unprivileged uid.
+
+Inside the sandbox the worker sees a read-only system (/usr, a few files of /etc, the Python
+installation), a private writable workspace at /mnt/data, a private /tmp (a size-capped tmpfs),
+its own /proc and PID namespace, no network (an empty network namespace), and it dies with its
+parent. rlimits cap CPU time, address space, file size and processes.
+
+rlimits do not bind root (and RLIMIT_NPROC counts per real uid), so the code never runs as
+root: when the host is root, bwrap runs privileged (no user namespace) and the worker drops to a
+fresh high uid of its own before running anything; otherwise bwrap maps the caller into a user
+namespace, where the kernel counts processes per namespace.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import site
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+WORKER = Path(__file__).with_name("worker.py")
+INSIDE_WORKER = "/run/agent/worker.py"
+INSIDE_CAPTURE_DIR = "/run/agent/out"
+WORKSPACE = "/mnt/data"
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives",
+             "ssl", "ca-certificates", "passwd", "group", "nsswitch.conf", "hosts",
+             "mime.types", "fonts", "matplotlibrc")
+QUIET_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                 "NUMEXPR_NUM_THREADS")
+
+
+class SandboxUnavailable(RuntimeError):
+    """bwrap is missing or cannot start, and unsandboxed execution was not requested."""
+
+
+@dataclass
+class Limits:
+    timeout: float = 30.0                 # wall-clock seconds per call
+    cpu_seconds: int | None = None        # CPU seconds per call (default: the timeout)
+    memory_bytes: int = 4 << 30           # address space of each process
+    file_size_bytes: int = 256 << 20      # largest file a process may write
+    max_processes: int = 64               # processes and threads of the sandbox uid
+    tmp_bytes: int = 256 << 20            # size of the private /tmp
+    output_chars: int = 16000             # longer output is cut in the middle, with a note
+
+    def rlimits(self) -> dict[str, int]:
+        per_call = int(self.cpu_seconds or max(1, round(self.timeout)))
+        return {
+            "RLIMIT_CPU": max(per_call * 100, 3600),  # lifetime cap; each cell gets per_call
+            "RLIMIT_AS": self.memory_bytes,
+            "RLIMIT_FSIZE": self.file_size_bytes,
+            "RLIMIT_NPROC": self.max_processes,
+            "RLIMIT_CORE": 0,
+        }
+
+
+def find_bwrap(path: str | None = None) -> str | None:
+    if path is not None:
+        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    return shutil.which("bwrap")
+
+
+def python_dirs() -> list[str]:
+    """The folders the interpreter needs: its prefix(es) and site-packages, outside /usr."""
+    candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                  *site.getsitepackages(), os.path.dirname(os.path.realpath(sys.executable))]
+    dirs: list[str] = []
+    for d in sorted({os.path.realpath(c) for c in candidates if os.path.isdir(c)}):
+        if any(d == s or d.startswith(s + "/") for s in ("/usr", *dirs)):
+            continue
+        dirs.append(d)
+    return dirs
+
+
+def bwrap_command(bwrap: str, limits: Limits, workspace: Path, capture_dir: Path,
+                  sandbox_uid: int) -> tuple[list[str], dict]:
+    """The bwrap argv that starts the worker, and the worker's settings."""
+    settings = {"rlimits": limits.rlimits(), "output_limit": limits.output_chars,
+                "capture": f"{INSIDE_CAPTURE_DIR}/output"}
+    argv = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+            "--hostname", "sandbox"]
+    if os.geteuid() == 0:
+        # Privileged bwrap, no user namespace: the worker drops to `sandbox_uid` itself, so
+        # the kernel sees an ordinary unprivileged uid (rlimits bind, root files stay closed).
+        argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        settings.update(uid=sandbox_uid, gid=sandbox_uid)
+    else:
+        argv += ["--unshare-user", "--uid", "1000", "--gid", "1000", "--disable-userns"]
+    for d in SYSTEM_DIRS:
+        if os.path.islink(d):
+            argv += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            argv += ["--ro-bind", d, d]
+    for name in ETC_FILES:
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    for d in python_dirs():
+        argv += _parent_dirs(d) + ["--ro-bind", d, d]
+    # bwrap would create missing parents as 0700 root, closed to the unprivileged uid.
+    argv += _parent_dirs(WORKSPACE) + _parent_dirs(INSIDE_CAPTURE_DIR)
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+             "--bind", str(workspace), WORKSPACE,
+             "--bind", str(capture_dir), INSIDE_CAPTURE_DIR,
+             "--ro-bind", str(WORKER), INSIDE_WORKER,
+             "--chdir", WORKSPACE, "--clearenv"]
+    for key, value in sandbox_environment().items():
+        argv += ["--setenv", key, value]
+    argv += [sys.executable, "-s", "-B", INSIDE_WORKER, json.dumps(settings)]
+    return argv, settings
+
+
+def _parent_dirs(path: str) -> list[str]:
+    """bwrap arguments creating each missing ancestor of `path` world-traversable (0755)."""
+    parts = Path(path).parts[1:-1]
+    args: list[str] = []
+    for i in range(len(parts)):
+        args += ["--perms", "0755", "--dir", "/" + "/".join(parts[:i + 1])]
+    return args
+
+
+def sandbox_environment() -> dict[str, str]:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKSPACE, "LANG": "C.UTF-8",
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg",
+           "TMPDIR": "/tmp"}
+    env.update({k: "1" for k in QUIET_THREADS})  # threads count against the process limit
+    return env
+
+
+def unsandboxed_command(limits: Limits, workspace: Path, capture_dir: Path) -> tuple[list[str], dict]:
+    """The worker as a plain child process: rlimits only, same user, network on."""
+    settings = {"rlimits": limits.rlimits(), "output_limit": limits.output_chars,
+                "capture": str(capture_dir / "output")}
+    if os.geteuid() == 0:
+        settings["rlimits"].pop("RLIMIT_NPROC")  # counts every root process on the host
+    return [sys.executable, "-s", "-B", str(WORKER), json.dumps(settings)], settings
