@@ -130,7 +130,7 @@ class RawRun:
 def choice(run: RawRun, ids: list[int], text: str, pairs, finish: str | None) -> dict:
     body = {"index": 0, "text": text, "logprobs": run.logprobs_body(pairs),
             "finish_reason": finish,
-            "stop_reason": run.stop_reason if finish and isinstance(run.stop_reason, int) else None}
+            "stop_reason": run.stop_reason if finish else None}
     if run.req.return_token_ids:
         body["token_ids"] = ids
     return body

@@ -11,6 +11,7 @@ import pytest
 import uvicorn
 
 from agent.backends.base import Generated, empty_usage
+from agent.harmony.tokenizer import get_encoding
 from agent.server.app import create_app
 
 
@@ -53,10 +54,9 @@ def serving(backend, name: str = "test-model", max_context: int = 4096, **kw):
 
 
 class SlowBackend:
-    """Generates filler tokens forever (until max_tokens or cancelled), one every `delay`
-    seconds, counting them: disconnect and queueing tests watch the count."""
-
-    FILLER = 1234
+    """Answers with a final-channel header and then filler text until max_tokens (or until
+    cancelled), one token every `delay` seconds, counting them: disconnect and queueing tests
+    watch the count."""
 
     def __init__(self, delay: float = 0.01):
         self.delay = delay
@@ -67,12 +67,19 @@ class SlowBackend:
     def complete(self, prompt, *, max_tokens, stop=(), temperature=1.0, top_p=1.0, seed=None,
                  logprobs=False):
         self.calls += 1
-        for _ in range(max_tokens):
+        header = get_encoding().encode("<|channel|>final<|message|>", allowed_special="all")
+        filler = get_encoding().encode(" la")
+        for i in range(max_tokens):
             time.sleep(self.delay)
             self.produced += 1
-            yield Generated(self.FILLER, None)
+            yield Generated(header[i] if i < len(header) else filler[0], None)
 
 
 @pytest.fixture
 def serve():
     return serving
+
+
+@pytest.fixture
+def slow_backend():
+    return SlowBackend

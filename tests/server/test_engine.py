@@ -1,0 +1,76 @@
+"""The request queue: concurrent requests all complete, a client that leaves stops its
+generation (streamed or not), and the engine survives both."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import openai
+import pytest
+
+HI = [{"role": "user", "content": "Hi!"}]
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_streaming_client_disconnect_stops_generation(serve, slow_backend):
+    backend = slow_backend(delay=0.01)
+    with serve(backend, max_context=100_000) as (url, _):
+        with httpx.stream("POST", url + "/v1/chat/completions", timeout=10, json={
+                "model": "test-model", "messages": HI, "stream": True, "max_tokens": 5000}) as r:
+            seen = 0
+            for line in r.iter_lines():
+                seen += line.startswith("data:")
+                if seen >= 5:
+                    break
+        assert wait_until(lambda: _stable(backend))
+        stopped_at = backend.produced
+        assert stopped_at < 500, stopped_at  # far below max_tokens: generation was cancelled
+        # the engine still serves the next request
+        r = httpx.post(url + "/v1/chat/completions", timeout=10,
+                       json={"model": "test-model", "messages": HI, "max_tokens": 3})
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
+
+
+def test_non_streaming_client_disconnect_stops_generation(serve, slow_backend):
+    backend = slow_backend(delay=0.01)
+    with serve(backend, max_context=100_000) as (url, _):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + "/v1/chat/completions", timeout=0.3,
+                       json={"model": "test-model", "messages": HI, "max_tokens": 5000})
+        assert wait_until(lambda: _stable(backend))
+        assert backend.produced < 500, backend.produced
+
+
+def _stable(backend) -> bool:
+    before = backend.produced
+    time.sleep(0.15)
+    return backend.produced == before
+
+
+def test_concurrent_requests_are_queued_and_all_complete(serve, slow_backend):
+    backend = slow_backend(delay=0.001)
+    with serve(backend) as (url, _):
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+
+        async def one(i):
+            chunks = [c async for c in await client.chat.completions.create(
+                model="test-model", messages=[{"role": "user", "content": f"req {i}"}],
+                max_tokens=10 + i, stream=True, stream_options={"include_usage": True})]
+            return chunks[-1].usage.completion_tokens
+
+        async def all_of_them():
+            try:
+                return await asyncio.gather(*(one(i) for i in range(12)))
+            finally:
+                await client.close()
+
+        done = asyncio.run(all_of_them())
+    assert done == [10 + i for i in range(12)]
+    assert backend.calls == 12
