@@ -1,0 +1,538 @@
+"""The agent loop: render -> generate -> parse -> dispatch tool calls -> repeat.
+
+`Agent` owns a backend (the model), a toolbox and a router. One *turn* answers one user task;
+inside it the model may call tools many times (steps). Whatever goes wrong inside a turn --
+an unknown tool, bad JSON arguments, a tool that raises, output that does not parse, a final
+answer that fails validation -- goes back to the model as a message, and the limits (steps,
+tokens, wall time) end the turn with a partial result and a stated reason.
+
+With effort="auto" the router picks the starting effort, and a turn that ends badly is run
+again one level up (see router.py and `_problems`).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+
+from agent.events import (CommentaryDelta, Done, EffortChosen, ErrorEvent, Event, FinalDelta,
+                          ReasoningDelta, ToolCallStarted, ToolResultReceived)
+from agent.results import EffortDecision, Result, ToolCall, Usage, find_citations
+from agent.router import Router, router_for
+
+FIX_OUTPUT_PROMPT = ("Your final answer is not a valid `{name}` object: {error}\n"
+                     "Reply with only the corrected JSON object, matching the `{name}` response format.")
+
+
+@dataclass
+class _Turn:
+    """Mutable state of one attempt at a turn."""
+    effort: str
+    messages: list = field(default_factory=list)       # this turn's messages, user task first
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    steps: int = 0
+    final: str | None = None
+    partial: str = ""
+    reasoning: str = ""
+    final_logprobs: list[float] = field(default_factory=list)
+    stop_reason: str = "done"
+    reason: str = ""
+    output: Any = None
+    unresolved: str | None = None      # the last error the model has not recovered from
+    pages: dict = field(default_factory=dict)
+    model_s: float = 0.0
+    tools_s: float = 0.0
+    first_token_s: float | None = None
+
+
+class Agent:
+    """An agent on a gpt-oss model.
+
+    model: None (the embedded nano model), a checkpoint folder or name, or a Backend object.
+    tools: Tool objects, @tool functions, or the names "browser" / "python".
+    effort: "auto" (routed, escalates), "low" | "medium" | "high" (fixed), or a Router.
+    Limits per turn: max_steps generations, max_tokens generated tokens in all, max_time seconds.
+    """
+
+    def __init__(self, model: Any = None, tools: Sequence[Any] = (), instructions: str | None = None,
+                 effort: "str | Router" = "auto", *, max_steps: int = 12, max_tokens: int = 8192,
+                 max_step_tokens: int = 2048, max_time: float | None = None,
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
+                 device: str = "cpu", output_retries: int = 2, min_confidence: float | None = 0.35,
+                 check: Callable[[Result], Any] | None = None, date: str | None = "today",
+                 model_identity: str | None = None,
+                 progress: Callable[[float, str], None] | None = None):
+        self.model = model
+        self.instructions = instructions
+        self.router = router_for(effort)
+        self.effort = effort if isinstance(effort, str) else "custom"
+        self.max_steps, self.max_tokens, self.max_step_tokens = max_steps, max_tokens, max_step_tokens
+        self.max_time = max_time
+        self.temperature, self.top_p, self.seed = temperature, top_p, seed
+        self.device = device
+        self.output_retries = output_retries
+        self.min_confidence = min_confidence
+        self.check = check
+        self.date = datetime.date.today().isoformat() if date == "today" else date
+        self.model_identity = model_identity
+        self.progress = progress
+        self.toolset = ToolSet(tools)
+        self._backend = model if callable(getattr(model, "complete", None)) else None
+        self._backend_lock = threading.Lock()
+        self.load_seconds: float | None = None
+
+    # ---- model -------------------------------------------------------------------------
+    @property
+    def backend(self):
+        """The backend, loading the checkpoint on first use."""
+        with self._backend_lock:
+            if self._backend is None:
+                from agent.backends.local import LocalBackend
+                started = time.perf_counter()
+                self._backend = LocalBackend.load(self.model, device=self.device, progress=self.progress)
+                self.load_seconds = time.perf_counter() - started
+            return self._backend
+
+    def set_tools(self, tools: Sequence[Any]) -> None:
+        self.toolset.close()
+        self.toolset = ToolSet(tools)
+
+    def close(self) -> None:
+        self.toolset.close()
+
+    def __enter__(self) -> "Agent":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- public API ----------------------------------------------------------------------
+    def run(self, task: str, *, output: type | None = None, check: Callable | None = None,
+            effort: "str | Router | None" = None) -> Result:
+        """Run one task to the end and return its Result (`.output` holds the validated object
+        when `output` is a pydantic model)."""
+        result = None
+        for event in self.stream(task, output=output, check=check, effort=effort):
+            if isinstance(event, Done):
+                result = event.result
+        return result
+
+    def stream(self, task: str, *, output: type | None = None, check: Callable | None = None,
+               effort: "str | Router | None" = None) -> Iterator[Event]:
+        """Yield events while the task runs; the last one is Done(result)."""
+        yield from self._run_turn([], task, output=output, check=check, effort=effort)
+
+    async def arun(self, task: str, **kwargs) -> Result:
+        return await asyncio.to_thread(self.run, task, **kwargs)
+
+    async def astream(self, task: str, **kwargs) -> AsyncIterator[Event]:
+        async for event in _iterate_in_thread(lambda: self.stream(task, **kwargs)):
+            yield event
+
+    def session(self, messages: Sequence[Any] = ()) -> "Session":
+        from agent.session import Session
+        return Session(self, messages)
+
+    # ---- prompt --------------------------------------------------------------------------
+    def system_message(self, effort: str):
+        from agent.harmony.messages import Message, Role, SystemContent
+        content = SystemContent.new().with_reasoning_effort(effort)
+        if self.model_identity:
+            content = content.with_model_identity(self.model_identity)
+        if self.date:
+            content = content.with_conversation_start_date(self.date)
+        for namespace in self.toolset.system_namespaces():
+            content = content.with_tools(namespace)
+        return Message.from_role_and_content(Role.SYSTEM, content)
+
+    def developer_message(self, output: type | None = None):
+        from agent.harmony.messages import DeveloperContent, Message, Role
+        functions = self.toolset.function_descriptions()
+        if not (self.instructions or functions or output):
+            return None
+        content = DeveloperContent.new()
+        if self.instructions:
+            content = content.with_instructions(self.instructions)
+        if functions:
+            content = content.with_function_tools(functions)
+        if output is not None:
+            name, schema, description = _response_format(output)
+            content.with_response_format(name, schema, description)
+        return Message.from_role_and_content(Role.DEVELOPER, content)
+
+    def prompt_messages(self, effort: str, history: Sequence[Any], output: type | None = None) -> list:
+        head = [self.system_message(effort)]
+        developer = self.developer_message(output)
+        if developer is not None:
+            head.append(developer)
+        return head + list(history)
+
+    # ---- the turn ------------------------------------------------------------------------
+    def _run_turn(self, history: Sequence[Any], task: str, *, output: type | None = None,
+                  check: Callable | None = None, effort: "str | Router | None" = None,
+                  on_turn: Callable[[list], None] | None = None) -> Iterator[Event]:
+        """One user task, with escalation. Yields events; `on_turn(messages)` receives the
+        messages the final attempt added (the session appends them to its history)."""
+        from agent.harmony.messages import Message, Role
+        router = self.router if effort is None else router_for(effort)
+        check = check or self.check
+        started = time.perf_counter()
+        decision = router.choose(task, tools=self.toolset.recipients())
+        decisions = [EffortDecision(effort=decision.effort, reason=decision.reason, attempt=1)]
+        usage = Usage()
+        model_s = tools_s = 0.0
+        while True:
+            attempt = len(decisions)
+            yield EffortChosen(effort=decision.effort, reason=decision.reason, attempt=attempt)
+            turn = _Turn(effort=decision.effort,
+                         messages=[Message.from_role_and_content(Role.USER, task)])
+            yield from self._attempt(list(history), turn, output=output, started=started)
+            usage.add(turn.usage)
+            model_s, tools_s = model_s + turn.model_s, tools_s + turn.tools_s
+            result = self._result(history, turn, output, decisions, usage, started, model_s, tools_s)
+            problems = self._problems(turn, result, check, escalating=router)
+            if problems:
+                result.errors.extend(problems)
+            following = router.escalate(decision.effort, problems) if problems and turn.stop_reason != "timeout" else None
+            if following is None:
+                break
+            decision = following
+            decisions.append(EffortDecision(effort=decision.effort, reason=decision.reason,
+                                            attempt=len(decisions) + 1))
+            for problem in problems:
+                yield ErrorEvent(message=f"attempt {attempt} at {turn.effort}: {problem}")
+        if on_turn is not None:
+            on_turn(turn.messages)
+        yield Done(result=result)
+
+    def _attempt(self, history: list, turn: _Turn, *, output: type | None, started: float) -> Iterator[Event]:
+        from agent.harmony.render import render_conversation_for_completion
+        from agent.harmony.messages import Conversation
+        fixes_left = self.output_retries
+        while True:
+            if turn.steps >= self.max_steps:
+                return self._stop(turn, "max_steps", f"reached max_steps={self.max_steps} before a final answer")
+            budget = self.max_tokens - turn.usage.generated_tokens
+            if budget <= 0:
+                return self._stop(turn, "max_tokens", f"used the max_tokens={self.max_tokens} budget before a final answer")
+            if self._out_of_time(started):
+                return self._stop(turn, "timeout", f"ran past max_time={self.max_time}s before a final answer")
+            turn.steps += 1
+            step_started = time.perf_counter()
+            conversation = Conversation.from_messages(self.prompt_messages(turn.effort, history + turn.messages, output))
+            prompt = render_conversation_for_completion(conversation, "assistant")
+            try:
+                parsed = yield from self._generate(prompt, min(budget, self.max_step_tokens), turn, started)
+            except Exception as exc:  # a backend failure ends the turn, it does not crash the caller
+                turn.model_s += time.perf_counter() - step_started
+                yield ErrorEvent(message=f"model backend failed: {exc}")
+                return self._stop(turn, "error", f"model backend failed: {type(exc).__name__}: {exc}")
+            turn.model_s += time.perf_counter() - step_started
+            messages, errors, stop_token, timed_out = parsed
+            turn.messages.extend(messages)
+            if timed_out:
+                return self._stop(turn, "timeout", f"ran past max_time={self.max_time}s while generating")
+
+            calls = [m for m in messages if _is_tool_call(m)]
+            for message in calls:
+                yield from self._call_tool(message, turn)
+            final = _final_text(messages, stop_token)
+            if calls and final is None:
+                continue
+            if final is not None:
+                if output is None:
+                    turn.final = final
+                    return
+                ok, value, error = _validate(output, final)
+                if ok:
+                    turn.final, turn.output = final, value
+                    return
+                turn.partial = final
+                if fixes_left <= 0:
+                    return self._stop(turn, "invalid_output", f"the final answer is not a valid {output.__name__}: {error}")
+                fixes_left -= 1
+                turn.errors.append(f"invalid output: {error}")
+                yield ErrorEvent(message=f"final answer failed validation: {error}")
+                turn.messages.append(_user_message(FIX_OUTPUT_PROMPT.format(name=output.__name__, error=error)))
+                continue
+            # Neither a call nor a final answer: tell the model what went wrong and go on.
+            problem = "; ".join(errors) if errors else _no_answer_reason(messages, stop_token)
+            turn.errors.append(f"step {turn.steps}: {problem}")
+            turn.unresolved = problem
+            yield ErrorEvent(message=problem)
+            turn.messages.append(_tool_message("parser", "commentary",
+                                               f"Your last output could not be used: {problem}. "
+                                               "Continue in the Harmony format: think on the analysis "
+                                               "channel, call a tool, or answer on the final channel."))
+
+    def _generate(self, prompt: list[int], max_tokens: int, turn: _Turn, started: float):
+        """Stream one completion through the parser, turning deltas into events."""
+        from agent.harmony.parse import ContentDelta, MessageStart, StreamParser
+        from agent.harmony.tokenizer import CALL, RETURN
+        parser = StreamParser(role="assistant")
+        backend = self.backend
+        channel, recipient = None, None
+        timed_out = False
+        completion = backend.complete(prompt, max_tokens=max_tokens, stop=[RETURN, CALL],
+                                      temperature=self.temperature, top_p=self.top_p,
+                                      seed=self.seed, logprobs=self.min_confidence is not None)
+        generated = 0
+        try:
+            for item in completion:
+                generated += 1
+                if turn.first_token_s is None:
+                    turn.first_token_s = time.perf_counter() - started
+                for event in parser.process(item.token):
+                    if isinstance(event, MessageStart):
+                        channel, recipient = event.channel, event.recipient
+                    elif isinstance(event, ContentDelta):
+                        if event.channel is not None:
+                            channel = event.channel
+                        delta = _delta_event(event.text, channel, event.recipient or recipient)
+                        if delta is not None:
+                            yield delta
+                        if channel == "final" and item.logprob is not None:
+                            turn.final_logprobs.append(item.logprob)
+                if self._out_of_time(started):
+                    timed_out = True
+                    break
+        finally:
+            close = getattr(completion, "close", None)
+            if close is not None:
+                close()
+        parser.finish()
+        usage = dict(getattr(backend, "last_usage", None) or {})
+        usage.setdefault("generated_tokens", generated)
+        if not usage.get("generated_tokens"):
+            usage["generated_tokens"] = generated
+        turn.usage.add(usage)
+        errors = [e.reason for e in parser.errors]
+        for message in parser.messages:
+            if message.channel == "analysis":
+                turn.reasoning += ("\n" if turn.reasoning else "") + _text(message)
+        return list(parser.messages), [str(e) for e in errors], getattr(parser, "stop_token", None), timed_out
+
+    def _call_tool(self, message, turn: _Turn) -> Iterator[Event]:
+        recipient, arguments = message.recipient, _text(message)
+        yield ToolCallStarted(recipient=recipient, input=arguments)
+        started = time.perf_counter()
+        result = self.toolset.call(recipient, arguments)
+        turn.tools_s += time.perf_counter() - started
+        turn.tool_calls.append(ToolCall(recipient=recipient, input=arguments, output=result.text,
+                                        error=result.error, step=turn.steps))
+        turn.unresolved = f"{recipient} failed: {result.text[:200]}" if result.error else None
+        if result.error:
+            turn.errors.append(f"step {turn.steps}: {recipient}: {result.text[:300]}")
+        if isinstance(result.data, dict) and "cursor" in result.data:
+            turn.pages[int(result.data["cursor"])] = result.data
+        yield ToolResultReceived(recipient=recipient, output=result.text, error=result.error)
+        turn.messages.append(_tool_message(self.toolset.author_for(recipient),
+                                           message.channel or "commentary", result.text))
+
+    # ---- endings -------------------------------------------------------------------------
+    def _stop(self, turn: _Turn, reason: str, sentence: str) -> None:
+        turn.stop_reason, turn.reason = reason, sentence
+
+    def _out_of_time(self, started: float) -> bool:
+        return self.max_time is not None and time.perf_counter() - started > self.max_time
+
+    def _result(self, history, turn: _Turn, output, decisions, usage, started, model_s, tools_s) -> Result:
+        confidence = None
+        if turn.final_logprobs:
+            confidence = math.exp(sum(turn.final_logprobs) / len(turn.final_logprobs))
+        final = turn.final if turn.final is not None else turn.partial
+        messages = self.prompt_messages(turn.effort, list(history) + turn.messages, output)
+        result = Result(
+            final=final, effort=turn.effort, effort_reason=decisions[-1].reason,
+            decisions=list(decisions), tool_calls=turn.tool_calls,
+            messages=[m.to_dict() for m in messages], usage=usage.model_copy(),
+            citations=find_citations(final, turn.pages), stop_reason=turn.stop_reason,
+            reason=turn.reason, errors=list(turn.errors), reasoning=turn.reasoning,
+            steps=turn.steps, attempts=len(decisions), confidence=confidence)
+        result.output = turn.output
+        result.timings.total_s = time.perf_counter() - started
+        result.timings.model_s, result.timings.tools_s = model_s, tools_s
+        result.timings.first_token_s = turn.first_token_s
+        return result
+
+    def _problems(self, turn: _Turn, result: Result, check: Callable | None, escalating: Router) -> list[str]:
+        """Why this attempt ended badly (empty when it ended well): the escalation triggers."""
+        problems = []
+        if turn.stop_reason != "done":
+            problems.append(turn.reason)
+        elif turn.unresolved:
+            problems.append(f"unresolved error before the answer: {turn.unresolved}")
+        if turn.stop_reason == "done" and check is not None:
+            try:
+                verdict = check(result)
+            except Exception as exc:
+                verdict = f"check raised {type(exc).__name__}: {exc}"
+            if verdict is False or isinstance(verdict, str):
+                problems.append("check failed" + (f": {verdict}" if isinstance(verdict, str) else ""))
+        if (turn.stop_reason == "done" and self.min_confidence is not None
+                and result.confidence is not None and result.confidence < self.min_confidence):
+            problems.append(f"low confidence {result.confidence:.2f} < {self.min_confidence:.2f}")
+        return problems
+
+
+class ToolSet:
+    """A Toolbox driven from synchronous code: tools are async and some (the python tool)
+    keep state bound to one event loop, so every call runs on this object's own loop thread."""
+
+    def __init__(self, tools: Sequence[Any] = ()):
+        from agent.tools.toolbox import Toolbox
+        self.toolbox = tools if hasattr(tools, "namespace_configs") else Toolbox(tools)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def _run(self, coroutine):
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                            name="agent-tools")
+            self._thread.start()
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def names(self) -> list[str]:
+        return [t.namespace if t.namespace != "functions" else t.name for t in self.toolbox]
+
+    def recipients(self) -> list[str]:
+        return self.toolbox.recipients()
+
+    def system_namespaces(self) -> list:
+        return self.toolbox.namespace_configs()
+
+    def function_descriptions(self) -> list:
+        return self.toolbox.function_descriptions()
+
+    def author_for(self, recipient: str) -> str:
+        return self.toolbox.author_for(recipient)
+
+    def call(self, recipient: str, arguments: str):
+        from agent.tools.base import ToolResult
+        try:
+            return self._run(self.toolbox.call(recipient, arguments))
+        except Exception as exc:  # the Toolbox already catches tool errors; this is a last guard
+            return ToolResult(f"Error: {recipient} failed: {type(exc).__name__}: {exc}", error=True)
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            self._run(self.toolbox.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._loop = self._thread = None
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+def _text(message) -> str:
+    return "".join(getattr(c, "text", "") for c in message.content)
+
+
+def _is_tool_call(message) -> bool:
+    """An assistant message addressed to a tool (`to=functions.x`, `to=python`, ...)."""
+    return (message.author.role == "assistant" and bool(message.recipient)
+            and message.recipient not in ("assistant", "user", "all"))
+
+
+def _final_text(messages: list, stop_token: int | None) -> str | None:
+    """The final answer of a completion: its last final-channel message. Leniently, a message
+    ended by <|return|> without a channel counts too (small models forget the header)."""
+    from agent.harmony.tokenizer import RETURN
+    finals = [m for m in messages if m.channel == "final" and not _is_tool_call(m)]
+    if finals:
+        return _text(finals[-1])
+    if messages and stop_token == RETURN and messages[-1].channel is None and not _is_tool_call(messages[-1]):
+        return _text(messages[-1])
+    return None
+
+
+def _no_answer_reason(messages: list, stop_token: int | None) -> str:
+    if not messages:
+        return "the output contained no complete Harmony message"
+    last = messages[-1]
+    return (f"the output ended after a message on the {last.channel or 'unnamed'} channel "
+            "without a final answer or a tool call")
+
+
+def _delta_event(text: str, channel: str | None, recipient: str | None) -> Event | None:
+    if not text:
+        return None
+    if recipient and recipient not in ("assistant", "user", "all"):
+        return None     # tool-call arguments: shown once, complete, as ToolCallStarted
+    if channel == "analysis":
+        return ReasoningDelta(text=text)
+    if channel == "commentary":
+        return CommentaryDelta(text=text)
+    if channel == "final" or channel is None:
+        return FinalDelta(text=text)
+    return None
+
+
+def _tool_message(author: str, channel: str, text: str):
+    from agent.harmony.messages import Author, Message, Role
+    return (Message.from_author_and_content(Author.new(Role.TOOL, author), text)
+            .with_channel(channel).with_recipient("assistant"))
+
+
+def _user_message(text: str):
+    from agent.harmony.messages import Message, Role
+    return Message.from_role_and_content(Role.USER, text)
+
+
+def _response_format(output: type) -> tuple[str, dict, str | None]:
+    schema = output.model_json_schema()
+    description = schema.pop("description", None) or (output.__doc__ or "").strip() or None
+    schema.pop("title", None)
+    return output.__name__, schema, description
+
+
+def _validate(output: type, text: str) -> tuple[bool, Any, str]:
+    """Parse the final answer as `output` (tolerating a ```json fence around it)."""
+    from pydantic import ValidationError
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.split("\n", 1)[-1] if "\n" in body else body[3:]
+        body = body.rsplit("```", 1)[0]
+    try:
+        return True, output.model_validate_json(body.strip()), ""
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "the object"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return False, None, f"{where}: {first.get('msg')}{more}"
+    except Exception as exc:  # not JSON at all
+        return False, None, f"not JSON ({exc})"
+
+
+async def _iterate_in_thread(make: Callable[[], Iterator[Event]]) -> AsyncIterator[Event]:
+    """Drive a blocking generator in a worker thread and hand its items to asyncio."""
+    items: queue.Queue = queue.Queue()
+    end = object()
+
+    def pump() -> None:
+        try:
+            for item in make():
+                items.put(item)
+        except BaseException as exc:  # surfaced in the awaiting task
+            items.put(exc)
+        items.put(end)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        item = await asyncio.to_thread(items.get)
+        if item is end:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item

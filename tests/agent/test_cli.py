@@ -1,0 +1,108 @@
+"""`python -m agent` in a subprocess: recorded completions for exact behaviour, a random
+tiny checkpoint (full Harmony vocabulary) for the real in-process runtime end to end."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import FINAL, THINK, call
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+
+
+def agent_cli(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True,
+                          input=stdin, timeout=timeout, cwd=ROOT, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random 2-layer gpt-oss with the real 201088-token vocabulary."""
+    from agent.model.config import preset
+    from agent.model.random import write_random
+    folder = tmp_path_factory.mktemp("tiny")
+    write_random(folder, preset("tiny", vocab_size=201088, eos_token_id=200002, pad_token_id=199999))
+    return folder
+
+
+def script(tmp_path: Path, *completions: str, logprob: float | None = None) -> str:
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps({"completions": list(completions), "logprob": logprob}))
+    return str(path)
+
+
+def test_json_output_keys_with_a_tool_call(tmp_path):
+    model = script(tmp_path, call("python", "print(6 * 7)", channel="analysis", json=False),
+                   FINAL.format("42"))
+    out = agent_cli("--model", model, "--effort", "medium", "--json", "What is 6*7?")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {"final", "effort", "tool_calls", "messages", "usage"} <= set(data)
+    assert data["final"] == "42" and data["effort"] == "medium"
+    # No python tool was given: the call is answered as an unknown tool, recorded all the same.
+    (tool_call,) = data["tool_calls"]
+    assert tool_call["recipient"] == "python" and tool_call["input"] == "print(6 * 7)"
+    assert "no tool named" in tool_call["output"]
+    assert set(data["usage"]) >= {"prompt_tokens", "reused_tokens", "generated_tokens"}
+
+
+def test_streaming_shows_tools_and_reasoning(tmp_path):
+    tool_file = tmp_path / "mytools.py"
+    tool_file.write_text("def shout(text: str) -> str:\n    '''Upper-case a text.'''\n    return text.upper()\n")
+    model = script(tmp_path, THINK.format("I should shout.") + call("functions.shout", '{"text": "hey"}'),
+                   FINAL.format("HEY it is."))
+    out = agent_cli("--model", model, "--tools", f"{tool_file}:shout", "--show-reasoning", "--raw",
+                    "--effort", "low", "shout hey")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("HEY it is.\n")
+    assert "I should shout." in out.stderr
+    assert "→ functions.shout" in out.stderr and "← functions.shout: HEY" in out.stderr
+    # --raw: the whole conversation in Harmony text, the tool message included.
+    assert "<|start|>functions.shout to=assistant<|channel|>commentary<|message|>HEY<|end|>" in out.stdout
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--effort", "extreme", "x"], 2, "invalid choice"),
+    (["--tools", "calculator", "x"], 2, "unknown tool 'calculator'"),
+    (["--tools", "nosuchmodule:f", "x"], 2, "cannot import nosuchmodule"),
+    (["--max-steps", "0", "x"], 2, "must be at least 1"),
+    (["--model", "/nonexistent/checkpoint", "x"], 3, "no such checkpoint folder"),
+    (["--model", "gpt-oss-20b", "x"], 3, "python -m agent download gpt-oss-20b"),
+])
+def test_bad_flags_exit_non_zero_with_one_clear_line(args, code, message):
+    out = agent_cli(*args)
+    assert out.returncode == code
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_interactive_commands(tmp_path):
+    model = script(tmp_path, FINAL.format("first answer"), FINAL.format("second answer"))
+    saved = tmp_path / "t.json"
+    commands = f"hello\n/effort high\n/save {saved}\n/reset\n/load {saved}\n/tools nope\nagain\n/quit\n"
+    out = agent_cli("--model", model, "--effort", "low", stdin=commands)
+    assert out.returncode == 0, out.stderr
+    assert "first answer" in out.stdout and "second answer" in out.stdout
+    assert "effort: high" in out.stdout and "[effort high" in out.stderr
+    assert f"saved 2 messages to {saved}" in out.stdout and "loaded 2 messages" in out.stdout
+    assert "unknown tool 'nope'" in out.stderr
+    assert [m["role"] for m in json.loads(saved.read_text())["messages"]] == ["user", "assistant"]
+
+
+def test_end_to_end_on_a_random_tiny_checkpoint(tiny_checkpoint):
+    out = agent_cli("--model", str(tiny_checkpoint), "--json", "--effort", "low", "--max-steps", "1",
+                    "--max-tokens", "8", "--seed", "0", "--temperature", "0", "Say hi", timeout=240)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    # Random weights never finish a Harmony message: the run stops at the token budget, and
+    # says so, with the real runtime's token accounting.
+    assert data["stop_reason"] in ("max_tokens", "max_steps") and data["reason"]
+    assert data["usage"]["generated_tokens"] == 8
+    assert data["usage"]["prompt_tokens"] > 20
+    assert data["effort"] == "low" and data["messages"][0]["role"] == "system"
