@@ -240,7 +240,31 @@ at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor&
   return out;
 }
 
+// Reads every byte of buf once with AVX-512 loads on all threads (the benchmark's measure of
+// the machine's read bandwidth, the bound for decoding). Returns a checksum so it is not elided.
+int64_t stream_read(const at::Tensor& buf) {
+  TORCH_CHECK(buf.is_contiguous() && buf.nbytes() % 256 == 0, "buffer must be contiguous, a multiple of 256 bytes");
+  const auto* p = reinterpret_cast<const __m512i*>(buf.data_ptr());
+  const int64_t n = buf.nbytes() / 256;  // 4 vectors per step
+  std::vector<int64_t> partial(at::get_num_threads() * 8, 0);
+  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
+    for (int64_t i = begin; i < end; ++i) {
+      a = _mm512_add_epi64(a, _mm512_loadu_si512(p + 4 * i));
+      b = _mm512_add_epi64(b, _mm512_loadu_si512(p + 4 * i + 1));
+      c = _mm512_add_epi64(c, _mm512_loadu_si512(p + 4 * i + 2));
+      d = _mm512_add_epi64(d, _mm512_loadu_si512(p + 4 * i + 3));
+    }
+    partial[at::get_thread_num() * 8] += _mm512_reduce_add_epi64(
+        _mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d)));
+  });
+  int64_t total = 0;
+  for (int64_t v : partial) total += v;
+  return total;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("stream_read", &stream_read, "read a buffer once (bandwidth measurement)");
   m.def("moe_mxfp4_gemv", &moe_mxfp4_gemv, "grouped MXFP4 GEMV over selected experts");
   m.def("mxfp4_dequantize_bf16", &mxfp4_dequantize_bf16, "one expert MXFP4 -> bf16");
   m.def("int8_gemv", &int8_gemv, "int8 GEMV with per-32 block scales");

@@ -1,0 +1,178 @@
+"""Runtime benchmark on random gpt-oss checkpoints (a benchmark, not a test).
+
+    python -m agent.bench [--config 20b|120b|tiny] [--layers N] [--checkpoint DIR]
+                          [--prompt-tokens 512] [--decode-tokens 128] [--batch 8]
+                          [--dense int8] [--threads N] [--json]
+
+Without --checkpoint a random checkpoint with the real shapes is written once by
+agent.model.random into --out (default ~/.cache/gpt-oss-agent/bench/<config>-l<layers>) and
+reused by later runs. Measured, in order: the machine's memory read bandwidth (in a child
+process, so its buffer does not count in our peak memory), load time, time to first token and
+prefill speed on a --prompt-tokens prompt, decode speed at batch 1 (--decode-tokens tokens,
+greedy), decode speed at --batch rows, peak resident memory, and the roofline: the bytes of
+weights one decoded token must read (dense weights, the router, top_k experts' packed MXFP4
+bytes, the unembedding) divided by the read bandwidth gives the fastest possible decode;
+roofline_fraction is the measured decode speed over it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+BANDWIDTH_PROBE = """
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+buf = torch.ones(1 << 30, dtype=torch.uint8)
+try:
+    from agent.kernels.cpu.build import extension
+    read = extension().stream_read
+except Exception:  # no C++ kernels: torch's reduction reads the buffer too
+    read = lambda b: b.view(torch.int64).sum()
+best = 0.0
+for _ in range(7):
+    t = time.perf_counter(); read(buf); best = max(best, buf.numel() / (time.perf_counter() - t))
+print(best / 1e9)
+"""
+
+
+def read_bandwidth_gb_s(threads: int) -> float:
+    """Best of 7 reads of a 1 GiB buffer with all threads (child process)."""
+    out = subprocess.run([sys.executable, "-c", BANDWIDTH_PROBE, str(threads)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def rss_gb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process in GB."""
+    current = 0.0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            current = int(line.split()[1]) * 1024 / 1e9
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    return current, peak
+
+
+def nbytes(value) -> int:
+    """Bytes of the tensors in value (a tensor, a sequence, or an object holding tensors)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (list, tuple)):
+        return sum(nbytes(v) for v in value)
+    return sum(nbytes(v) for v in vars(value).values()) if hasattr(value, "__dict__") else 0
+
+
+def weight_bytes_per_token(model) -> int:
+    """Bytes of weights one batch-1 decode step reads: everything but the embedding table
+    (one row) and the unselected experts."""
+    c = model.config
+    total = nbytes(model.unembed) + nbytes(model.norm) + nbytes(model.embed) // c.vocab_size
+    for layer in model.layers:
+        for name, value in vars(layer).items():
+            share = c.num_experts_per_tok / layer.experts.num_experts if name == "experts" else 1
+            total += int(nbytes(value) * share)
+    return total
+
+
+def default_checkpoint(config: str, layers: int | None, out: Path | None) -> Path:
+    from agent.model.config import preset
+    from agent.model.random import write_random
+
+    cfg = preset(config, num_hidden_layers=layers)
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpt-oss-agent" / "bench"
+    folder = out or base / f"{config}-l{cfg.num_hidden_layers}"
+    if not (folder / "config.json").exists():
+        print(f"writing a random {config} checkpoint ({cfg.num_hidden_layers} layers) to {folder}",
+              file=sys.stderr)
+        write_random(folder, cfg)
+    return folder
+
+
+def run(args) -> dict:
+    from agent.model import load
+    from agent.model.cache import KVCache
+
+    torch.set_num_threads(args.threads)
+    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+              "threads": args.threads, "torch": torch.__version__}
+    result["read_bandwidth_gb_s"] = round(read_bandwidth_gb_s(args.threads), 2)
+    path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, args.out)
+    result["checkpoint"] = str(path)
+
+    start = time.perf_counter()
+    model = load(path, **({"dense": args.dense} if args.dense else {}))
+    result["load_s"] = round(time.perf_counter() - start, 2)
+    c = model.config
+    result.update(layers=c.num_hidden_layers, dtype=str(model.dtype).replace("torch.", ""),
+                  dense=args.dense or "bf16")
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, c.vocab_size, (args.prompt_tokens,), generator=gen).tolist()
+
+    # batch 1: time to first token (= prefill + one projection), then the decode steps
+    stamps = []
+    start = time.perf_counter()
+    for _ in model.generate(prompt, max_tokens=args.decode_tokens + 1, temperature=0.0):
+        stamps.append(time.perf_counter())
+    ttft = stamps[0] - start
+    result["ttft_s"] = round(ttft, 3)
+    result["prefill_tok_s"] = round(args.prompt_tokens / ttft, 2)
+    decode_s = stamps[-1] - stamps[0]
+    result["decode_tok_s"] = round((len(stamps) - 1) / decode_s, 3) if len(stamps) > 1 else 0.0
+    result["rss_decode_gb"] = round(rss_gb()[0], 2)
+
+    if args.batch > 1:
+        rows = [torch.randint(0, c.vocab_size, (32,), generator=gen).tolist() for _ in range(args.batch)]
+        with torch.inference_mode():
+            cache = KVCache(c, args.batch, model.dtype, model.device)
+            hidden = model.forward(rows, cache)[:, -1]
+            steps = max(8, args.decode_tokens // 4)
+            start = time.perf_counter()
+            for _ in range(steps):
+                tokens = model.project(hidden).argmax(-1).tolist()
+                hidden = model.forward([[t] for t in tokens], cache)[:, -1]
+            result[f"decode_batch{args.batch}_tok_s"] = round(
+                steps * args.batch / (time.perf_counter() - start), 2)
+
+    per_token = weight_bytes_per_token(model)
+    roofline = result["read_bandwidth_gb_s"] * 1e9 / per_token
+    result["weight_gb_per_token"] = round(per_token / 1e9, 3)
+    result["roofline_tok_s"] = round(roofline, 2)
+    result["roofline_fraction"] = round(result["decode_tok_s"] / roofline, 3)
+    result["peak_rss_gb"] = round(rss_gb()[1], 2)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agent.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", choices=["20b", "120b", "tiny"], default="20b")
+    parser.add_argument("--layers", type=int, default=None, help="layers (default: the preset's)")
+    parser.add_argument("--checkpoint", default=None, help="an existing checkpoint folder")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the random checkpoint")
+    parser.add_argument("--prompt-tokens", type=int, default=512)
+    parser.add_argument("--decode-tokens", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=8, help="rows for the batched decode (<= 1: skip)")
+    parser.add_argument("--dense", default=None, help='dense-weight mode passed to load (e.g. "int8")')
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.prompt_tokens < 1 or args.decode_tokens < 1:
+        parser.error("--prompt-tokens and --decode-tokens must be >= 1")
+    result = run(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
