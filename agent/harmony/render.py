@@ -2,8 +2,9 @@
 
 Message frames are assembled here token by token (`<|start|>role to=R<|channel|>C
 <|constrain|>json<|message|>...<|end|>`); the wording of system and developer messages lives in
-jinja2 templates (`prompts/`). Pass `Renderer(template_dir=...)` to override any of those
-templates with a file of the same name, without touching code.
+jinja2 templates (`prompts/`). Pass `Renderer(template_dir=...)`, or set $AGENT_PROMPTS_DIR for
+the module-level functions and the CLI, to override any of those templates with a file of the
+same name, without touching code.
 
 Each header piece is tokenized separately, exactly as openai-harmony does, because BPE over
 the joined string could merge across piece boundaries and change the ids.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Iterable
@@ -181,9 +183,17 @@ class Renderer:
         return tokens
 
 
-@functools.lru_cache(maxsize=1)
+PROMPTS_ENV = "AGENT_PROMPTS_DIR"
+
+
+@functools.lru_cache(maxsize=4)
+def _renderer_for(template_dir: str | None) -> Renderer:
+    return Renderer(template_dir)
+
+
 def default_renderer() -> Renderer:
-    return Renderer()
+    """The packaged templates, or the folder named by $AGENT_PROMPTS_DIR overriding them."""
+    return _renderer_for(os.environ.get(PROMPTS_ENV) or None)
 
 
 def render(message: Message, function_tools: bool = False) -> list[int]:

@@ -161,6 +161,16 @@ def test_user_template_folder_overrides_one_prompt(tmp_path: Path):
     assert "# Instructions\n\nBe brief." in text  # developer.jinja still the packaged one
 
 
+def test_prompts_dir_environment_variable(tmp_path: Path, monkeypatch):
+    (tmp_path / "developer.jinja").write_text("{{ instructions | upper }}")
+    monkeypatch.setenv("AGENT_PROMPTS_DIR", str(tmp_path))
+    msg = Message.from_role_and_content(Role.DEVELOPER,
+                                        DeveloperContent.new().with_instructions("shout"))
+    assert tk.decode(render(msg)) == "<|start|>developer<|message|>SHOUT<|end|>"
+    monkeypatch.delenv("AGENT_PROMPTS_DIR")
+    assert "# Instructions" in tk.decode(render(msg))
+
+
 def test_missing_template_folder_is_a_clear_error(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="template folder not found"):
         Renderer(tmp_path / "nope")
