@@ -83,3 +83,14 @@ def serve():
 @pytest.fixture
 def slow_backend():
     return SlowBackend
+
+
+@pytest.fixture
+def run_app():
+    """`run_app(asgi_app, port=None)`: a context manager serving any ASGI app."""
+    return running
+
+
+@pytest.fixture
+def port():
+    return free_port()

@@ -1,0 +1,157 @@
+"""The remote backend against this project's own server, speaking what the engines speak:
+raw token completions (vLLM/SGLang convention) and chat completions; retries and resume."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from agent.backends.remote import (RemoteBackend, RemoteError, chat_messages_from_prompt,
+                                   harmony_tokens_from_chat, split_url)
+from agent.backends.scripted import ScriptedBackend
+from agent.harmony.tokenizer import CALL, RETURN, get_encoding
+from agent.server.app import create_app
+
+CALL_ADD = ('<|channel|>analysis<|message|>Use the adder.<|end|><|start|>assistant<|channel|>commentary '
+            'to=functions.add <|constrain|>json<|message|>{"a": 2, "b": 3}<|call|>')
+ANSWER = "<|channel|>final<|message|>2 + 3 = 5<|return|>"
+
+
+def tokens(text: str) -> list[int]:
+    return list(get_encoding().encode(text, allowed_special="all"))
+
+
+def test_raw_tokens_round_trip_exactly(serve):
+    server_side = ScriptedBackend([CALL_ADD, ANSWER], logprob=-0.25)
+    prompt = tokens("<|start|>user<|message|>add 2 and 3<|end|><|start|>assistant")
+    with serve(server_side) as (url, _):
+        remote = RemoteBackend(url + "/v1")
+        first = list(remote.complete(prompt, max_tokens=100, stop=[RETURN, CALL], logprobs=True))
+        usage = dict(remote.last_usage)
+        second = list(remote.complete(prompt, max_tokens=100, stop=[RETURN, CALL]))
+    assert [g.token for g in first] == tokens(CALL_ADD)  # the stop token comes back too
+    assert first[-1].token == CALL and first[0].logprob == -0.25
+    assert [g.token for g in second] == tokens(ANSWER)
+    assert server_side.prompts == [prompt, prompt]
+    assert usage["prompt_tokens"] == len(prompt) and usage["generated_tokens"] == len(first)
+    assert remote.model == "test-model"  # discovered from /v1/models
+
+
+def add_tool():
+    from agent.tools.function import tool
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+    return add
+
+
+@pytest.mark.parametrize("scheme", ["", "chat+"])
+def test_agent_loop_completes_a_tool_task_through_the_server(serve, scheme):
+    from agent.loop import Agent
+    server_side = ScriptedBackend([CALL_ADD, ANSWER])
+    with serve(server_side) as (url, _):
+        agent = Agent(model=RemoteBackend(scheme + url), tools=[add_tool()], effort="low",
+                      min_confidence=None, date=None)
+        result = agent.run("What is 2 + 3? Use the tool.")
+        agent.close()
+    assert result.final == "2 + 3 = 5"
+    (call,) = result.tool_calls
+    assert call.recipient == "functions.add" and call.output.strip() == "5"
+    # the tool really ran in the agent: its answer went over the wire in the second prompt
+    second = get_encoding().decode(server_side.prompts[1])
+    assert "<|start|>functions.add to=assistant<|channel|>commentary<|message|>5<|end|>" in second
+    assert "Reasoning: low" in second
+
+
+def test_chat_fallback_conversion_both_ways():
+    prompt = tokens(
+        "<|start|>system<|message|>You are ChatGPT.\nReasoning: high\n<|end|>"
+        "<|start|>developer<|message|># Instructions\n\nBe kind.<|end|>"
+        "<|start|>user<|message|>sum?<|end|>"
+        "<|start|>assistant<|channel|>analysis<|message|>adding<|end|>"
+        '<|start|>assistant to=functions.add<|channel|>commentary <|constrain|>json<|message|>{"a":1}<|call|>'
+        "<|start|>functions.add to=assistant<|channel|>commentary<|message|>1<|end|><|start|>assistant")
+    effort, messages = chat_messages_from_prompt(prompt)
+    assert effort == "high"
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool"]
+    assert messages[2]["reasoning_content"] == "adding"
+    assert messages[2]["tool_calls"][0]["function"] == {"name": "add", "arguments": '{"a":1}'}
+    assert messages[3]["tool_call_id"] == messages[2]["tool_calls"][0]["id"]
+    back = harmony_tokens_from_chat({"content": "Done.", "reasoning_content": "ok"}, "stop")
+    assert back == tokens("<|channel|>analysis<|message|>ok<|end|><|start|>assistant"
+                          "<|channel|>final<|message|>Done.<|return|>")
+
+
+def test_unreachable_engine_is_retried_then_reported(port):
+    remote = RemoteBackend(f"http://127.0.0.1:{port}", model="m", retries=2, backoff=0.01)
+    started = time.monotonic()
+    with pytest.raises(RemoteError, match="gave up after 2 retries"):
+        list(remote.complete([1, 2], max_tokens=5, stop=[RETURN]))
+    assert time.monotonic() - started < 5
+
+
+def test_engine_that_starts_late_is_reached_by_retrying(run_app, port):
+    app = create_app(ScriptedBackend([ANSWER]), "test-model", max_context=4096)
+    remote = RemoteBackend(f"http://127.0.0.1:{port}", model="test-model", retries=6, backoff=0.1)
+    got: list = []
+    worker = threading.Thread(target=lambda: got.extend(
+        remote.complete([1, 2], max_tokens=50, stop=[RETURN])))
+    worker.start()
+    time.sleep(0.3)  # the first attempts find nothing listening
+    with run_app(app, port):
+        worker.join(timeout=15)
+    assert [g.token for g in got] == tokens(ANSWER)
+
+
+def drop_first_stream(app, after_chunks: int):
+    """ASGI wrapper: the first /v1/completions stream breaks after a few chunks, as when an
+    engine or a proxy drops the connection mid-answer."""
+    state = {"dropped": False}
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http" or state["dropped"] or scope["path"] != "/v1/completions":
+            return await app(scope, receive, send)
+        state["dropped"] = True
+        sent = 0
+
+        async def breaking_send(message):
+            nonlocal sent
+            if message["type"] == "http.response.body":
+                sent += 1
+                if sent > after_chunks:
+                    raise ConnectionResetError("test server dropped the connection")
+            await send(message)
+        await app(scope, receive, breaking_send)
+    return wrapped
+
+
+def test_broken_stream_resumes_from_the_tokens_received(run_app):
+    full = tokens(CALL_ADD)
+    prompt = tokens("<|start|>user<|message|>add<|end|><|start|>assistant")
+    server_side = ScriptedBackend([CALL_ADD, lambda p: full[len(p) - len(prompt):]])
+    app = drop_first_stream(create_app(server_side, "test-model", max_context=4096), 4)
+    with run_app(app) as url:
+        remote = RemoteBackend(url, retries=2, backoff=0.01)
+        got = [g.token for g in remote.complete(prompt, max_tokens=200, stop=[RETURN, CALL])]
+    assert got == full  # nothing lost, nothing twice
+    assert len(server_side.prompts) == 2
+    resumed = server_side.prompts[1]
+    assert resumed[:len(prompt)] == prompt and len(resumed) > len(prompt)
+    assert resumed == prompt + full[:len(resumed) - len(prompt)]
+
+
+def test_engine_errors_are_one_clear_line(serve):
+    with serve(ScriptedBackend([])) as (url, _):
+        remote = RemoteBackend(url, model="other-model", retries=0)
+        with pytest.raises(RemoteError, match="other-model"):
+            list(remote.complete([1], max_tokens=5, stop=[]))
+
+
+def test_url_schemes():
+    assert split_url("http://h:8000/v1/") == ("completions", "http://h:8000")
+    assert split_url("llamacpp+http://h:8080") == ("llamacpp", "http://h:8080")
+    assert split_url("ollama+http://h:11434") == ("ollama", "http://h:11434")
+    assert split_url("chat+https://api.example.com/v1") == ("chat", "https://api.example.com")
