@@ -142,18 +142,29 @@ class FunctionTool(Tool):
 
     def _arguments_model(self, fn: Callable[..., Any], arg_docs: dict[str, str]):
         signature = inspect.signature(fn)
-        hints = inspect.get_annotations(fn, eval_str=True)
         fields: dict[str, Any] = {}
         for pname, param in signature.parameters.items():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise ValueError(f"tool {self.name!r}: *{pname} / **{pname} parameters "
                                  "cannot be described to the model; list each argument")
-            annotation = hints.get(pname, Any)
+            annotation = self._resolve(fn, pname, param.annotation)
             default = ... if param.default is param.empty else param.default
             if pname in arg_docs and not _has_description(annotation):
                 default = pydantic.Field(default, description=arg_docs[pname])
             fields[pname] = (annotation, default)
         return pydantic.create_model(f"{self.name}_arguments", **fields)
+
+    def _resolve(self, fn: Callable[..., Any], pname: str, annotation: Any) -> Any:
+        """A parameter's type; string annotations (PEP 563) are evaluated in the module."""
+        if annotation is inspect.Parameter.empty:
+            return Any
+        if not isinstance(annotation, str):
+            return annotation
+        try:
+            return eval(annotation, getattr(fn, "__globals__", {}))  # noqa: S307 (type hint)
+        except NameError as e:
+            raise ValueError(f"tool {self.name!r}: cannot resolve the type of {pname!r} "
+                             f"({annotation}): {e}; define it at module level") from None
 
     def tool_description(self):
         from agent.harmony.messages import ToolDescription

@@ -127,8 +127,9 @@ class LocalFolderBackend(SearchBackend):
 
 
 def _snippet(text: str, terms: list[str], width: int = 200) -> str:
-    flat = " ".join(text.split())
-    low = flat.lower()
-    hits = [low.find(t) for t in terms if low.find(t) >= 0]
-    start = max(0, min(hits) - 40) if hits else 0
-    return flat[start:start + width]
+    """The first body line mentioning a query term (else the first body line), cut to width."""
+    body = [line.strip() for line in text.split("\n")
+            if line.strip() and not line.startswith(("URL: ", "#"))]
+    hit = next((line for line in body if any(t in line.lower() for t in terms)), None)
+    line = hit or (body[0] if body else "")
+    return line if len(line) <= width else line[:width - 3] + "..."

@@ -215,10 +215,12 @@ class _TextBuilder(HTMLParser):
             return
         try:
             target = urljoin(self.base, href.strip())
-            domain = urlparse(target).netloc
+            parsed = urlparse(target)
         except ValueError:
-            domain = ""
-        if not domain:
+            self.write(text)
+            return
+        domain = parsed.netloc
+        if not domain and parsed.scheme != "file":  # file: local search documents
             self.write(text)
             return
         link_id = self._ids.get(target)
