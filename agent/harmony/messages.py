@@ -152,13 +152,20 @@ class ChannelConfig(_Model):
         return cls(valid_channels=list(channels), channel_required=True)
 
 
-def _add_namespace(tools: dict | None, ns: ToolNamespaceConfig) -> dict:
-    tools = dict(tools or {})
-    tools[ns.name] = ns
-    return tools
+class _WithTools(_Model):
+    """Shared by system and developer content: tool namespaces keyed by name."""
+    tools: Optional[dict[str, ToolNamespaceConfig]] = None
+
+    @classmethod
+    def new(cls):
+        return cls()
+
+    def with_tools(self, ns: ToolNamespaceConfig):
+        self.tools = {**(self.tools or {}), ns.name: ns}
+        return self
 
 
-class SystemContent(_Model):
+class SystemContent(_WithTools):
     """The system message: identity, dates, reasoning effort, built-in tools, channels."""
     type: Literal["system_content"] = "system_content"
     model_identity: Optional[str] = "You are ChatGPT, a large language model trained by OpenAI."
@@ -167,11 +174,6 @@ class SystemContent(_Model):
     knowledge_cutoff: Optional[str] = "2024-06"
     channel_config: Optional[ChannelConfig] = Field(
         default_factory=lambda: ChannelConfig.require_channels(["analysis", "commentary", "final"]))
-    tools: Optional[dict[str, ToolNamespaceConfig]] = None
-
-    @classmethod
-    def new(cls) -> "SystemContent":
-        return cls()
 
     def with_model_identity(self, model_identity: str) -> "SystemContent":
         self.model_identity = model_identity
@@ -196,10 +198,6 @@ class SystemContent(_Model):
     def with_required_channels(self, channels: list[str]) -> "SystemContent":
         return self.with_channel_config(ChannelConfig.require_channels(channels))
 
-    def with_tools(self, ns: ToolNamespaceConfig) -> "SystemContent":
-        self.tools = _add_namespace(self.tools, ns)
-        return self
-
     def with_browser_tool(self) -> "SystemContent":
         return self.with_tools(ToolNamespaceConfig.browser())
 
@@ -222,23 +220,14 @@ class ResponseFormat(_Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
 
-class DeveloperContent(_Model):
+class DeveloperContent(_WithTools):
     """The developer message: instructions, function tools, structured-output formats."""
     type: Literal["developer_content"] = "developer_content"
     instructions: Optional[str] = None
-    tools: Optional[dict[str, ToolNamespaceConfig]] = None
     response_formats: Optional[list[ResponseFormat]] = None
-
-    @classmethod
-    def new(cls) -> "DeveloperContent":
-        return cls()
 
     def with_instructions(self, instructions: str) -> "DeveloperContent":
         self.instructions = instructions
-        return self
-
-    def with_tools(self, ns: ToolNamespaceConfig) -> "DeveloperContent":
-        self.tools = _add_namespace(self.tools, ns)
         return self
 
     def with_function_tools(self, tools: list[ToolDescription]) -> "DeveloperContent":

@@ -1,7 +1,6 @@
 """The streaming parser: equal to openai-harmony on valid completions, lenient on broken ones."""
 from __future__ import annotations
 
-import json
 
 import openai_harmony as oh
 import pytest

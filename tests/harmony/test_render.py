@@ -1,8 +1,6 @@
 """The renderer against openai-harmony: token-identical prompts on the shared conversations."""
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import openai_harmony as oh
