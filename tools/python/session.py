@@ -198,6 +198,12 @@ class PythonSession:
             self._kill()
         shutil.rmtree(self._root, ignore_errors=True)  # a workspace you passed lives elsewhere
 
+    def __enter__(self) -> "PythonSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __del__(self):
         try:
             self._kill()
@@ -208,6 +214,7 @@ class PythonSession:
 def format_output(head: str, tail: str, omitted: int, empty: str = "(no output)") -> str:
     if omitted:
         head = f"{head}\n[... {omitted} bytes of output omitted ...]\n{tail}"
+    head = head.rstrip("\n")
     return head if head.strip() else empty
 
 
