@@ -8,8 +8,8 @@ implementation that provides it:
 
 An implementation module is used only if it imports cleanly and defines a function of the same
 name with the same signature; anything it lacks falls back to the pure-torch reference
-(`agent.kernels.reference`, the definition of correct). `AGENT_KERNELS=reference` forces the
-reference everywhere (tests compare the fast paths against it).
+(`agent.kernels.reference`, the definition of correct). `AGENT_KERNELS=reference` in the
+environment, or a `with reference_kernels():` block, forces the reference everywhere.
 
 Shapes (B batch rows, T tokens, H hidden, Hq/Hkv query/key-value heads, D head dim,
 E experts, I expert width):
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -99,11 +100,27 @@ class DenseExperts:
         return self.down_weight[e].to(dtype)
 
 
+_reference_only = os.environ.get("AGENT_KERNELS", "").strip().lower() == "reference"
+
+
+@contextmanager
+def reference_kernels():
+    """Within this block every op runs the pure-torch reference (tests of the model itself)."""
+    global _reference_only
+    saved, _reference_only = _reference_only, True
+    implementation.cache_clear()
+    try:
+        yield
+    finally:
+        _reference_only = saved
+        implementation.cache_clear()
+
+
 @lru_cache(maxsize=None)
 def implementation(name: str, device_type: str):
     """The function `name` for tensors on `device_type` (see the module docstring)."""
     chain = _CHAINS.get(device_type, ("agent.kernels.reference",))
-    if os.environ.get("AGENT_KERNELS", "").strip().lower() == "reference":
+    if _reference_only:
         chain = ("agent.kernels.reference",)
     for module_name in chain:
         try:

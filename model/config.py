@@ -195,6 +195,6 @@ def preset(name: str, **overrides) -> GptOssConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
     values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
-    if "num_hidden_layers" in overrides:
-        values["layer_types"] = []
+    if overrides.get("num_hidden_layers") is not None and "layer_types" not in overrides:
+        values["layer_types"] = []  # re-derive the alternation for the new depth
     return GptOssConfig(**values)
