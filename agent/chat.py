@@ -91,8 +91,6 @@ def make_agent(args):
             raise UsageError(f"--instructions {instructions}: {exc.strerror}") from None
     tools = parse_tools(args.tools)
     model = args.model
-    if model and model.endswith(".json") and Path(model).is_file():
-        model = _scripted_backend(Path(model))
     if args.temperature < 0:
         raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
     try:
@@ -140,23 +138,13 @@ def _import_function(spec: str):
     return getattr(module, attr)
 
 
-def _scripted_backend(path: Path):
-    from agent.backends.scripted import ScriptedBackend
-    try:
-        data = json.loads(path.read_text())
-        completions = data["completions"] if isinstance(data, dict) else data
-        if not isinstance(completions, list):
-            raise ValueError("'completions' must be a list")
-    except (ValueError, KeyError) as exc:
-        raise UsageError(f"--model {path}: not a recorded-completions file ({exc})") from None
-    return ScriptedBackend(completions, logprob=data.get("logprob") if isinstance(data, dict) else None)
-
-
 def _load_model(agent, quiet: bool) -> None:
     """Load the weights now (not at the first token), with a progress line on stderr."""
-    if agent._backend is not None:
-        return
     from agent.backends.local import resolve_model_path
+    from agent.loop import is_recorded_script
+    if agent._backend is not None or is_recorded_script(agent.model):
+        agent.backend
+        return
     path = resolve_model_path(agent.model)
     progress = None if quiet or not sys.stderr.isatty() else _Progress(f"loading {path}")
     agent.progress = progress.update if progress else None

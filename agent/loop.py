@@ -94,9 +94,13 @@ class Agent:
         """The backend, loading the checkpoint on first use."""
         with self._backend_lock:
             if self._backend is None:
-                from agent.backends.local import LocalBackend
                 started = time.perf_counter()
-                self._backend = LocalBackend.load(self.model, device=self.device, progress=self.progress)
+                if is_recorded_script(self.model):
+                    from agent.backends.scripted import ScriptedBackend
+                    self._backend = ScriptedBackend.from_file(self.model)
+                else:
+                    from agent.backends.local import LocalBackend
+                    self._backend = LocalBackend.load(self.model, device=self.device, progress=self.progress)
                 self.load_seconds = time.perf_counter() - started
             return self._backend
 
@@ -431,6 +435,12 @@ class ToolSet:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
             self._loop = self._thread = None
+
+
+def is_recorded_script(model: Any) -> bool:
+    """A `.json` file of recorded completions stands in for a model (tests, demos, replays)."""
+    import os
+    return isinstance(model, (str, os.PathLike)) and str(model).endswith(".json") and os.path.isfile(model)
 
 
 # ---- helpers -----------------------------------------------------------------------------

@@ -26,8 +26,9 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
     if model is None:
         from agent.model import nano
         path = Path(nano.path())
-        if not path.exists():
-            raise ModelNotFound(f"embedded model weights are missing at {path}")
+        if not any(path.glob("*.safetensors")):
+            raise ModelNotFound(f"the embedded model's weights are missing in {path}; "
+                                "pass --model with a checkpoint folder")
         return path
     path = Path(model).expanduser()
     if path.exists():

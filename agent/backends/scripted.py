@@ -34,6 +34,20 @@ class ScriptedBackend:
         self.last_usage = empty_usage()
         self._cached: list[int] = []    # what a real engine would hold in its KV cache
 
+    @classmethod
+    def from_file(cls, path) -> "ScriptedBackend":
+        """A recorded-completions file: {"completions": [...], "logprob": null} or a bare list."""
+        import json
+        from pathlib import Path
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot read recorded completions ({exc})") from None
+        completions = data.get("completions") if isinstance(data, dict) else data
+        if not isinstance(completions, list) or not all(isinstance(c, (str, list)) for c in completions):
+            raise ValueError(f"{path}: expected a list of completions (Harmony text or token lists)")
+        return cls(completions, logprob=data.get("logprob") if isinstance(data, dict) else None)
+
     @property
     def remaining(self) -> int:
         return len(self.completions)

@@ -162,3 +162,41 @@ def test_async_variants(make_agent):
     result, events = asyncio.run(main())
     assert result.final == "one"
     assert isinstance(events[-1], Done) and events[-1].result.final == "two"
+
+
+def test_python_call_then_answer(make_agent, oracle_prompt):
+    from agent.tools.python import PythonTool
+    agent, backend = make_agent([
+        THINK.format("Compute it.") + call("python", "x = 6 * 7\nprint(x)", channel="analysis", json=False),
+        FINAL.format("6 times 7 is 42."),
+    ], tools=[PythonTool(timeout=20)])
+    result = agent.run("What is 6*7? Use python.")
+    (run,) = result.tool_calls
+    assert run.recipient == "python" and not run.error and run.output.strip() == "42"
+    tool_message = [m for m in result.messages if m["role"] == "tool"][0]
+    assert (tool_message["name"], tool_message["channel"]) == ("python", "analysis")
+    assert result.final == "6 times 7 is 42."
+    # The python namespace is in the system message, and the second prompt (with the call
+    # and its output) is what openai-harmony renders.
+    assert "python" in result.messages[0]["content"][0]["tools"]
+    assert backend.prompts[1] == oracle_prompt(result.messages[:-1])
+
+
+def test_browser_search_open_and_citations(make_agent, tmp_path):
+    from agent.tools.browser import BrowserTool
+    from agent.tools.browser.backends import LocalFolderBackend
+    (tmp_path / "otters.txt").write_text("Sea otters\n\nSea otters hold hands while sleeping.\n"
+                                         "They use rocks as tools.\n")
+    browser = BrowserTool(LocalFolderBackend(tmp_path))
+    agent, backend = make_agent([
+        call("browser.search", '{"query": "sea otters sleeping"}'),
+        call("browser.open", '{"id": 0, "cursor": 0}'),
+        FINAL.format("Sea otters hold hands while they sleep【1†L3】."),
+    ], tools=[browser])
+    result = agent.run("Why do sea otters hold hands?")
+    assert [c.recipient for c in result.tool_calls] == ["browser.search", "browser.open"]
+    assert not any(c.error for c in result.tool_calls)
+    assert "hold hands" in result.tool_calls[1].output
+    (citation,) = result.citations
+    assert (citation.cursor, citation.start_line) == (1, 3)
+    assert citation.url and citation.url.endswith("otters.txt")
