@@ -116,6 +116,28 @@ def _strip_to(part: str) -> str:
     return part
 
 
+def _clean_recipient(recipient: str, role: Role, channel: Optional[str],
+                     content_type: Optional[str], problems: list[str]):
+    """Repairs for recipients openai-harmony would keep as written: `to=to=x`, `to=`,
+    `x<|end|>`, a bare channel word, an assistant writing to itself."""
+    if recipient.startswith("to="):
+        problems.append(f"duplicated to= in recipient {recipient!r}")
+        recipient = _strip_to(recipient)
+    if "<|" in recipient:
+        problems.append(f"special-token text in recipient {recipient!r}")
+        recipient = recipient[:recipient.index("<|")]
+    if not recipient:
+        problems.append("header has an empty recipient")
+        return None, channel
+    if recipient in KNOWN_CHANNELS and channel is None and content_type is None:
+        problems.append(f"channel {recipient!r} written without <|channel|>")
+        return None, recipient
+    if recipient == role.value == Role.ASSISTANT.value:
+        problems.append("assistant message addressed to assistant; recipient dropped")
+        return None, channel
+    return recipient, channel
+
+
 def parse_header(text: str, role: Optional[Role], default_role: Role = Role.ASSISTANT) -> Header:
     """Header text (between `<|start|>` and `<|message|>`) -> author, channel, recipient, type.
 
@@ -142,6 +164,8 @@ def parse_header(text: str, role: Optional[Role], default_role: Role = Role.ASSI
             name, role = parts.pop(0), Role.TOOL
             if not parts:
                 problems.append(f"unknown role {name!r}; read as a tool name")
+        if role == Role.TOOL and name is None:
+            name = first  # as openai-harmony: a `tool` author is named by its header word
     if parts and parts[0] == role.value:
         parts.pop(0)
 
@@ -162,10 +186,9 @@ def parse_header(text: str, role: Optional[Role], default_role: Role = Role.ASSI
         if extra.startswith("to="):
             if recipient is not None and _strip_to(extra) == _strip_to(recipient):
                 problems.append(f"header repeats {extra}")
-            elif recipient is None or recipient in KNOWN_CHANNELS:
-                if recipient in KNOWN_CHANNELS and channel is None:
-                    channel = recipient
-                recipient = extra[3:]
+            elif recipient in KNOWN_CHANNELS and channel is None:
+                problems.append(f"channel {recipient!r} written without <|channel|>")
+                channel, recipient = recipient, extra[3:]
             else:
                 problems.append(f"header has a second recipient {extra!r}; kept {recipient!r}")
         elif extra in KNOWN_CHANNELS and channel is None:
@@ -176,18 +199,7 @@ def parse_header(text: str, role: Optional[Role], default_role: Role = Role.ASSI
         else:
             problems.append(f"unknown header text {extra!r} ignored")
     if recipient is not None:
-        if recipient.startswith("to="):
-            problems.append(f"duplicated to= in recipient {recipient!r}")
-            recipient = _strip_to(recipient)
-        if "<|" in recipient:
-            problems.append(f"special-token text in recipient {recipient!r}")
-            recipient = recipient[:recipient.index("<|")] or None
-        if recipient in KNOWN_CHANNELS and channel is None and content_type is None:
-            problems.append(f"channel {recipient!r} written without <|channel|>")
-            channel, recipient = recipient, None
-        elif recipient == role.value == Role.ASSISTANT.value:
-            problems.append("assistant message addressed to assistant; recipient dropped")
-            recipient = None
+        recipient, channel = _clean_recipient(recipient, role, channel, content_type, problems)
     if role == Role.ASSISTANT and channel is None:
         problems.append("assistant message has no channel")
     return Header(Author(role=role, name=name), channel, recipient, content_type, problems)
