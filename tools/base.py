@@ -30,6 +30,14 @@ class ToolError(Exception):
     """A failure the model caused or can fix; its message goes back to the model verbatim."""
 
 
+class InvalidArguments(ToolError):
+    """The call's arguments are unusable (not JSON, wrong fields); nothing ran."""
+
+
+def invalid_arguments_result(error: InvalidArguments) -> ToolResult:
+    return ToolResult(str(error), data={"invalid_arguments": True}, error=True)
+
+
 class Tool(ABC):
     namespace: str = "functions"  # "functions" | "browser" | "python"
     name: str = ""
@@ -69,10 +77,10 @@ def parse_json_arguments(recipient: str, arguments: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ToolError(f"Invalid arguments for {recipient}: not valid JSON ({e.msg} at "
+        raise InvalidArguments(f"Invalid arguments for {recipient}: not valid JSON ({e.msg} at "
                         f"position {e.pos}). Send a JSON object.") from None
     if not isinstance(value, dict):
-        raise ToolError(f"Invalid arguments for {recipient}: expected a JSON object, "
+        raise InvalidArguments(f"Invalid arguments for {recipient}: expected a JSON object, "
                         f"got {type(value).__name__}.")
     return value
 

@@ -17,8 +17,9 @@ from typing import Any, Callable
 
 import pydantic
 
-from agent.tools.base import (BUILTIN_NAMESPACES, Tool, ToolError, ToolResult,
-                              format_validation_error, parse_json_arguments)
+from agent.tools.base import (BUILTIN_NAMESPACES, InvalidArguments, Tool, ToolError,
+                              ToolResult, format_validation_error, invalid_arguments_result,
+                              parse_json_arguments)
 
 _ARG_HEADERS = ("args:", "arguments:", "parameters:", "params:")
 _OTHER_HEADERS = ("returns:", "return:", "raises:", "yields:", "examples:", "example:", "note:")
@@ -180,9 +181,9 @@ class FunctionTool(Tool):
             try:
                 validated = self.arguments_model.model_validate(raw)
             except pydantic.ValidationError as e:
-                raise ToolError(format_validation_error(recipient, e)) from None
-        except ToolError as e:
-            return ToolResult(str(e), error=True)
+                raise InvalidArguments(format_validation_error(recipient, e)) from None
+        except InvalidArguments as e:
+            return invalid_arguments_result(e)
         kwargs = {name: getattr(validated, name) for name in self.arguments_model.model_fields}
         try:
             if self.is_async:

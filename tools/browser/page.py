@@ -41,6 +41,20 @@ class Page:
     snippets: dict[str, Snippet] | None = None  # set on search and find result pages
     _lines: list[str] | None = field(default=None, repr=False)
 
+    def to_dict(self) -> dict:
+        data = {"url": self.url, "title": self.title, "text": self.text, "urls": self.urls}
+        if self.snippets is not None:
+            data["snippets"] = {k: vars(v) for k, v in self.snippets.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Page":
+        snippets = data.get("snippets")
+        return cls(url=data["url"], title=data["title"], text=data["text"],
+                   urls=dict(data.get("urls", {})),
+                   snippets=None if snippets is None else
+                   {k: Snippet(**v) for k, v in snippets.items()})
+
     @property
     def lines(self) -> list[str]:
         if self._lines is None:

@@ -12,7 +12,8 @@ from urllib.parse import unquote
 
 import pydantic
 
-from agent.tools.base import (Tool, ToolError, ToolResult, format_validation_error,
+from agent.tools.base import (InvalidArguments, Tool, ToolError, ToolResult,
+                              format_validation_error, invalid_arguments_result,
                               parse_json_arguments)
 from agent.tools.browser.backends import DuckDuckGoBackend, SearchBackend, SearchResult
 from agent.tools.browser.citations import normalize_citations
@@ -94,8 +95,10 @@ class BrowserTool(Tool):
             try:
                 args = ARGUMENTS[function].model_validate(raw)
             except pydantic.ValidationError as e:
-                raise ToolError(format_validation_error(recipient, e)) from None
+                raise InvalidArguments(format_validation_error(recipient, e)) from None
             text = await getattr(self, function)(args)
+        except InvalidArguments as e:
+            return invalid_arguments_result(e)
         except ToolError as e:
             return ToolResult(str(e), error=True)
         page = self.pages[-1]
@@ -203,8 +206,13 @@ class BrowserTool(Tool):
         return normalize_citations(text, [p.url for p in self.pages], hide_partial_citations)
 
     def state(self) -> dict[str, Any]:
-        """The cursor stack, for saving a session (URLs and titles)."""
-        return {"pages": [{"url": p.url, "title": p.title} for p in self.pages]}
+        """The cursor stack as JSON-ready data (pages with their text and links)."""
+        return {"pages": [page.to_dict() for page in self.pages]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restores `state()`: cursors keep their numbers, citations keep resolving."""
+        self.pages = [Page.from_dict(d) for d in state.get("pages", [])]
+        self._cache = {p.url: p for p in self.pages if p.url and p.snippets is None}
 
 
 def search_results_page(query: str, results: list[SearchResult]) -> Page:
