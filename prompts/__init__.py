@@ -1,0 +1,11 @@
+"""Prompt templates (jinja2) of the Harmony renderer, installed as `agent.prompts`.
+
+    system.jinja            system message: identity, dates, reasoning effort, tools, channels
+    developer.jinja         developer message: instructions, function tools, response formats
+    tools.jinja             `# Tools` section, `namespace functions { ... }` blocks
+    response_formats.jinja  `# Response Formats` (structured output)
+
+To change a prompt without touching code, copy a template into a folder, edit it, and pass the
+folder as `agent.harmony.Renderer(template_dir=...)` or set $AGENT_PROMPTS_DIR. Templates not
+in that folder come from here. The packaged ones reproduce openai-harmony's text exactly.
+"""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -240,6 +241,10 @@ class StreamParser:
 
     def process(self, token: int) -> list[Event]:
         events: list[Event] = []
+        try:
+            token = operator.index(token)  # ints from numpy / torch scalars too
+        except TypeError:
+            pass
         self.tokens.append(token)
         if not isinstance(token, int) or not 0 <= token < tk.VOCAB_SIZE:
             return self._error(events, f"token id {token!r} is outside the vocabulary", "token")
@@ -273,7 +278,8 @@ class StreamParser:
             self._error(events, "completion ended before the message was closed "
                                 "(no <|end|>, <|return|> or <|call|>)", "truncated")
             self._close_message(events)
-        self.state = STOPPED if self.state == STOPPED else EXPECT_START
+        if self.state != STOPPED:
+            self.state = EXPECT_START
         return events
 
     def result(self) -> ParseResult:
