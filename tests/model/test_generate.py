@@ -1,0 +1,108 @@
+"""Generation: stop tokens, max_tokens, sampling settings, seeds, logprobs, batches."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agent import model as runtime
+from agent.model.generate import Sampler
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint):
+    return runtime.load(checkpoint("base"), dtype=torch.float32)
+
+
+PROMPT = list(range(3, 23))
+
+
+def run(model, prompt=PROMPT, **kw):
+    return [g.token for g in model.generate(prompt, **kw)]
+
+
+def test_greedy_is_argmax_of_logits(model):
+    out = run(model, max_tokens=5, temperature=0)
+    seq = PROMPT + out
+    logits = model.logits(seq)
+    assert out == [int(logits[len(PROMPT) - 1 + i].argmax()) for i in range(5)]
+
+
+def test_max_tokens_and_stop_tokens(model):
+    assert len(run(model, max_tokens=7, temperature=0)) == 7
+    assert run(model, max_tokens=0) == []
+    greedy = run(model, max_tokens=8, temperature=0)
+    stop = greedy[3]
+    first = greedy.index(stop)
+    out = run(model, max_tokens=8, temperature=0, stop_tokens=[stop, 999999])
+    assert out == greedy[: first + 1]  # the stop token is yielded, then generation ends
+    assert model.last_usage["generated_tokens"] == first + 1
+
+
+def test_seed_reproduces_and_differs(model):
+    a = run(model, max_tokens=12, temperature=1.0, seed=7)
+    b = run(model, max_tokens=12, temperature=1.0, seed=7)
+    c = run(model, max_tokens=12, temperature=1.0, seed=8)
+    assert a == b and a != c
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy(model):
+    greedy = run(model, max_tokens=6, temperature=0)
+    assert run(model, max_tokens=6, temperature=1.5, top_k=1, seed=1) == greedy
+    assert run(model, max_tokens=6, temperature=1.5, top_p=1e-6, seed=1) == greedy
+
+
+def test_sampler_respects_top_k_and_top_p():
+    logits = torch.tensor([5.0, 4.0, 3.0, 0.0, -1.0])
+    sampler = Sampler(temperature=1.0, top_k=2, seed=0)
+    assert {sampler(logits) for _ in range(200)} == {0, 1}
+    probs = torch.softmax(logits, 0)  # 0.66, 0.24, 0.09, ...: top_p 0.8 keeps the first two
+    sampler = Sampler(temperature=1.0, top_p=0.8, seed=0)
+    assert {sampler(logits) for _ in range(200)} == {0, 1}
+    assert float(probs[0]) < 0.8 < float(probs[:2].sum())
+    sampler = Sampler(temperature=1.0, seed=0)  # unrestricted: the tail shows up
+    assert len({sampler(logits) for _ in range(500)}) >= 4
+    with pytest.raises(ValueError):
+        Sampler(top_p=0.0)
+
+
+def test_logprobs_are_the_models(model):
+    out = list(model.generate(PROMPT, max_tokens=4, temperature=0.8, seed=3, logprobs=True))
+    logits = model.logits(PROMPT + [g.token for g in out])
+    for i, g in enumerate(out):
+        want = torch.log_softmax(logits[len(PROMPT) - 1 + i], -1)[g.token]
+        assert abs(g.logprob - float(want)) < 1e-4
+    assert all(g.logprob is None for g in model.generate(PROMPT, max_tokens=2))
+
+
+def test_batch_matches_single_runs(model):
+    prompts = [PROMPT, PROMPT[:7], list(range(50, 80))]
+    batch = model.generate_batch(prompts, max_tokens=6, temperature=0, logprobs=True)
+    assert model.last_usage == {"prompt_tokens": 57, "reused_tokens": 0, "computed_tokens": 57,
+                                "generated_tokens": 18}
+    for prompt, row in zip(prompts, batch):
+        single = list(model.generate(prompt, max_tokens=6, temperature=0, logprobs=True))
+        assert [g.token for g in row] == [g.token for g in single]
+        assert max(abs(a.logprob - b.logprob) for a, b in zip(row, single)) < 1e-4
+    sampled = model.generate_batch(prompts, max_tokens=5, temperature=1.0, seed=11)
+    assert [g.token for g in sampled[1]] == run(model, PROMPT[:7], max_tokens=5, temperature=1.0,
+                                                seed=11)
+
+
+def test_batch_rows_stop_independently(model):
+    prompts = [PROMPT, PROMPT[:9]]
+    free = model.generate_batch(prompts, max_tokens=6, temperature=0)
+    stop = free[0][1].token
+    out = model.generate_batch(prompts, max_tokens=6, temperature=0, stop_tokens=[stop])
+    row0 = [g.token for g in free[0]]
+    assert [g.token for g in out[0]] == row0[: row0.index(stop) + 1]
+    if stop not in [g.token for g in free[1]]:
+        assert len(out[1]) == 6
+
+
+def test_bad_requests_fail_clearly(model):
+    with pytest.raises(ValueError, match="empty"):
+        model.generate([], max_tokens=3)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model.generate([model.config.vocab_size], max_tokens=3)
+    with pytest.raises(ValueError, match="empty"):
+        model.logits([])
