@@ -8,16 +8,12 @@ from typing import Callable, Iterator, Sequence
 
 from agent.backends.base import Generated, empty_usage
 
-# Names a user may type for the real checkpoints, and where `python -m agent download` puts them.
+# Names a user may type for the real checkpoints (`python -m agent download NAME` fetches them).
 KNOWN_NAMES = ("gpt-oss-20b", "gpt-oss-120b")
 
 
 class ModelNotFound(FileNotFoundError):
     pass
-
-
-def models_dir() -> Path:
-    return Path(os.environ.get("GPT_OSS_AGENT_MODELS", Path.home() / ".cache" / "gpt-oss-agent"))
 
 
 def resolve_model_path(model: str | os.PathLike | None) -> Path:
@@ -33,10 +29,10 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
     path = Path(model).expanduser()
     if path.exists():
         return path
+    from agent.model.download import default_dir
     name = str(model).split("/")[-1]
-    for candidate in (models_dir() / name, models_dir() / f"openai--{name}"):
-        if candidate.exists():
-            return candidate
+    if default_dir(name).exists():
+        return default_dir(name)
     hint = f"; run `python -m agent download {name}` first" if name in KNOWN_NAMES else ""
     raise ModelNotFound(f"model {str(model)!r}: no such checkpoint folder{hint}")
 

@@ -106,3 +106,20 @@ def test_end_to_end_on_a_random_tiny_checkpoint(tiny_checkpoint):
     assert data["usage"]["generated_tokens"] == 8
     assert data["usage"]["prompt_tokens"] > 20
     assert data["effort"] == "low" and data["messages"][0]["role"] == "system"
+
+
+def _embedded_weights() -> bool:
+    from agent.model import nano
+    return any(nano.path().glob("*.safetensors"))
+
+
+@pytest.mark.skipif(not _embedded_weights(), reason="the embedded model's weights are not built yet")
+def test_end_to_end_on_the_embedded_model():
+    out = agent_cli("--json", "--tools", "python", "--effort", "low", "--temperature", "0",
+                    "--max-steps", "4", "--max-tokens", "400", "What is 37 * 41?", timeout=300)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {"final", "effort", "tool_calls", "messages", "usage"} <= set(data)
+    assert data["effort"] == "low" and data["usage"]["generated_tokens"] > 0
+    # The embedded model speaks Harmony: the parser recovers assistant messages from it.
+    assert any(m["role"] == "assistant" for m in data["messages"])
