@@ -175,6 +175,16 @@ def tool_cases():
         ("kitchensink only", conv(system(oh.ReasoningEffort.LOW), developer(None, [KITCHENSINK]),
                                   user("go"))),
         ("top-level oneOf", conv(system(), developer("pick one", [TOP_ONE_OF]), user("go"))),
+        ("extra namespaces", conv(
+            oh.Message.from_role_and_content(R.SYSTEM, oh.SystemContent.new().with_tools(
+                oh.ToolNamespaceConfig(name="calendar", description="Calendar tools.\r\nLocal.",
+                                       tools=[SEARCH_DOCS])).with_python_tool()),
+            oh.Message.from_role_and_content(R.DEVELOPER, oh.DeveloperContent.new()
+                                             .with_function_tools([WEATHER])
+                                             .with_tools(oh.ToolNamespaceConfig(
+                                                 name="notes", description="Plain text\n\nnotes.",
+                                                 tools=[]))),
+            user("plan my day"))),
     ]
 
 

@@ -322,7 +322,7 @@ def _check_invariants(parser: StreamParser, events: list) -> None:
     assert texts == [m.text for m in parser.messages]
 
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
 
 
