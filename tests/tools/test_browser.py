@@ -140,6 +140,8 @@ def test_private_addresses_are_refused_by_default(docs, web):
         assert result.error and "refusing to fetch" in result.text, url
     assert len(web.hits) == hits  # the server never saw a request
     assert "only http and https" in call(browser, "open", id="ftp://example.org/x").text
+    no_scheme = call(browser, "open", id="127.0.0.1/index.html")  # https:// is assumed
+    assert "Error fetching URL `https://127.0.0.1/index.html`: refusing" in no_scheme.text
 
 
 def test_search_with_local_folder_backend_and_open_result(docs):

@@ -121,6 +121,8 @@ class BrowserTool(Tool):
             target = int(target)  # "3" is a link id, not a URL
         if isinstance(target, str):
             url = target.strip()
+            if "://" not in url and not url.startswith(VIEW_SOURCE) and "." in url.split("/")[0]:
+                url = "https://" + url  # "example.org/page": the model left out the scheme
             page = await self._load(VIEW_SOURCE + url if args.view_source else url, fresh=True)
         else:
             current = self._page_at(args.cursor)

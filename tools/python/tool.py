@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 from agent.tools.base import Tool, ToolResult
@@ -29,8 +30,7 @@ class PythonTool(Tool):
                  bwrap: str | None = None):
         """timeout: wall-clock seconds per call (overrides `limits.timeout`).
         sandbox="none" runs code without bubblewrap (explicit, unsafe opt-in)."""
-        limits = limits or Limits()
-        limits.timeout = timeout
+        limits = replace(limits or Limits(), timeout=timeout)
         self.session = PythonSession(limits, workspace=workspace, sandbox=sandbox, bwrap=bwrap)
         self.timeout = None  # the session enforces its own limit, and restarts the worker
 
