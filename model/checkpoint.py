@@ -148,10 +148,10 @@ def detect(path: Path) -> tuple[str, Path]:
 
 
 def read_config(path: Path) -> tuple[GptOssConfig, str, Path]:
-    layout, folder = detect(path)
-    source = folder / "config.json"
-    data = read_json(source)
     try:
+        layout, folder = detect(path)
+        source = folder / "config.json"
+        data = read_json(source)
         if layout == "original":
             return GptOssConfig.from_original(data, str(source)), layout, folder
         quant = (data.get("quantization_config") or {}).get("quant_method")
