@@ -14,7 +14,7 @@ the wild (vLLM, Ollama and openai/harmony issue trackers) that it repairs:
 - a duplicated `to=` (`to=functions.f to=functions.f`, `to=to=functions.f`);
 - a missing `<|start|>assistant` before `<|channel|>`, `<|start|>` inside a message, stray
   tokens between messages, tokens after `<|call|>` / `<|return|>`;
-- truncation (max_tokens) inside a header or a message;
+- truncation (max_tokens) inside a header or a message, `<|endoftext|>` ending the stream;
 - a tool-call body that is not valid JSON (recorded; the text is kept as written).
 """
 from __future__ import annotations
@@ -250,8 +250,11 @@ class StreamParser:
             return self._error(events, f"token id {token!r} is outside the vocabulary", "token")
         if self.state == STOPPED:
             if len(self.tokens) == self._stopped_at + 1:
-                self._error(events, f"text after {_TOKEN_NAMES[self.stop_token]} ignored",
+                self._error(events, f"text after {_TOKEN_NAMES[self._stopped_by]} ignored",
                             "after_stop")
+            return events
+        if token == tk.ENDOFTEXT:  # some models end the whole stream with it
+            self._end_of_text(events)
             return events
         handler = {EXPECT_START: self._expect_start, HEADER: self._in_header,
                    CONTENT: self._in_content}[self.state]
@@ -428,7 +431,19 @@ class StreamParser:
             self.state = EXPECT_START
 
     def _stop(self, token: int) -> None:
-        self.stop_token, self.state, self._stopped_at = token, STOPPED, len(self.tokens)
+        if token != tk.ENDOFTEXT:
+            self.stop_token = token
+        self.state, self._stopped_by, self._stopped_at = STOPPED, token, len(self.tokens)
+
+    def _end_of_text(self, events: list[Event]) -> None:
+        if self.state == CONTENT:
+            self._error(events, "<|endoftext|> inside a message: closed the message", "format")
+            self._close_message(events)
+        elif self.state == HEADER and self._header_tokens:
+            self._error(events, "message header ended by <|endoftext|>", "header")
+            self._malformed_header(events)
+        self._flush_stray(events)
+        self._stop(tk.ENDOFTEXT)
 
     def _flush_stray(self, events: list[Event]) -> None:
         if self._stray:

@@ -283,6 +283,16 @@ def test_unknown_header_text_and_unknown_role():
     assert result.messages[0].author.name == "weather_tool"
 
 
+def test_endoftext_ends_the_stream():
+    result, msgs = parsed([tk.CHANNEL] + H("final") + [tk.MESSAGE] + H("hi") + [tk.END,
+                          tk.ENDOFTEXT] + H("more"))
+    assert msgs == [("assistant", "final", None, None, "hi")]
+    assert result.stop_token is None and [e.kind for e in result.errors] == ["after_stop"]
+    result, msgs = parsed([tk.CHANNEL] + H("final") + [tk.MESSAGE] + H("cut") + [tk.ENDOFTEXT])
+    assert msgs == [("assistant", "final", None, None, "cut")]
+    assert [e.kind for e in result.errors] == ["format"]
+
+
 def test_out_of_vocabulary_ids_are_errors_not_exceptions():
     result = parse_completion([tk.CHANNEL, -1, 10**9, "x"] + H("final") + [tk.MESSAGE] +
                               H("ok") + [tk.RETURN])
