@@ -12,6 +12,7 @@ as root), the output limit in characters.
 import ast
 import json
 import linecache
+import math
 import os
 import resource
 import sys
@@ -90,9 +91,8 @@ def set_cpu_budget(seconds):
     if not seconds:
         return
     used = resource.getrusage(resource.RUSAGE_SELF)
-    spent = int(used.ru_utime + used.ru_stime) + 1
     hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-    soft = spent + int(seconds)
+    soft = math.ceil(used.ru_utime + used.ru_stime + seconds)
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
