@@ -51,7 +51,9 @@ def load_backend(args):
         import torch
         torch.set_num_threads(args.threads)
     from agent.backends.local import LocalBackend
-    return LocalBackend.load(args.model, device=args.device)
+    from agent.server.batching import with_batching
+    backend = LocalBackend.load(args.model, device=args.device)
+    return with_batching(backend) if args.max_batch > 1 else backend
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,100 @@
+"""`python -m agent serve` in a subprocess on the real in-process runtime (a random tiny
+gpt-oss checkpoint with the full Harmony vocabulary: gibberish text, real protocol)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+
+HI = [{"role": "user", "content": "Hi!"}]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from agent.harmony.tokenizer import VOCAB_SIZE
+    from agent.model.config import preset
+    from agent.model.random import write_random
+    out = tmp_path_factory.mktemp("tiny-full-vocab")
+    write_random(out, preset("tiny", vocab_size=VOCAB_SIZE, max_position_embeddings=1024))
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint):
+    from socket import socket
+    with socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "serve", "--model", str(tiny_checkpoint), "--port",
+         str(port), "--served-model-name", "tiny", "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not start:\n{proc.stdout.read()}")
+        time.sleep(0.2)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_chat_on_the_runtime_with_prefix_reuse(server):
+    client = openai.OpenAI(base_url=server + "/v1", api_key="x", max_retries=0, timeout=60)
+    assert [m.id for m in client.models.list()] == ["tiny"]
+    first = client.chat.completions.create(model="tiny", messages=HI, max_tokens=4, seed=1)
+    again = client.chat.completions.create(model="tiny", messages=HI, max_tokens=4, seed=1)
+    assert first.usage.completion_tokens == again.usage.completion_tokens <= 4
+    assert first.choices[0].finish_reason in ("length", "stop", "tool_calls")
+    # the runtime keeps the conversation's prefix: everything but the last prompt token
+    # (recomputed for its logits) is reused by the second request
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1
+    # a fixed seed gives the same sample
+    assert first.choices[0].message == again.choices[0].message
+    stream = list(client.chat.completions.create(model="tiny", messages=HI, max_tokens=3,
+                                                 stream=True))
+    assert stream[-1].choices[0].finish_reason is not None
+
+
+def test_waiting_requests_are_batched(server):
+    client = openai.AsyncOpenAI(base_url=server + "/v1", api_key="x", max_retries=0, timeout=60)
+    before = httpx.get(server + "/health").json()
+
+    async def burst():
+        try:
+            return await asyncio.gather(*(client.completions.create(
+                model="tiny", prompt=[200006, 1428, 200008, 3030 + i], max_tokens=3,
+                extra_body={"ignore_eos": True}) for i in range(4)))
+        finally:
+            await client.close()
+
+    results = asyncio.run(burst())
+    after = httpx.get(server + "/health").json()
+    assert [r.usage.completion_tokens for r in results] == [3] * 4
+    assert after["served"] - before["served"] == 4
+    assert after["batches"] > before["batches"]  # the three that waited ran as one batch
+
+
+def test_bad_model_path_is_one_line_and_exit_2(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "agent", "serve", "--model",
+                          str(tmp_path / "nothing-here")], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0 and "nothing-here" in run.stderr
