@@ -45,7 +45,8 @@ class _Turn:
     stop_reason: str = "done"
     reason: str = ""
     output: Any = None
-    unresolved: str | None = None      # the last error the model has not recovered from
+    unresolved: str | None = None      # a failed tool call not followed by a successful one
+    parse_problem: str | None = None   # output we could not use, until a usable step follows
     pages: dict = field(default_factory=dict)
     model_s: float = 0.0
     tools_s: float = 0.0
@@ -201,7 +202,7 @@ class Agent:
             usage.add(turn.usage)
             model_s, tools_s = model_s + turn.model_s, tools_s + turn.tools_s
             result = self._result(history, turn, output, decisions, usage, started, model_s, tools_s)
-            problems = self._problems(turn, result, check, escalating=router)
+            problems = self._problems(turn, result, check)
             if problems:
                 result.errors.extend(problems)
             following = router.escalate(decision.effort, problems) if problems and turn.stop_reason != "timeout" else None
@@ -239,18 +240,23 @@ class Agent:
                 yield ErrorEvent(message=f"model backend failed: {exc}")
                 return self._stop(turn, "error", f"model backend failed: {type(exc).__name__}: {exc}")
             turn.model_s += time.perf_counter() - step_started
-            messages, errors, stop_token, timed_out = parsed
+            messages, errors, stop_token, final_logprobs, timed_out = parsed
             turn.messages.extend(messages)
             if timed_out:
                 return self._stop(turn, "timeout", f"ran past max_time={self.max_time}s while generating")
 
             calls = [m for m in messages if _is_tool_call(m)]
+            final = _final_text(messages, stop_token)
+            if errors and (calls or final is not None):   # the parser repaired the output
+                turn.errors.append(f"step {turn.steps} (repaired): " + "; ".join(errors))
+            if calls or final is not None:
+                turn.parse_problem = None
             for message in calls:
                 yield from self._call_tool(message, turn)
-            final = _final_text(messages, stop_token)
             if calls and final is None:
                 continue
             if final is not None:
+                turn.final_logprobs = final_logprobs
                 if output is None:
                     turn.final = final
                     return
@@ -269,7 +275,7 @@ class Agent:
             # Neither a call nor a final answer: tell the model what went wrong and go on.
             problem = "; ".join(errors) if errors else _no_answer_reason(messages, stop_token)
             turn.errors.append(f"step {turn.steps}: {problem}")
-            turn.unresolved = problem
+            turn.parse_problem = problem
             yield ErrorEvent(message=problem)
             turn.messages.append(_tool_message("parser", "commentary",
                                                f"Your last output could not be used: {problem}. "
@@ -288,6 +294,7 @@ class Agent:
                                       temperature=self.temperature, top_p=self.top_p,
                                       seed=self.seed, logprobs=self.min_confidence is not None)
         generated = 0
+        final_logprobs: list[float] = []
         try:
             for item in completion:
                 generated += 1
@@ -303,7 +310,7 @@ class Agent:
                         if delta is not None:
                             yield delta
                         if channel == "final" and item.logprob is not None:
-                            turn.final_logprobs.append(item.logprob)
+                            final_logprobs.append(item.logprob)
                 if self._out_of_time(started):
                     timed_out = True
                     break
@@ -321,7 +328,7 @@ class Agent:
         for message in parser.messages:
             if message.channel == "analysis":
                 turn.reasoning += ("\n" if turn.reasoning else "") + _text(message)
-        return list(parser.messages), [str(e) for e in errors], getattr(parser, "stop_token", None), timed_out
+        return list(parser.messages), errors, parser.stop_token, final_logprobs, timed_out
 
     def _call_tool(self, message, turn: _Turn) -> Iterator[Event]:
         recipient, arguments = message.recipient, _text(message)
@@ -366,13 +373,13 @@ class Agent:
         result.timings.first_token_s = turn.first_token_s
         return result
 
-    def _problems(self, turn: _Turn, result: Result, check: Callable | None, escalating: Router) -> list[str]:
+    def _problems(self, turn: _Turn, result: Result, check: Callable | None) -> list[str]:
         """Why this attempt ended badly (empty when it ended well): the escalation triggers."""
         problems = []
         if turn.stop_reason != "done":
             problems.append(turn.reason)
-        elif turn.unresolved:
-            problems.append(f"unresolved error before the answer: {turn.unresolved}")
+        elif turn.unresolved or turn.parse_problem:
+            problems.append(f"unresolved error before the answer: {turn.unresolved or turn.parse_problem}")
         if turn.stop_reason == "done" and check is not None:
             try:
                 verdict = check(result)

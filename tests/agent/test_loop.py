@@ -200,3 +200,16 @@ def test_browser_search_open_and_citations(make_agent, tmp_path):
     (citation,) = result.citations
     assert (citation.cursor, citation.start_line) == (1, 3)
     assert citation.url and citation.url.endswith("otters.txt")
+
+
+def test_two_calls_in_one_completion_run_in_order(make_agent, oracle_prompt):
+    first = call("functions.add", '{"a": 1, "b": 2}').replace("<|call|>", "<|end|><|start|>assistant")
+    agent, backend = make_agent([first + call("functions.get_weather", '{"city": "Oslo"}'),
+                                 FINAL.format("3, and Oslo: 18C.")], tools=[add, get_weather])
+    result = agent.run("1+2 and weather in Oslo")
+    assert [(c.recipient, c.output, c.step) for c in result.tool_calls] == [
+        ("functions.add", "3", 1), ("functions.get_weather", "Oslo: 18C, cloudy", 1)]
+    roles = [(m["role"], m["name"] if m["role"] == "tool" else m.get("recipient")) for m in result.messages[3:]]
+    assert roles == [("assistant", "functions.add"), ("assistant", "functions.get_weather"),
+                     ("tool", "functions.add"), ("tool", "functions.get_weather"), ("assistant", None)]
+    assert backend.prompts[1] == oracle_prompt(result.messages[:-1])

@@ -134,3 +134,10 @@ def test_unresolved_tool_error_escalates(make_agent):
     assert [d.effort for d in result.decisions] == ["low", "medium", "high"]
     assert "unresolved error" in result.decisions[1].reason
     assert result.final == "fine"
+
+
+def test_a_recovered_parse_error_does_not_escalate(make_agent):
+    agent, backend = make_agent(["<|end|>", FINAL.format("ok")], effort="auto")
+    result = agent.run("hi there")
+    assert result.final == "ok" and result.attempts == 1 and result.ok
+    assert len(backend.prompts) == 2
