@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", nargs="*", help="the task; omit it for an interactive chat")
     p.add_argument("--model", help="checkpoint folder or name (default: the embedded model); "
                                    "a .json file of recorded completions replays them")
+    p.add_argument("--backend", metavar="URL",
+                   help="a remote engine instead of the in-process runtime: http://host:port "
+                        "(vLLM, SGLang, `python -m agent serve`), llamacpp+URL, ollama+URL, chat+URL; "
+                        "--model then names the served model")
     p.add_argument("--effort", default="auto", choices=EFFORT_CHOICES, help="reasoning effort (default: auto)")
     p.add_argument("--tools", default="", help="comma-separated: browser, python, module:function, file.py:function")
     p.add_argument("--instructions", help="developer instructions (text, or @file)")
@@ -91,6 +95,9 @@ def make_agent(args):
             raise UsageError(f"--instructions {instructions}: {exc.strerror}") from None
     tools = parse_tools(args.tools)
     model = args.model
+    if args.backend:
+        from agent.backends.remote import RemoteBackend
+        model = RemoteBackend(args.backend, model=args.model)
     if args.temperature < 0:
         raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
     try:

@@ -155,3 +155,22 @@ def test_url_schemes():
     assert split_url("llamacpp+http://h:8080") == ("llamacpp", "http://h:8080")
     assert split_url("ollama+http://h:11434") == ("ollama", "http://h:11434")
     assert split_url("chat+https://api.example.com/v1") == ("chat", "https://api.example.com")
+
+
+def test_agent_cli_with_backend_flag(serve, tmp_path):
+    import json
+    import subprocess
+    import sys
+    (tmp_path / "mathtools.py").write_text(
+        "def add(a: int, b: int) -> int:\n    '''Add two integers.'''\n    return a + b\n")
+    server_side = ScriptedBackend([CALL_ADD, ANSWER])
+    with serve(server_side) as (url, _):
+        run = subprocess.run(
+            [sys.executable, "-m", "agent", "--backend", url, "--json", "--effort", "low",
+             "--tools", f"{tmp_path / 'mathtools.py'}:add", "What is 2 + 3?"],
+            capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["final"] == "2 + 3 = 5"
+    assert [c["recipient"] for c in result["tool_calls"]] == ["functions.add"]
+    assert result["tool_calls"][0]["output"].strip() == "5"
