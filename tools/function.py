@@ -13,6 +13,7 @@ import functools
 import inspect
 import json
 import re
+import sys
 from typing import Any, Callable
 
 import pydantic
@@ -65,26 +66,28 @@ def harmony_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """A pydantic JSON Schema reduced to what Harmony renders: no $defs/$ref/titles/anyOf."""
     defs = schema.get("$defs", {})
 
-    def simplify(node: Any) -> Any:
+    def simplify(node: Any, seen: tuple[str, ...] = ()) -> Any:
         if isinstance(node, list):
-            return [simplify(n) for n in node]
+            return [simplify(n, seen) for n in node]
         if not isinstance(node, dict):
             return node
         if "$ref" in node:
-            target = defs[node["$ref"].split("/")[-1]]
+            name = node["$ref"].split("/")[-1]
+            if name in seen:  # a recursive model: describe the inner level loosely
+                return {"type": "object"}
             extra = {k: v for k, v in node.items() if k != "$ref"}
-            return simplify({**target, **extra})
+            return simplify({**defs[name], **extra}, seen + (name,))
         out: dict[str, Any] = {}
         for key, value in node.items():
             if key in ("title", "$defs"):
                 continue
             if key == "properties":
-                out[key] = {name: simplify(prop) for name, prop in value.items()}
+                out[key] = {name: simplify(prop, seen) for name, prop in value.items()}
             elif key == "default":
                 if value is not None:  # `default: null` says nothing `?` does not
                     out[key] = value  # a value, not a schema
             else:
-                out[key] = simplify(value)
+                out[key] = simplify(value, seen)
         if "anyOf" in out:
             out = _collapse_union(out)
         if "const" in out and "enum" not in out:
@@ -123,8 +126,11 @@ class FunctionTool(Tool):
     namespace = "functions"
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
-                 description: str | None = None, timeout: float | None = 60.0):
+                 description: str | None = None, timeout: float | None = 60.0,
+                 localns: dict[str, Any] | None = None):
+        """localns: names for string annotations besides the module's (the definer's locals)."""
         self.fn = fn
+        self._localns = localns or {}
         self.name = name or fn.__name__
         if self.name in BUILTIN_NAMESPACES:
             raise ValueError(
@@ -162,7 +168,7 @@ class FunctionTool(Tool):
         if not isinstance(annotation, str):
             return annotation
         try:
-            return eval(annotation, getattr(fn, "__globals__", {}))  # noqa: S307 (type hint)
+            return eval(annotation, getattr(fn, "__globals__", {}), self._localns)  # noqa: S307
         except NameError as e:
             raise ValueError(f"tool {self.name!r}: cannot resolve the type of {pname!r} "
                              f"({annotation}): {e}; define it at module level") from None
@@ -209,6 +215,9 @@ def _has_description(annotation: Any) -> bool:
 def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None,
          description: str | None = None, timeout: float | None = 60.0):
     """Decorator: `@tool` or `@tool(name=..., description=..., timeout=...)`."""
-    def wrap(f: Callable[..., Any]) -> FunctionTool:
-        return FunctionTool(f, name=name, description=description, timeout=timeout)
-    return wrap(fn) if fn is not None else wrap
+    def wrap(f: Callable[..., Any], localns: dict[str, Any] | None = None) -> FunctionTool:
+        # The decorating frame's locals resolve types defined inside a function (PEP 563).
+        localns = localns if localns is not None else sys._getframe(1).f_locals
+        return FunctionTool(f, name=name, description=description, timeout=timeout,
+                            localns=localns)
+    return wrap(fn, sys._getframe(1).f_locals) if fn is not None else wrap

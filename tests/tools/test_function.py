@@ -187,3 +187,27 @@ def test_docstring_styles():
         nothing
     """)
     assert google == {"a": "first one", "b": "second: with colon"}
+
+
+class TreeNode(pydantic.BaseModel):
+    label: str
+    children: list["TreeNode"] = []
+
+
+def test_recursive_and_enum_models_inline():
+    import enum
+
+    class Color(str, enum.Enum):
+        RED = "red"
+        BLUE = "blue"
+
+    def paint(tree: TreeNode, color: Color = Color.RED) -> str:
+        return f"{tree.label}:{color.value}:{len(tree.children)}"
+    painted = tool(paint)
+    props = painted.parameters["properties"]
+    assert props["color"] == {"type": "string", "enum": ["red", "blue"], "default": "red"}
+    assert props["tree"]["properties"]["children"] == {
+        "type": "array", "items": {"type": "object"}, "default": []}
+    result = asyncio.run(painted.call("functions.paint", json.dumps(
+        {"tree": {"label": "root", "children": [{"label": "leaf"}]}, "color": "blue"})))
+    assert result.text == "root:blue:1"
