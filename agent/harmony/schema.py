@@ -50,18 +50,18 @@ def _default_comment(schema: Any, quote_enum_strings: bool) -> str | None:
     return f"default: {_json(default)}"
 
 
+def _variant(variant: Any, indent: str, show_desc: bool, quote_enum_strings: bool) -> str:
+    """One ` | T // comments` choice of a oneOf."""
+    line = f"{indent} | " + _nullable(variant, to_typescript(variant, indent + "   "))
+    comments = [_str(variant, "description")] if show_desc else []
+    default = _default_comment(variant, quote_enum_strings)
+    comments = [c for c in comments + [default] if c]
+    return line + (f" // {' '.join(comments)}" if comments else "")
+
+
 def _top_level_one_of(variants: list, indent: str) -> str:
-    out = []
-    for variant in variants:
-        type_str = _nullable(variant, to_typescript(variant, indent + "   "))
-        comments = []
-        if _str(variant, "description") is not None:
-            comments.append(_str(variant, "description"))
-        default = _default_comment(variant, quote_enum_strings=True)
-        if default:
-            comments.append(default)
-        out.append(f"\n{indent} | {type_str}" + (f" // {' '.join(comments)}" if comments else ""))
-    return "".join(out)
+    return "".join("\n" + _variant(v, indent, _str(v, "description") is not None, True)
+                   for v in variants)
 
 
 def _one_of_property(key: str, optional: str, prop: dict, variants: list, indent: str) -> str:
@@ -77,15 +77,9 @@ def _one_of_property(key: str, optional: str, prop: dict, variants: list, indent
         out += f"{indent}// {default}\n"
     out += f"{indent}{key}{optional}:\n"
     for i, variant in enumerate(variants):
-        type_str = _nullable(variant, to_typescript(variant, indent + "   "))
-        comments = []
         desc = _str(variant, "description")
-        if not (i == 0 and desc_above) and desc is not None and desc != prop_desc:
-            comments.append(desc)
-        variant_default = _default_comment(variant, quote_enum_strings=False)
-        if variant_default:
-            comments.append(variant_default)
-        out += f"{indent} | {type_str}" + (f" // {' '.join(comments)}" if comments else "") + "\n"
+        show = desc is not None and desc != prop_desc and not (i == 0 and desc_above)
+        out += _variant(variant, indent, show, quote_enum_strings=False) + "\n"
     return out + f"{indent},\n"
 
 

@@ -105,3 +105,57 @@ def test_examples_and_top_level_one_of_match_harmony(harmony_encoding):
     schema = {"oneOf": [{"type": "string", "enum": ["a"], "default": "a", "description": "A"},
                         {"type": "array", "items": {"type": ["string", "integer"]}}]}
     assert dev_tokens_ours(schema) == dev_tokens_harmony(harmony_encoding, schema)
+
+
+# --- random schemas (only constructs openai-harmony renders) vs openai-harmony ----------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+words = st.text(st.sampled_from("abcXYZ _-é🦜\n\"'"), min_size=1, max_size=8)
+json_value = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000),
+              st.sampled_from([0.5, -2.25, 3.0]), words),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(words, inner, max_size=3)), max_leaves=6)
+
+
+@st.composite
+def annotated(draw, base):
+    schema = dict(draw(base))
+    for key, value in (("description", words), ("title", words), ("default", json_value),
+                       ("nullable", st.booleans()), ("examples", st.lists(words, max_size=2))):
+        if draw(st.booleans()) and draw(st.booleans()):
+            schema[key] = draw(value)
+    return schema
+
+
+leaf = st.one_of(
+    st.just({"type": "string"}), st.just({"type": "number"}), st.just({"type": "integer"}),
+    st.just({"type": "boolean"}), st.just({}), st.just({"type": "array"}),
+    st.builds(lambda e: {"type": "string", "enum": e}, st.lists(words, max_size=3)),
+    st.builds(lambda e, i: {"type": "string", "enum": e, "default": e[i % len(e)]},
+              st.lists(words, min_size=1, max_size=3), st.integers(0, 2)),
+    st.builds(lambda t: {"type": t}, st.lists(st.sampled_from(["string", "integer", "null"]),
+                                              max_size=3)))
+
+
+def _containers(inner):
+    props = st.dictionaries(st.sampled_from(["a", "b_c", "Dee", "x1"]), inner, max_size=3)
+    return st.one_of(
+        st.builds(lambda p, r: {"type": "object", "properties": p,
+                                "required": [k for k in p if r]}, props, st.booleans()),
+        st.builds(lambda i: {"type": "array", "items": i}, inner),
+        st.builds(lambda v: {"oneOf": v}, st.lists(inner, min_size=1, max_size=3)))
+
+
+schemas = st.recursive(annotated(leaf), lambda inner: annotated(_containers(inner)),
+                       max_leaves=8)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(st.builds(lambda p: {"type": "object", "properties": p},
+                 st.dictionaries(st.sampled_from(["p", "q_r", "s"]), schemas, max_size=3)))
+def test_random_schemas_match_openai_harmony(harmony_encoding, schema):
+    assert dev_tokens_ours(schema) == dev_tokens_harmony(harmony_encoding, schema)
