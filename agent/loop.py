@@ -205,7 +205,7 @@ class Agent:
             problems = self._problems(turn, result, check)
             if problems:
                 result.errors.extend(problems)
-            following = router.escalate(decision.effort, problems) if problems and turn.stop_reason != "timeout" else None
+            following = router.escalate(decision.effort, problems) if problems else None
             if following is None:
                 break
             decision = following
@@ -374,21 +374,25 @@ class Agent:
         return result
 
     def _problems(self, turn: _Turn, result: Result, check: Callable | None) -> list[str]:
-        """Why this attempt ended badly (empty when it ended well): the escalation triggers."""
-        problems = []
+        """Why this attempt ended badly, as escalation triggers (empty when it ended well).
+        Limits (steps, tokens, time) and backend failures are not triggers: more effort
+        would spend more of what already ran out, or fail the same way."""
+        if turn.stop_reason == "invalid_output":
+            return [turn.reason]
         if turn.stop_reason != "done":
-            problems.append(turn.reason)
-        elif turn.unresolved or turn.parse_problem:
+            return []
+        problems = []
+        if turn.unresolved or turn.parse_problem:
             problems.append(f"unresolved error before the answer: {turn.unresolved or turn.parse_problem}")
-        if turn.stop_reason == "done" and check is not None:
+        if check is not None:
             try:
                 verdict = check(result)
             except Exception as exc:
                 verdict = f"check raised {type(exc).__name__}: {exc}"
             if verdict is False or isinstance(verdict, str):
                 problems.append("check failed" + (f": {verdict}" if isinstance(verdict, str) else ""))
-        if (turn.stop_reason == "done" and self.min_confidence is not None
-                and result.confidence is not None and result.confidence < self.min_confidence):
+        if (self.min_confidence is not None and result.confidence is not None
+                and result.confidence < self.min_confidence):
             problems.append(f"low confidence {result.confidence:.2f} < {self.min_confidence:.2f}")
         return problems
 

@@ -141,3 +141,15 @@ def test_a_recovered_parse_error_does_not_escalate(make_agent):
     result = agent.run("hi there")
     assert result.final == "ok" and result.attempts == 1 and result.ok
     assert len(backend.prompts) == 2
+
+
+def test_limits_do_not_escalate_but_invalid_output_does(make_agent):
+    agent, backend = make_agent([call("functions.x", "{}")] * 3, effort="auto", max_steps=1)
+    result = agent.run("hi there")
+    assert result.stop_reason == "max_steps" and result.attempts == 1 and len(backend.prompts) == 1
+
+    agent, backend = make_agent([FINAL.format("nope"), FINAL.format('{"name": "A", "age": 1}')],
+                                effort="auto", output_retries=0)
+    result = agent.run("hi there", output=Person)
+    assert [d.effort for d in result.decisions] == ["low", "medium"]
+    assert result.output == Person(name="A", age=1)
