@@ -71,7 +71,7 @@ class Tool(ABC):
 
 def parse_json_arguments(recipient: str, arguments: str) -> dict[str, Any]:
     """The model's argument text as a JSON object, or a ToolError saying what is wrong."""
-    text = (arguments or "").strip()
+    text = strip_code_fence(arguments or "")
     if not text:
         return {}
     try:
@@ -83,6 +83,15 @@ def parse_json_arguments(recipient: str, arguments: str) -> dict[str, Any]:
         raise InvalidArguments(f"Invalid arguments for {recipient}: expected a JSON object, "
                         f"got {type(value).__name__}.")
     return value
+
+
+def strip_code_fence(text: str) -> str:
+    """The text inside one surrounding markdown fence (```json ... ```), else the text."""
+    text = text.strip()
+    if text.startswith("```") and text.endswith("```") and "\n" in text:
+        body = text[3:-3]
+        return body.split("\n", 1)[1].strip() if "\n" in body else body.strip()
+    return text
 
 
 def format_validation_error(recipient: str, error: Any) -> str:

@@ -99,6 +99,8 @@ def test_calls_validate_and_convert():
         assert unknown.error and "no tool named 'functions.nope'" in unknown.text
         assert "functions.add" in unknown.text
         assert (await box.call("add", '{"a": 1, "b": 1}')).text == "2"  # bare name accepted
+        fenced = await box.call("functions.add", '```json\n{"a": 1, "b": 2}\n```')
+        assert fenced.text == "3"  # a markdown fence around the JSON is forgiven
         assert box.author_for("add") == "functions.add"
     asyncio.run(go())
 

@@ -59,6 +59,7 @@ def test_toolbox_dispatch_and_system_message_config(python):
     box = Toolbox([python])
     result = asyncio.run(box.call("python", "21 * 2"))
     assert result.text == "42" and not result.error and box.author_for("python") == "python"
+    assert asyncio.run(box.call("python", "```python\nprint('fenced')\n```")).text == "fenced"
     config = box.namespace_configs()[0]
     assert config.name == "python" and config.tools == []
     assert "time out after 20.0 seconds" in config.description

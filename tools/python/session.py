@@ -52,7 +52,7 @@ class PythonSession:
                 + "; install it (apt-get install bubblewrap) or opt into running code "
                 "without a sandbox with sandbox='none' (unsafe: the code runs as you)")
         self._root = Path(tempfile.mkdtemp(prefix="agent-python-"))
-        self.workspace = Path(workspace) if workspace else self._root / "data"
+        self.workspace = Path(workspace).resolve() if workspace else self._root / "data"
         self.workspace.mkdir(parents=True, exist_ok=True)
         self._capture_dir = self._root / "out"
         self._capture_dir.mkdir()

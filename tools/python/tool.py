@@ -5,7 +5,7 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
-from agent.tools.base import Tool, ToolResult
+from agent.tools.base import Tool, ToolResult, strip_code_fence
 from agent.tools.python.sandbox import Limits
 from agent.tools.python.session import PythonSession
 
@@ -48,7 +48,7 @@ class PythonTool(Tool):
         return ToolNamespaceConfig(name="python", description=self.description, tools=[])
 
     async def call(self, recipient: str, arguments: str) -> ToolResult:
-        result = await asyncio.to_thread(self.session.run, arguments or "")
+        result = await asyncio.to_thread(self.session.run, strip_code_fence(arguments or ""))
         return ToolResult(result.output, data={"reset": result.reset,
                                                "timed_out": result.timed_out},
                           error=result.reset)
