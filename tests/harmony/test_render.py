@@ -179,3 +179,62 @@ def test_templates_ship_with_the_package():
 
     names = {p.name for p in resources.files("agent.prompts").iterdir()}
     assert {"system.jinja", "developer.jinja", "tools.jinja", "response_formats.jinja"} <= names
+
+
+# --- random conversations vs openai-harmony ----------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+short = st.one_of(st.none(), st.text("abc xyz-:.\n", min_size=0, max_size=10))
+
+
+@st.composite
+def random_message(draw):
+    role = draw(st.sampled_from([oh.Role.USER, oh.Role.TOOL] + [oh.Role.ASSISTANT] * 3))
+    if role == oh.Role.TOOL:
+        name = draw(st.sampled_from(["functions.get_weather", "browser.open", "python"]))
+        msg = oh.Message.from_author_and_content(oh.Author.new(role, name), draw(text))
+    else:
+        msg = oh.Message.from_role_and_content(role, draw(text))
+        if draw(st.booleans()):
+            msg.author.name = draw(st.sampled_from(["alice", "bob smith"]))
+    msg.channel = draw(st.sampled_from([None, "analysis", "commentary", "final"]))
+    msg.recipient = draw(st.sampled_from([None, "all", "assistant", "functions.f", "python"]))
+    msg.content_type = draw(st.sampled_from([None, "json", "<|constrain|>json", "<|constrain|>",
+                                             "code"]))
+    return msg
+
+
+@st.composite
+def random_conversation(draw):
+    sys = oh.SystemContent.new()
+    sys.reasoning_effort = draw(st.sampled_from([None, *oh.ReasoningEffort]))
+    sys.conversation_start_date = draw(short)
+    sys.model_identity = draw(st.one_of(st.none(), text))
+    sys.knowledge_cutoff = draw(short)
+    if draw(st.booleans()):
+        sys = sys.with_browser_tool()
+    if draw(st.booleans()):
+        sys = sys.with_python_tool()
+    dev = oh.DeveloperContent.new()
+    if draw(st.booleans()):
+        dev = dev.with_instructions(draw(text))
+    if draw(st.booleans()):
+        dev = dev.with_function_tools(draw(st.lists(st.sampled_from(hc.ALL_FUNCTIONS),
+                                                    max_size=3, unique_by=lambda t: t.name)))
+    head = [oh.Message.from_role_and_content(oh.Role.SYSTEM, sys),
+            oh.Message.from_role_and_content(oh.Role.DEVELOPER, dev)]
+    return oh.Conversation.from_messages(head + draw(st.lists(random_message(), max_size=8)))
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(random_conversation(), st.booleans())
+def test_random_conversations_match_openai_harmony(harmony_encoding, conversation, drop):
+    config = oh.RenderConversationConfig(auto_drop_analysis=drop)
+    expected = harmony_encoding.render_conversation_for_completion(conversation, oh.Role.ASSISTANT,
+                                                                   config)
+    assert_same_tokens(expected, render_conversation_for_completion(ours(conversation),
+                                                                    auto_drop_analysis=drop))
