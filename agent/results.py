@@ -88,6 +88,14 @@ class Result(BaseModel):
     def __str__(self) -> str:
         return self.final
 
+    def __getattr__(self, name: str) -> Any:
+        # With `run(task, output=Model)` the result reads through to the validated object, so
+        # `agent.run(..., output=Person).name` works; `result.output` is the object itself.
+        output = self.__dict__.get("output")
+        if output is not None and not name.startswith("_") and hasattr(output, name):
+            return getattr(output, name)
+        return super().__getattr__(name)
+
 
 _CITATION = re.compile(r"【(\d+)†L(\d+)(?:-L(\d+))?】")
 

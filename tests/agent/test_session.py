@@ -76,6 +76,7 @@ def test_structured_output_validates_and_asks_for_fixes(make_agent):
     events = list(agent.stream("Ada is 36. Extract the person.", output=Person))
     result = events[-1].result
     assert result.output == Person(name="Ada", age=36) and result.ok
+    assert (result.name, result.age) == ("Ada", 36)       # the result reads through to it
     assert result.to_json_dict()["output"] == {"name": "Ada", "age": 36}
     assert any(isinstance(e, ErrorEvent) and "age" in e.message for e in events)
     first_prompt = get_encoding().decode(backend.prompts[0])
