@@ -26,12 +26,22 @@ def dequantize_mxfp4(blocks: torch.Tensor, scales: torch.Tensor,
     """
     if blocks.shape[:-1] != scales.shape or blocks.shape[-1] != BLOCK // 2:
         raise ValueError(f"mxfp4 blocks {tuple(blocks.shape)} do not match scales {tuple(scales.shape)}")
-    lut = torch.tensor(FP4_VALUES, dtype=torch.float32, device=blocks.device)
-    codes = torch.stack((blocks & 0x0F, blocks >> 4), dim=-1).long()   # [..., G, 16, 2]
-    values = lut[codes].flatten(-2)                                       # [..., G, 32]
-    # Multiplying by an exact power of two keeps the result exact.
-    values = torch.ldexp(values, (scales.to(torch.int32) - SCALE_BIAS).unsqueeze(-1).float())
+    values = _byte_table(blocks.device)[blocks.int()].flatten(-2)        # [..., G, 32]
+    # Multiplying by an exact power of two keeps the result exact (as torch.ldexp does).
+    values = values.mul_(torch.exp2(scales.float() - SCALE_BIAS).unsqueeze(-1))
     return values.flatten(-2).to(dtype)
+
+
+_BYTE_TABLES: dict[torch.device, torch.Tensor] = {}
+
+
+def _byte_table(device: torch.device) -> torch.Tensor:
+    """[256, 2] float32: a byte -> (value of its low nibble, value of its high nibble)."""
+    if device not in _BYTE_TABLES:
+        lut = torch.tensor(FP4_VALUES, dtype=torch.float32)
+        byte = torch.arange(256)
+        _BYTE_TABLES[device] = torch.stack((lut[byte & 0x0F], lut[byte >> 4]), dim=-1).to(device)
+    return _BYTE_TABLES[device]
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

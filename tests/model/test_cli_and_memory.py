@@ -1,0 +1,67 @@
+"""Command lines (random checkpoints, download) and the packed-experts memory promise."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from agent import model as runtime
+from agent.model.config import preset
+from agent.model.random import write_random
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_random_cli_writes_the_original_layout(tmp_path):
+    result = run("agent.model.random", "--config", "tiny", "--layers", "3", "--out",
+                 str(tmp_path), "--layout", "original")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((tmp_path / "original" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 3 and config["num_experts"] == 4
+    from agent.model.checkpoint import SafetensorsFiles
+    names = SafetensorsFiles(list((tmp_path / "original").glob("*.safetensors"))).infos
+    assert names["block.2.attn.qkv.weight"].shape == ((4 + 2 * 2) * 16, 64)
+    assert names["block.0.mlp.mlp1_weight.blocks"].shape == (4, 128, 2, 16)
+    assert names["block.0.mlp.mlp1_weight.blocks"].dtype == "U8"
+    model = runtime.load(tmp_path)  # the parent folder of original/ is accepted
+    assert model.config.num_hidden_layers == 3 and model.config.layer_types[2] == "sliding_attention"
+
+
+def test_download_says_clearly_when_offline(tmp_path):
+    result = run("agent", "download", "gpt-oss-20b", "--dir", str(tmp_path / "w"),
+                 env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("download: cannot download openai/gpt-oss-20b") and "offline" in line
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_20b_shaped_layer_keeps_experts_packed(tmp_path):
+    """A 20b-shaped layer (32 experts of 2880 x 5760): loading copies no expert bytes, and
+    decoding touches only the selected experts (2 tokens x 4 of 32 here; no dequantized copy)."""
+    config = preset("20b", num_hidden_layers=1, vocab_size=4096)
+    write_random(tmp_path, config)
+    expert_bytes = 32 * (5760 + 2880) * 90 * 17  # blocks + scales
+    before = rss_bytes()
+    model = runtime.load(tmp_path, dtype=torch.bfloat16)
+    assert model.dense is False
+    after_load = rss_bytes()
+    assert after_load - before < 40 << 20
+    tokens = [g.token for g in model.generate([1], max_tokens=2, temperature=0)]
+    assert len(tokens) == 2
+    # Dequantized, these experts would take 3.2 GB in bf16; touching every packed byte would
+    # add 423 MB plus the work space. Two tokens select at most 8 experts (106 MB).
+    assert rss_bytes() - before < expert_bytes
