@@ -198,3 +198,18 @@ def test_missing_bwrap_refuses_unless_opted_out(tmp_path):
         assert "Internet access for this session is UNKNOWN" in tool.description
     finally:
         tool.session.close()
+
+
+def test_timeout_output_cannot_be_swapped_for_a_host_file(tmp_path):
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("HOST-SECRET")
+    with PythonSession(Limits(timeout=1.5)) as s:
+        capture = s.run("import os\n"
+                        "[p for p in os.listdir('/run/agent/out')]").output
+        assert "'output'" in capture  # where the cell's output goes
+        result = s.run("import os\n"
+                       "os.unlink('/run/agent/out/output')\n"
+                       f"os.symlink({str(secret)!r}, '/run/agent/out/output')\n"
+                       "while True:\n    pass")
+        assert result.timed_out and "HOST-SECRET" not in result.output
+        assert result.output.startswith("[Execution timed out")

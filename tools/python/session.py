@@ -164,6 +164,8 @@ class PythonSession:
                 self._proc.stdin.write(request.encode())
                 self._proc.stdin.flush()
                 reply = json.loads(self._read_line(time.monotonic() + timeout))
+                if not isinstance(reply, dict):
+                    raise WorkerDied("sent a malformed reply")
             except TimeoutError:
                 partial = self._partial_output()
                 self._restart_after_failure()

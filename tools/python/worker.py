@@ -15,6 +15,7 @@ import linecache
 import math
 import os
 import resource
+import stat
 import sys
 import traceback
 
@@ -63,9 +64,16 @@ def run_cell(code, namespace):
 
 
 def read_capture(path, limit):
-    """(head, tail, omitted bytes): the cell's output, cut in the middle past `limit`."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    """(head, tail, omitted bytes): the cell's output, cut in the middle past `limit`.
+
+    The host reads this file too, after a timeout: the cell may have replaced it with a
+    symlink to a host file or a FIFO, so only a regular file is read, never followed."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return "", "", 0
+        size = info.st_size
         if size <= limit:
             return f.read().decode("utf-8", "replace"), "", 0
         head = f.read(limit * 2 // 3).decode("utf-8", "replace")
