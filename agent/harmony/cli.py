@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (OSError, ValueError, ValidationError, VocabularyError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, ValidationError):
+            first = exc.errors()[0]
+            detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        else:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"harmony {args.command}: {args.file}: {detail}", file=sys.stderr)
         return 2

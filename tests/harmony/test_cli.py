@@ -56,3 +56,6 @@ def test_bad_input_is_one_clear_line(tmp_path):
         assert len(proc.stderr.strip().splitlines()) == 1 and str(tmp_path) in proc.stderr
     proc = run("parse", "-", stdin='["a"]')
     assert proc.returncode == 2 and "integer token ids" in proc.stderr
+    proc = run("render", "-", stdin='{"messages": [{"role": "robot", "content": "x"}]}')
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("harmony render: -: messages.0.author.role: Input should be")
