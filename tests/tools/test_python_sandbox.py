@@ -213,3 +213,30 @@ def test_timeout_output_cannot_be_swapped_for_a_host_file(tmp_path):
                        "while True:\n    pass")
         assert result.timed_out and "HOST-SECRET" not in result.output
         assert result.output.startswith("[Execution timed out")
+
+
+def test_sandbox_dies_with_its_host_process():
+    """SIGKILL the process that owns a session: the sandbox and its children go with it."""
+    import signal
+    import subprocess
+    import sys
+    marker = f"orphan-{uuid.uuid4().hex}"
+    host = subprocess.Popen([sys.executable, "-c", (
+        "from agent.tools.python import PythonSession, Limits\n"
+        "s = PythonSession(Limits(timeout=30))\n"
+        f"s.run(\"import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+        f"'import time; time.sleep(600)', '{marker}'], start_new_session=True)\")\n"
+        "print('ready', flush=True)\n"
+        "import time; time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert host.stdout.readline().strip() == "ready"
+        assert host_processes_with(marker)  # the sandboxed sleeper is running
+        host.send_signal(signal.SIGKILL)
+        host.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while host_processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert host_processes_with(marker) == []
+    finally:
+        host.kill()
+        host.wait()
