@@ -187,6 +187,9 @@ def test_citations_become_url_annotations(browser, web):
     assert "【7†L1】" in text  # unknown cursor: left as written
     hidden, _, _ = browser.normalize_citations(answer, hide_partial_citations=True)
     assert hidden.endswith("Tail ")
+    call(browser, "find", pattern="mars")  # cursor 2: a find page cites the page searched
+    _, found, _ = browser.normalize_citations("Mars 【2†L0-L1】")
+    assert found[0]["url"] == f"{web.base}/table.html"
 
 
 def test_namespace_config_matches_openai_harmony(browser, harmony_encoding):

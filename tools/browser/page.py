@@ -39,10 +39,12 @@ class Page:
     text: str
     urls: dict[str, str] = field(default_factory=dict)  # link id -> absolute URL
     snippets: dict[str, Snippet] | None = None  # set on search and find result pages
+    cite_url: str | None = None  # what a citation of this page links to, if not `url`
     _lines: list[str] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        data = {"url": self.url, "title": self.title, "text": self.text, "urls": self.urls}
+        data = {"url": self.url, "title": self.title, "text": self.text, "urls": self.urls,
+                "cite_url": self.cite_url}
         if self.snippets is not None:
             data["snippets"] = {k: vars(v) for k, v in self.snippets.items()}
         return data
@@ -51,7 +53,7 @@ class Page:
     def from_dict(cls, data: dict) -> "Page":
         snippets = data.get("snippets")
         return cls(url=data["url"], title=data["title"], text=data["text"],
-                   urls=dict(data.get("urls", {})),
+                   urls=dict(data.get("urls", {})), cite_url=data.get("cite_url"),
                    snippets=None if snippets is None else
                    {k: Snippet(**v) for k, v in snippets.items()})
 
@@ -306,4 +308,4 @@ def find_in_page(pattern: str, page: Page, max_results: int = 50, context_lines:
     text = "\n\n".join(chunks) if chunks else f"No `find` results for pattern: `{pattern}`"
     return Page(url=f"{page.url}/find?pattern={quote(pattern)}",
                 title=f"Find results for text: `{pattern}` in `{page.title}`", text=text,
-                urls={k: page.url for k in snippets}, snippets=snippets)
+                urls={k: page.url for k in snippets}, snippets=snippets, cite_url=page.url)

@@ -205,7 +205,8 @@ class BrowserTool(Tool):
 
     def normalize_citations(self, text: str, hide_partial_citations: bool = False):
         """`【3†L9-L11】` -> ` ([domain](url)) ` plus annotations; see citations.py."""
-        return normalize_citations(text, [p.url for p in self.pages], hide_partial_citations)
+        urls = [p.cite_url or p.url for p in self.pages]  # a find page cites the page searched
+        return normalize_citations(text, urls, hide_partial_citations)
 
     def state(self) -> dict[str, Any]:
         """The cursor stack as JSON-ready data (pages with their text and links)."""
