@@ -203,6 +203,13 @@ def test_recipient_swallowing_a_second_channel(harmony_encoding):
     assert result.errors
 
 
+def test_recipient_in_the_channel_part():
+    tokens = [tk.CHANNEL] + H("to=functions.f") + [tk.MESSAGE] + H("{}") + [tk.CALL]
+    result, msgs = parsed(tokens)
+    assert msgs == [("assistant", None, "functions.f", None, "{}")]
+    assert any("written after <|channel|>" in e.reason for e in result.errors)
+
+
 def test_recipient_with_special_token_text_is_cut():
     tokens = [tk.CHANNEL] + H("commentary to=functions.f<|end|>") + [tk.MESSAGE] + H("{}") + \
         [tk.CALL]
