@@ -68,8 +68,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request):
     gen = start(state, req)
     ident, created = new_id("chatcmpl"), int(time.time())
     if req.stream:
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(stream(gen, ident, created, req.model, include_usage),
+        return StreamingResponse(stream(gen, ident, created, req.model, req.include_usage),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     await until_disconnected(request, gen.run())
     return {"id": ident, "object": "chat.completion", "created": created, "model": req.model,

@@ -143,8 +143,7 @@ async def completions(req: CompletionRequest, request: Request):
     ident, created = new_id("cmpl"), int(time.time())
     head = {"id": ident, "object": "text_completion", "created": created, "model": req.model}
     if req.stream:
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return StreamingResponse(stream(run, head, include_usage), media_type="text/event-stream",
+        return StreamingResponse(stream(run, head, req.include_usage), media_type="text/event-stream",
                                  headers=SSE_HEADERS)
 
     async def collect():

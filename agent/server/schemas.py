@@ -43,6 +43,10 @@ class SamplingFields(_Body):
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1, description="one choice per request")
 
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
 
 # ---- /v1/chat/completions ----------------------------------------------------------------
 
