@@ -76,6 +76,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send(302, b"", headers={"Location": "/table.html"})
         elif path == "/redirect-loop":
             self.send(302, b"", headers={"Location": "/redirect-loop"})
+        elif path == "/redirect-metadata":  # an SSRF attempt through a redirect
+            self.send(302, b"", headers={"Location": "http://169.254.169.254/latest/meta-data/"})
         elif path == "/redirect-file":
             self.send(302, b"", headers={"Location": "file:///etc/passwd"})
         elif path == "/huge":  # 64 MB unless the client hangs up first

@@ -144,6 +144,14 @@ def test_private_addresses_are_refused_by_default(docs, web):
     assert "Error fetching URL `https://127.0.0.1/index.html`: refusing" in no_scheme.text
 
 
+def test_every_redirect_hop_is_checked(docs, web):
+    browser = BrowserTool(LocalFolderBackend(docs), allow_private=["127.0.0.1"])
+    assert not call(browser, "open", id=f"{web.base}/redirect").error  # allowed network
+    bounced = call(browser, "open", id=f"{web.base}/redirect-metadata")
+    assert bounced.error and "refusing to fetch 169.254.169.254" in bounced.text
+    assert "refusing" in call(browser, "open", id="http://[::1]/").text  # not in the list
+
+
 def test_search_with_local_folder_backend_and_open_result(docs):
     browser = BrowserTool(LocalFolderBackend(docs))
     result = call(browser, "search", query="Fredville capital")

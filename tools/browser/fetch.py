@@ -11,6 +11,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from typing import Iterable
 from urllib.parse import urljoin, urlparse
 
 import httpx
@@ -58,23 +59,29 @@ def decode_body(body: bytes, content_type: str, charset: str | None) -> str:
     return body.decode("latin-1")
 
 
-def is_public_address(address: str) -> bool:
+def parse_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if getattr(ip, "ipv4_mapped", None):
-        ip = ip.ipv4_mapped
+    return getattr(ip, "ipv4_mapped", None) or ip
+
+
+def is_public_address(address: str) -> bool:
+    ip = parse_address(address)
     return ip.is_global and not ip.is_multicast
 
 
 class Fetcher:
     def __init__(self, *, timeout: float = 20.0, max_bytes: int = 3_000_000,
-                 max_redirects: int = 5, allow_private: bool = False,
+                 max_redirects: int = 5, allow_private: bool | Iterable[str] = False,
                  user_agent: str = USER_AGENT, trust_env: bool = False):
         """timeout: seconds for the whole fetch (connect, redirects, body), not per read.
-        allow_private: permit loopback, private and link-local addresses (SSRF opt-in)."""
+        allow_private: True permits loopback, private and link-local addresses (SSRF opt-in);
+        a list of networks ("127.0.0.1", "10.0.0.0/8") permits only those."""
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
-        self.allow_private = allow_private
+        self.allow_private = allow_private is True
+        self.allowed_networks = [] if isinstance(allow_private, bool) else \
+            [ipaddress.ip_network(n, strict=False) for n in allow_private]
         self.user_agent = user_agent
         self.trust_env = trust_env
 
@@ -102,7 +109,8 @@ class Fetcher:
             raise FetchError(f"cannot resolve host {parsed.hostname}") from None
         for info in infos:
             address = info[4][0]
-            if not is_public_address(address):
+            allowed = any(parse_address(address) in net for net in self.allowed_networks)
+            if not allowed and not is_public_address(address):
                 raise FetchError(f"refusing to fetch {parsed.hostname} ({address}): private, "
                                  "loopback and link-local addresses are blocked")
 

@@ -57,9 +57,10 @@ class BrowserTool(Tool):
     name = "browser"
 
     def __init__(self, backend: SearchBackend | None = None, *, fetcher: Fetcher | None = None,
-                 allow_private: bool = False, view_tokens: int = 1024,
+                 allow_private: bool | list[str] = False, view_tokens: int = 1024,
                  max_search_results: int = 20, timeout: float | None = 60.0):
-        """allow_private: let `open` reach loopback/private/link-local hosts (off: SSRF guard).
+        """allow_private: let `open` reach loopback/private/link-local hosts (off: SSRF guard);
+        a list of networks allows only those (see Fetcher).
         view_tokens: how much of a page one `open` shows when `num_lines` is not given."""
         self.backend = backend or DuckDuckGoBackend()
         self.fetcher = fetcher or Fetcher(allow_private=allow_private)
