@@ -189,7 +189,7 @@ def expected_shapes(config: GptOssConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _original_sources(config: GptOssConfig) -> dict[str, tuple[str, slice | None]]:
+def original_names(config: GptOssConfig) -> dict[str, tuple[str, slice | None]]:
     """Canonical name -> (original name, row slice of the fused qkv or None)."""
     D = config.head_dim
     q, kv = config.num_attention_heads * D, config.num_key_value_heads * D
@@ -254,7 +254,7 @@ def load_tensors(path: Path) -> tuple[GptOssConfig, dict[str, torch.Tensor]]:
     shapes = expected_shapes(config)
     tensors: dict[str, torch.Tensor] = {}
     if layout == "original":
-        sources = _original_sources(config)
+        sources = original_names(config)
         for name, shape in shapes.items():
             source, rows = sources[name]
             tensor = reader.get(source, None, _kinds(name))

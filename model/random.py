@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from . import mxfp4
-from .checkpoint import _original_sources, expected_shapes
+from .checkpoint import original_names
 from .config import GptOssConfig, preset
 
 FP4_RMS = math.sqrt(sum(v * v for v in mxfp4.FP4_VALUES) / 16)  # rms of a uniform random code
@@ -102,7 +102,7 @@ def float_experts(group: dict) -> dict:
 def to_original(group: dict, config: GptOssConfig) -> dict:
     """Canonical names -> original names (q, k, v fused into qkv)."""
     out, fused = {}, {}
-    sources = _original_sources(config)
+    sources = original_names(config)
     for name, tensor in group.items():
         source, rows = sources[name]
         if rows is None:
@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experts", choices=["mxfp4", "float"], default="mxfp4")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.layout == "original" and args.experts == "float":
+        parser.error("the original layout stores experts as MXFP4 only")
     config = preset(args.config, num_hidden_layers=args.layers)
     folder = write_random(args.out, config, args.layout, args.experts, args.seed)
     total = sum(f.stat().st_size for f in folder.glob("*.safetensors"))

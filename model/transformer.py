@@ -106,7 +106,6 @@ class GptOss:
     def forward(self, rows: Sequence[Sequence[int]], cache: KVCache) -> torch.Tensor:
         """Append each row's tokens to its cache row; returns the final-normed hidden states
         [B, T, H] (rows shorter than T are right-padded; their padding outputs are junk)."""
-        c = self.config
         starts = [cache.length(b) for b in range(len(rows))]
         width = max(len(r) for r in rows)
         cache.reserve(max(s + width for s in starts))
@@ -116,17 +115,17 @@ class GptOss:
         tokens = tokens.to(self.device)
         offsets = torch.tensor(starts, device=self.device)[:, None]
         outputs = []
-        for begin in range(0, width, self._chunk(len(rows), max(starts) + width)):
-            end = min(width, begin + self._chunk(len(rows), max(starts) + width))
-            positions = offsets + torch.arange(begin, end, device=self.device)
-            outputs.append(self._run(tokens[:, begin:end], positions, cache))
+        step = self._chunk(len(rows), max(starts) + width)
+        for begin in range(0, width, step):
+            positions = offsets + torch.arange(begin, min(width, begin + step), device=self.device)
+            outputs.append(self._run(tokens[:, begin:begin + step], positions, cache))
         for b, row in enumerate(rows):
             cache.tokens[b].extend(int(t) for t in row)
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
 
     def _chunk(self, batch: int, keys: int) -> int:
-        # Bound the attention scores (batch x heads x chunk x keys floats) to ~512 MiB.
-        budget = (128 << 20) // max(1, batch * self.config.num_attention_heads * keys)
+        # Bound the attention scores (batch x heads x chunk x keys floats) to ~256 MiB.
+        budget = (64 << 20) // max(1, batch * self.config.num_attention_heads * keys)
         return max(16, min(512, budget))
 
     def _run(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:

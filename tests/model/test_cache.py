@@ -7,7 +7,6 @@ import torch
 from agent import model as runtime
 from agent.model.cache import KVCache, common_prefix
 
-from .conftest import TINY_CONFIGS
 
 TOL = 1e-4
 
