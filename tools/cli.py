@@ -7,7 +7,8 @@
 
 ARGS is the JSON arguments, or the code for `python`; `-` reads it from stdin.
 Exit status: 0 when the tool ran (even if it reported an error to the model, which is then
-printed like any result), 2 for an unknown tool or unusable arguments (message on stderr).
+printed like any result), 2 for an unknown tool or unusable arguments, 3 when the tool cannot
+be set up here (no bubblewrap, a bad --search-folder or --tools); messages go to stderr.
 `--state FILE` keeps the browser's pages between invocations, so `browser.find` and link ids
 work across commands. External checks use this command; keep it stable.
 """
@@ -25,6 +26,7 @@ from agent.tools.function import FunctionTool
 from agent.tools.toolbox import Toolbox
 
 USAGE_ERROR = 2
+UNAVAILABLE = 3
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             toolbox = Toolbox(load_functions(options.tools))
     except Exception as e:
         print(f"error: {e}", file=sys.stderr)
-        return USAGE_ERROR
+        return UNAVAILABLE
     if toolbox.resolve(name) is None:
         known = ", ".join(toolbox.recipients()) or "none loaded (use --tools MODULE:ATTR)"
         print(f"error: unknown tool {name!r}; known: {known}", file=sys.stderr)

@@ -32,6 +32,13 @@ def test_unknown_tool_and_bad_arguments_exit_2(capsys):
     assert main(["browser.teleport", "{}"]) == 2
 
 
+def test_tools_that_cannot_be_set_up_exit_3(capsys, tmp_path):
+    assert main(["browser.search", '{"query": "x"}', "--search-folder", str(tmp_path / "no")]) == 3
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["functions.f", "{}", "--tools", "no_such_module_xyz:f"]) == 3
+    assert "no_such_module_xyz" in capsys.readouterr().err
+
+
 def test_tool_errors_still_exit_0(capsys, web):
     assert main(["browser.open", f'{{"id": "{web.base}/index.html"}}']) == 0  # no --allow-private
     assert "refusing to fetch 127.0.0.1" in capsys.readouterr().out

@@ -142,7 +142,8 @@ class _TextBuilder(HTMLParser):
             return
         if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
             self.newline(2)
-            self.write("#" * int(tag[1]) + " ")
+            if self.link is None:  # a heading inside a link is just the link's text
+                self.write("#" * int(tag[1]) + " ")
         elif tag in ("ul", "ol"):
             self.lists.append([tag, 1])
             self.newline()
