@@ -203,16 +203,15 @@ class Agent:
             model_s, tools_s = model_s + turn.model_s, tools_s + turn.tools_s
             result = self._result(history, turn, output, decisions, usage, started, model_s, tools_s)
             problems = self._problems(turn, result, check)
-            if problems:
-                result.errors.extend(problems)
+            result.errors.extend(problems)
+            for problem in problems:
+                yield ErrorEvent(message=f"attempt {attempt} at {turn.effort}: {problem}")
             following = router.escalate(decision.effort, problems) if problems else None
             if following is None:
                 break
             decision = following
             decisions.append(EffortDecision(effort=decision.effort, reason=decision.reason,
                                             attempt=len(decisions) + 1))
-            for problem in problems:
-                yield ErrorEvent(message=f"attempt {attempt} at {turn.effort}: {problem}")
         if on_turn is not None:
             on_turn(turn.messages)
         yield Done(result=result)

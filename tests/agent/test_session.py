@@ -113,9 +113,25 @@ def test_escalation_when_the_check_fails_at_low(make_agent):
 
 def test_fixed_effort_never_escalates(make_agent):
     agent, backend = make_agent([_answer_by_effort] * 3, effort="low")
-    result = agent.run("What is 6 times 7?", check=lambda r: r.final == "42")
+    events = list(agent.stream("What is 6 times 7?", check=lambda r: r.final == "42"))
+    result = events[-1].result
     assert result.final == "41" and result.attempts == 1
     assert any("check failed" in e for e in result.errors)
+    assert any(isinstance(e, ErrorEvent) and "check failed" in e.message for e in events)
+
+
+def test_a_user_router_decides_and_escalates(make_agent):
+    from agent.router import Decision, Router
+
+    class AlwaysMedium(Router):
+        def choose(self, task, *, tools=()):
+            return Decision("medium", f"my policy ({len(tools)} tools)")
+
+    agent, backend = make_agent([_answer_by_effort], effort=AlwaysMedium())
+    result = agent.run("anything", check=lambda r: r.final == "42")
+    assert result.final == "42" and result.effort == "medium"
+    assert result.effort_reason == "my policy (0 tools)"
+    assert "Reasoning: medium" in get_encoding().decode(backend.prompts[0])
 
 
 def test_low_confidence_escalates_to_the_top_and_stops(make_agent):
