@@ -189,7 +189,7 @@ def test_worker_exit_is_reported_and_recovered():
         assert s.run("'back'").output == "'back'"
 
 
-def test_missing_bwrap_refuses_unless_opted_out(tmp_path):
+def test_missing_bwrap_refuses_unless_opted_out(tmp_path, monkeypatch):
     with pytest.raises(SandboxUnavailable, match="bubblewrap .* not found at /nonexistent/bwrap"):
         PythonTool(bwrap="/nonexistent/bwrap")
     tool = PythonTool(sandbox="none", timeout=10, workspace=tmp_path)
@@ -198,6 +198,10 @@ def test_missing_bwrap_refuses_unless_opted_out(tmp_path):
         assert "Internet access for this session is UNKNOWN" in tool.description
     finally:
         tool.session.close()
+    monkeypatch.setenv("AGENT_PYTHON_SANDBOX", "none")
+    tool = PythonTool(bwrap="/nonexistent/bwrap")  # the environment opted out explicitly
+    assert tool.session.sandbox == "none"
+    tool.session.close()
 
 
 def test_timeout_output_cannot_be_swapped_for_a_host_file(tmp_path):

@@ -50,7 +50,8 @@ class PythonSession:
                 "python tool: bubblewrap (`bwrap`) not found"
                 + (f" at {bwrap}" if bwrap else " on PATH")
                 + "; install it (apt-get install bubblewrap) or opt into running code "
-                "without a sandbox with sandbox='none' (unsafe: the code runs as you)")
+                "without a sandbox with PythonTool(sandbox='none') or AGENT_PYTHON_SANDBOX=none "
+                "(unsafe: the code runs as you, with your files and network)")
         self._root = Path(tempfile.mkdtemp(prefix="agent-python-"))
         self.workspace = Path(workspace).resolve() if workspace else self._root / "data"
         self.workspace.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,10 +27,13 @@ class PythonTool(Tool):
     name = "python"
 
     def __init__(self, *, timeout: float = 30.0, limits: Limits | None = None,
-                 workspace: str | Path | None = None, sandbox: str = "bwrap",
+                 workspace: str | Path | None = None, sandbox: str | None = None,
                  bwrap: str | None = None):
         """timeout: wall-clock seconds per call (overrides `limits.timeout`).
-        sandbox="none" runs code without bubblewrap (explicit, unsafe opt-in)."""
+        sandbox="none" runs code without bubblewrap (explicit, unsafe opt-in); the default is
+        "bwrap", or the AGENT_PYTHON_SANDBOX environment variable when set (for command lines
+        on machines without bubblewrap)."""
+        sandbox = sandbox or os.environ.get("AGENT_PYTHON_SANDBOX") or "bwrap"
         limits = replace(limits or Limits(), timeout=timeout)
         self.session = PythonSession(limits, workspace=workspace, sandbox=sandbox, bwrap=bwrap)
         self.timeout = None  # the session enforces its own limit, and restarts the worker
