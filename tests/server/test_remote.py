@@ -174,3 +174,19 @@ def test_agent_cli_with_backend_flag(serve, tmp_path):
     assert result["final"] == "2 + 3 = 5"
     assert [c["recipient"] for c in result["tool_calls"]] == ["functions.add"]
     assert result["tool_calls"][0]["output"].strip() == "5"
+
+
+def test_server_in_front_of_a_remote_engine(serve):
+    """`serve --backend URL`: this server renders/parses Harmony, the engine only generates."""
+    engine_side = ScriptedBackend([CALL_ADD])
+    with serve(engine_side, name="engine-model") as (engine_url, _):
+        with serve(RemoteBackend(engine_url), name="front") as (_, client):
+            r = client.chat.completions.create(
+                model="front", messages=[{"role": "user", "content": "2+3?"}],
+                tools=[{"type": "function", "function": {
+                    "name": "add", "description": "Add", "parameters": {"type": "object"}}}])
+    (call,) = r.choices[0].message.tool_calls
+    assert (call.function.name, call.function.arguments) == ("add", '{"a": 2, "b": 3}')
+    assert r.choices[0].finish_reason == "tool_calls"
+    assert r.choices[0].message.reasoning_content == "Use the adder."
+    assert "namespace functions" in get_encoding().decode(engine_side.prompts[0])
