@@ -97,6 +97,7 @@ def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context):
              "computed_tokens": len(prompt) - reused, "generated_tokens": 0}
     model.last_usage = usage
     if max_tokens == 0:
+        usage.update(reused_tokens=0, computed_tokens=0)
         return
     cache.truncate(0, reused)
     hidden = model.forward([prompt[reused:]], cache)[0, -1]

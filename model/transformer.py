@@ -23,8 +23,9 @@ from agent import kernels
 from agent.kernels import DenseExperts, PackedExperts
 
 from .cache import KVCache
-from .checkpoint import load_tensors
+from .checkpoint import CheckpointError, load_tensors
 from .config import GptOssConfig
+from .download import MODELS, default_dir
 
 DENSE_AUTO_BYTES = 256 << 20  # dense=None: dequantize experts up front if they fit in this
 BF16_AUTO_PARAMS = 1e9        # dtype=None on CPU: bf16 above this many parameters, else fp32
@@ -211,7 +212,8 @@ def _experts_fit(config: GptOssConfig, dtype: torch.dtype) -> bool:
 
 def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
          dense: bool | None = None) -> GptOss:
-    """Load a checkpoint folder (HF, original, compact) or "nano" (the embedded model).
+    """Load a checkpoint folder (HF, original, compact), "nano" (the embedded model) or
+    "gpt-oss-20b" / "gpt-oss-120b" (the folder `python -m agent download` fills).
 
     dtype None: bf16 on CUDA; on CPU bf16 for big models, float32 for small ones.
     dense None: experts stay packed MXFP4 unless, dequantized, they fit in 256 MiB.
@@ -219,5 +221,10 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
     if str(path) == "nano":
         from . import nano  # the embedded model's package; imported only when asked for
         path = nano.path()
+    elif str(path) in MODELS and not Path(path).exists():
+        path = default_dir(str(path))  # where `python -m agent download NAME` puts it
+        if not path.exists():
+            raise CheckpointError(f"{path}: no such checkpoint folder (run `python -m agent "
+                                  f"download {path.name}` or pass the checkpoint's folder)")
     config, tensors = load_tensors(Path(path))
     return GptOss(config, tensors, device, dtype, dense)

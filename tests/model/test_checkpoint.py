@@ -91,8 +91,11 @@ def test_missing_config_field(broken):
     assert "config.json" in message and "num_local_experts" in message
 
 
-def test_not_a_checkpoint(tmp_path):
+def test_not_a_checkpoint(tmp_path, monkeypatch):
     assert "no such checkpoint folder" in load_error(tmp_path / "nothing")
+    monkeypatch.setenv("HOME", str(tmp_path))  # a model name means the download folder
+    monkeypatch.chdir(tmp_path)
+    assert "python -m agent download gpt-oss-120b" in load_error("gpt-oss-120b")
     (tmp_path / "config.json").write_text("{not json")
     assert "config.json" in load_error(tmp_path)
 
