@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from agent.tools.python import Limits, PythonSession, PythonTool, SandboxUnavailable
+from agent.tools.python import Limits, PythonSession
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None,
                                 reason="bubblewrap is not installed (.ci/run installs it)")
@@ -187,21 +187,6 @@ def test_worker_exit_is_reported_and_recovered():
                                                   "3. It was restarted: all variables, imports "
                                                   "and definitions were lost.]")
         assert s.run("'back'").output == "'back'"
-
-
-def test_missing_bwrap_refuses_unless_opted_out(tmp_path, monkeypatch):
-    with pytest.raises(SandboxUnavailable, match="bubblewrap .* not found at /nonexistent/bwrap"):
-        PythonTool(bwrap="/nonexistent/bwrap")
-    tool = PythonTool(sandbox="none", timeout=10, workspace=tmp_path)
-    try:
-        assert tool.run("import os; os.getcwd()") == repr(str(tmp_path))
-        assert "Internet access for this session is UNKNOWN" in tool.description
-    finally:
-        tool.session.close()
-    monkeypatch.setenv("AGENT_PYTHON_SANDBOX", "none")
-    tool = PythonTool(bwrap="/nonexistent/bwrap")  # the environment opted out explicitly
-    assert tool.session.sandbox == "none"
-    tool.session.close()
 
 
 def test_timeout_output_cannot_be_swapped_for_a_host_file(tmp_path):
