@@ -11,13 +11,16 @@ prompt as token ids and reads back generated token ids wherever the engine allow
                                                  prompt is turned back into chat messages and
                                                  the answer into Harmony tokens
 
-Connection errors, timeouts, 429 and 5xx are retried with backoff. A raw-token stream that
+An API key (vLLM `--api-key`, hosted endpoints) comes from `api_key=` or the environment
+variable GPT_OSS_AGENT_API_KEY. Connection errors, timeouts, 429 and 5xx are retried with
+backoff. A raw-token stream that
 breaks midway resumes from the tokens already received (they extend the prompt), so nothing
 is generated twice and nothing is lost.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from typing import Iterator, Sequence
@@ -61,6 +64,7 @@ class RemoteBackend:
             raise ValueError(f"remote backend: unknown api {self.api!r} (one of {', '.join(APIS)})")
         self.model = model
         self.retries, self.backoff = retries, backoff
+        api_key = api_key or os.environ.get("GPT_OSS_AGENT_API_KEY")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                                  headers=headers, transport=transport)
