@@ -109,15 +109,20 @@ class Engine:
             job = self._jobs.get()
             if job is None:
                 return
-            group = [job] + self._more_like(job)
-            live = [j for j in group if not j.cancelled.is_set()]
-            for j in group:
-                if j.cancelled.is_set():
-                    j.push(Finished(error="cancelled"))
-            if len(live) == 1:
-                self._run_one(live[0])
-            elif live:
-                self._run_batch(live)
+            group = [job]
+            try:
+                group += self._more_like(job)
+                live = [j for j in group if not j.cancelled.is_set()]
+                for j in group:
+                    if j.cancelled.is_set():
+                        j.push(Finished(error="cancelled"))
+                if len(live) == 1:
+                    self._run_one(live[0])
+                elif live:
+                    self._run_batch(live)
+            except Exception as exc:  # never leave a request waiting on a dead worker
+                for j in group:
+                    j.push(Finished(error=f"engine failure: {type(exc).__name__}: {exc}"))
             self.served += len(group)
 
     def _more_like(self, first: _Job) -> list[_Job]:
