@@ -18,12 +18,15 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence
 
 from agent.events import (CommentaryDelta, Done, EffortChosen, ErrorEvent, Event, FinalDelta,
                           ReasoningDelta, ToolCallStarted, ToolResultReceived)
 from agent.results import EffortDecision, Result, ToolCall, Usage, find_citations
 from agent.router import Router, router_for
+
+if TYPE_CHECKING:
+    from agent.session import Session
 
 FIX_OUTPUT_PROMPT = ("Your final answer is not a valid `{name}` object: {error}\n"
                      "Reply with only the corrected JSON object, matching the `{name}` response format.")
