@@ -11,10 +11,11 @@ FINAL = "<|channel|>final<|message|>{}<|return|>"
 THINK = "<|channel|>analysis<|message|>{}<|end|><|start|>assistant"
 
 
-def call(recipient: str, arguments: str, channel: str = "commentary", json: bool = True) -> str:
+def call(recipient: str, arguments: str, channel: str = "commentary", json: bool = True,
+         content_type: str | None = None) -> str:
     """A completion that calls a tool (stops at <|call|> as a real engine would)."""
-    constrain = " <|constrain|>json" if json else ""
-    return f"<|channel|>{channel} to={recipient}{constrain}<|message|>{arguments}<|call|>"
+    kind = f" {content_type}" if content_type else (" <|constrain|>json" if json else "")
+    return f"<|channel|>{channel} to={recipient}{kind}<|message|>{arguments}<|call|>"
 
 
 @pytest.fixture

@@ -167,7 +167,7 @@ def test_async_variants(make_agent):
 def test_python_call_then_answer(make_agent, oracle_prompt):
     from agent.tools.python import PythonTool
     agent, backend = make_agent([
-        THINK.format("Compute it.") + call("python", "x = 6 * 7\nprint(x)", channel="analysis", json=False),
+        THINK.format("Compute it.") + call("python", "x = 6 * 7\nprint(x)", channel="analysis", content_type="code"),
         FINAL.format("6 times 7 is 42."),
     ], tools=[PythonTool(timeout=20)])
     result = agent.run("What is 6*7? Use python.")
