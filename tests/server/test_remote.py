@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from agent.backends.remote import (RemoteBackend, RemoteError, chat_messages_from_prompt,
-                                   harmony_tokens_from_chat, split_url)
+from agent.backends.harmony_chat import chat_messages_from_prompt, harmony_tokens_from_chat
+from agent.backends.remote import RemoteBackend, RemoteError, split_url
 from agent.backends.scripted import ScriptedBackend
 from agent.harmony.tokenizer import CALL, RETURN, get_encoding
 from agent.server.app import create_app
