@@ -150,7 +150,7 @@ def test_cannot_kill_the_parent(session):
 
 def test_infinite_loop_and_background_process_are_killed(tmp_path):
     marker = f"bg-{uuid.uuid4().hex}"
-    with PythonSession(Limits(timeout=1.5)) as s:
+    with PythonSession(Limits(timeout=3)) as s:
         s.run("value = 7")
         started = time.monotonic()
         result = s.run(
@@ -161,7 +161,7 @@ def test_infinite_loop_and_background_process_are_killed(tmp_path):
             "while True:\n    pass")
         assert time.monotonic() - started < 10
         assert result.timed_out and result.reset
-        assert result.output.startswith("started\n[Execution timed out after 1.5 seconds.")
+        assert result.output.startswith("started\n[Execution timed out after 3 seconds.")
         assert "all variables" in result.output
         deadline = time.monotonic() + 5
         while host_processes_with(marker) and time.monotonic() < deadline:
