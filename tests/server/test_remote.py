@@ -190,3 +190,40 @@ def test_server_in_front_of_a_remote_engine(serve):
     assert r.choices[0].finish_reason == "tool_calls"
     assert r.choices[0].message.reasoning_content == "Use the adder."
     assert "namespace functions" in get_encoding().decode(engine_side.prompts[0])
+
+
+def test_llamacpp_and_ollama_stream_readers():
+    """No llama.cpp or Ollama here: their documented stream shapes, read by the backend."""
+    import json
+    llama = RemoteBackend("llamacpp+http://127.0.0.1:9", retries=0)
+    llama.last_usage = {"prompt_tokens": 10, "reused_tokens": 0, "computed_tokens": 0,
+                        "generated_tokens": 0}
+    body = tokens("<|channel|>final<|message|>Hi")
+    lines = [f"data: {json.dumps({'content': 'x', 'tokens': body[:2], 'stop': False})}",
+             f"data: {json.dumps({'content': 'y', 'tokens': body[2:], 'stop': False})}",
+             f"data: {json.dumps({'content': '', 'stop': True, 'stop_type': 'eos', 'timings': {'prompt_n': 3}})}"]
+    read = list(llama._read_llamacpp(lines))
+    assert [t for t, _, _ in read if t is not None] == body
+    assert read[-1][2] == "stop" and llama.last_usage["reused_tokens"] == 7
+    assert llama._llamacpp_body([1, 2], 5, [RETURN], dict(temperature=0.5, top_p=1.0, seed=3,
+                                                          logprobs=False))["prompt"] == [1, 2]
+
+    ollama = RemoteBackend("ollama+http://127.0.0.1:9", model="gpt-oss:20b", retries=0)
+    lines = [json.dumps({"response": "<|channel|>final<|message|>", "done": False}),
+             json.dumps({"response": "Hi", "done": False}),
+             json.dumps({"response": "", "done": True, "done_reason": "length"})]
+    read = list(ollama._read_ollama(lines))
+    assert [t for t, _, _ in read if t is not None] == body
+    assert read[-1][2] == "length"
+    sent = ollama._ollama_body(tokens("<|start|>user<|message|>hi<|end|><|start|>assistant"), 9,
+                               [RETURN, CALL], dict(temperature=1.0, top_p=1.0, seed=None,
+                                                    logprobs=False))
+    assert sent["raw"] is True and sent["prompt"].endswith("<|start|>assistant")
+    assert sent["options"]["stop"] == ["<|return|>", "<|call|>"]
+
+
+def test_missing_stop_token_is_inferred_from_the_header():
+    from agent.backends.remote import implied_stop
+    assert implied_stop(tokens("<|channel|>commentary to=functions.add <|constrain|>json<|message|>{}")) == CALL
+    assert implied_stop(tokens("<|channel|>analysis<|message|>x<|end|><|start|>assistant"
+                               "<|channel|>final<|message|>done")) == RETURN
