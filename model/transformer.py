@@ -12,6 +12,7 @@ The heavy operations go through `agent.kernels`, which picks an implementation p
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -29,6 +30,9 @@ from .download import MODELS, default_dir
 
 DENSE_AUTO_BYTES = 256 << 20  # dense=None: dequantize experts up front if they fit in this
 BF16_AUTO_PARAMS = 1e9        # dtype=None on CPU: bf16 above this many parameters, else fp32
+# Below this many parameters a CPU forward pass runs on one thread: its ops are too small to
+# split, and on a busy machine the threads' barriers cost far more than the work (100x seen).
+ONE_THREAD_PARAMS = 50e6
 
 
 @dataclass
@@ -60,6 +64,8 @@ class GptOss:
         self.device = torch.device(device)
         self.dtype = dtype or _default_dtype(config, self.device)
         self.dense = _experts_fit(config, self.dtype) if dense is None else dense
+        small = _parameters(config, embeddings=False) < ONE_THREAD_PARAMS
+        self.threads = 1 if small and self.device.type == "cpu" else None  # None: torch's
         self.inv_freq, self.concentration = kernels.yarn_frequencies(
             config.head_dim, config.rope_theta, config.rope_factor, config.rope_original_context,
             config.rope_beta_fast, config.rope_beta_slow, config.rope_truncate)
@@ -117,9 +123,11 @@ class GptOss:
         offsets = torch.tensor(starts, device=self.device)[:, None]
         outputs = []
         step = self._chunk(len(rows), max(starts) + width)
-        for begin in range(0, width, step):
-            positions = offsets + torch.arange(begin, min(width, begin + step), device=self.device)
-            outputs.append(self._run(tokens[:, begin:begin + step], positions, cache))
+        with _torch_threads(self.threads):
+            for begin in range(0, width, step):
+                positions = offsets + torch.arange(begin, min(width, begin + step),
+                                                   device=self.device)
+                outputs.append(self._run(tokens[:, begin:begin + step], positions, cache))
         for b, row in enumerate(rows):
             cache.tokens[b].extend(int(t) for t in row)
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
@@ -195,13 +203,30 @@ class GptOss:
         self.cache = KVCache(self.config, 1, self.dtype, self.device)
 
 
+@contextmanager
+def _torch_threads(count: int | None):
+    saved = torch.get_num_threads()
+    if count is None or count == saved:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _parameters(config: GptOssConfig, embeddings: bool = True) -> int:
+    """Roughly: experts plus embedding and unembedding (attention is small next to them)."""
+    c = config
+    per_layer = c.num_local_experts * 3 * c.hidden_size * c.intermediate_size
+    return c.num_hidden_layers * per_layer + 2 * c.vocab_size * c.hidden_size * embeddings
+
+
 def _default_dtype(config: GptOssConfig, device: torch.device) -> torch.dtype:
     if device.type != "cpu":
         return torch.bfloat16
-    c = config
-    per_layer = c.num_local_experts * 3 * c.hidden_size * c.intermediate_size
-    params = c.num_hidden_layers * per_layer + 2 * c.vocab_size * c.hidden_size
-    return torch.bfloat16 if params > BF16_AUTO_PARAMS else torch.float32
+    return torch.bfloat16 if _parameters(config) > BF16_AUTO_PARAMS else torch.float32
 
 
 def _experts_fit(config: GptOssConfig, dtype: torch.dtype) -> bool:

@@ -91,3 +91,16 @@ def test_bf16_is_close_to_float32(checkpoint):
     half = runtime.load(folder, dtype=torch.bfloat16).logits(tokens)
     assert half.dtype == torch.float32
     assert (half - exact).abs().max() <= 0.1 * exact.abs().max()
+
+
+def test_checkpoint_saved_dequantized_by_transformers(checkpoint, tmp_path):
+    """transformers' own save of the dequantized model (bf16 `gate_up_proj`/`down_proj`, no
+    quantization_config, rope_parameters) loads, is re-quantized, and gives the same logits."""
+    folder = checkpoint("base")
+    from transformers import GptOssForCausalLM, Mxfp4Config
+    saved = GptOssForCausalLM.from_pretrained(
+        folder, dtype=torch.bfloat16, quantization_config=Mxfp4Config(dequantize=True))
+    saved.save_pretrained(tmp_path)
+    tokens = prompt(TINY_CONFIGS["base"], 30)
+    want = runtime.load(folder, dtype=torch.float32).logits(tokens)
+    assert torch.equal(runtime.load(tmp_path, dtype=torch.float32).logits(tokens), want)
