@@ -44,15 +44,22 @@ def checkpoint(tmp_path_factory):
     return make
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "default_kernels: run on the dispatched (fast) kernels")
+
+
 @pytest.fixture(autouse=True)
-def reference_kernels_only():
+def reference_kernels_only(request):
     """These tests check the model itself, so they run on the reference kernels (the fast
-    kernels are compared against the reference in tests/kernels)."""
+    kernels are compared against the reference in tests/kernels), unless marked."""
     from agent.kernels import reference_kernels
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread beats two on a shared, busy machine
     try:
-        with reference_kernels():
+        if request.node.get_closest_marker("default_kernels"):
             yield
+        else:
+            with reference_kernels():
+                yield
     finally:
         torch.set_num_threads(threads)

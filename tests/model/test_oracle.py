@@ -104,3 +104,25 @@ def test_checkpoint_saved_dequantized_by_transformers(checkpoint, tmp_path):
     tokens = prompt(TINY_CONFIGS["base"], 30)
     want = runtime.load(folder, dtype=torch.float32).logits(tokens)
     assert torch.equal(runtime.load(tmp_path, dtype=torch.float32).logits(tokens), want)
+
+
+@pytest.mark.default_kernels
+def test_dispatched_kernels_agree_with_the_reference(checkpoint):
+    """Whatever agent.kernels dispatches to on this machine (fast CPU path if built) keeps the
+    interface: same shapes, bf16-close logits, packed experts accepted."""
+    from agent.kernels import reference_kernels
+    tokens = prompt(TINY_CONFIGS["mha_topk4"], 24)
+    model = runtime.load(checkpoint("mha_topk4"), dtype=torch.bfloat16, dense=False)
+    fast = model.logits(tokens)
+    with reference_kernels():
+        reference = model.logits(tokens)
+    assert fast.shape == reference.shape
+    assert (fast - reference).abs().max() <= 0.05 * reference.abs().max()
+
+
+def test_small_models_run_on_one_thread_and_restore_the_setting(checkpoint):
+    model = runtime.load(checkpoint("base"))
+    assert model.threads == 1
+    torch.set_num_threads(2)
+    model.logits([1, 2, 3])
+    assert torch.get_num_threads() == 2
