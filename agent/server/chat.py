@@ -35,7 +35,17 @@ def start(state: ServerState, req: ChatCompletionRequest) -> Generation:
         history=history, forced=forced_header(req.tool_choice, tools, "tool_choice"),
         max_tokens=req.max_completion_tokens or req.max_tokens, max_tokens_param=limit_param,
         temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=stop,
-        logprobs=req.logprobs)
+        logprobs=req.logprobs, response_format=structured(req.response_format, "response_format"))
+
+
+def structured(fmt, param: str):
+    """The JSON schema a response_format asks for (None for plain text)."""
+    if fmt is None:
+        return None
+    try:
+        return fmt.structured()
+    except ValueError as exc:
+        raise ApiError(str(exc), param=param) from None
 
 
 def logprobs_body(gen: Generation) -> dict | None:

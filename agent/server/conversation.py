@@ -13,7 +13,7 @@ from agent.harmony.messages import (Author, Conversation, DeveloperContent, Mess
                                     SystemContent, ToolDescription)
 from agent.server.errors import ApiError
 from agent.server.schemas import (ChatMessage, FunctionCallItem, FunctionCallOutputItem,
-                                  FunctionDef, InputMessage, ReasoningItem)
+                                  FunctionDef, InputMessage, JsonSchemaFormat, ReasoningItem)
 
 JSON_CONTENT = "<|constrain|>json"
 
@@ -23,8 +23,9 @@ def system_message(effort: str) -> Message:
                                          SystemContent.new().with_reasoning_effort(effort))
 
 
-def developer_message(instructions: str | None, tools: list[FunctionDef]) -> Message | None:
-    if not instructions and not tools:
+def developer_message(instructions: str | None, tools: list[FunctionDef],
+                      response_format: JsonSchemaFormat | None = None) -> Message | None:
+    if not instructions and not tools and response_format is None:
         return None
     content = DeveloperContent.new()
     if instructions:
@@ -33,13 +34,17 @@ def developer_message(instructions: str | None, tools: list[FunctionDef]) -> Mes
         content = content.with_function_tools([
             ToolDescription.new(t.name, t.description or "", parameters=t.parameters)
             for t in tools])
+    if response_format is not None:
+        content = content.with_response_format(response_format.name, response_format.schema_,
+                                               response_format.description)
     return Message.from_role_and_content(Role.DEVELOPER, content)
 
 
 def build_conversation(effort: str, instructions: str | None, tools: list[FunctionDef],
-                       history: Iterable[Message]) -> Conversation:
+                       history: Iterable[Message],
+                       response_format: JsonSchemaFormat | None = None) -> Conversation:
     head = [system_message(effort)]
-    dev = developer_message(instructions, tools)
+    dev = developer_message(instructions, tools, response_format)
     if dev is not None:
         head.append(dev)
     return Conversation.from_messages(head + list(history))

@@ -8,6 +8,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from agent.server.chat import structured
 from agent.server.conversation import responses_history
 from agent.server.decode import Delta, new_id
 from agent.server.errors import ApiError
@@ -118,7 +119,8 @@ def start(state: ServerState, req: ResponsesRequest) -> tuple[Generation, list, 
         effort=(req.reasoning and req.reasoning.effort) or "medium", instructions=instructions,
         tools=tools, history=history, forced=forced_header(req.tool_choice, tools, "tool_choice"),
         max_tokens=req.max_output_tokens, max_tokens_param="max_output_tokens",
-        temperature=req.temperature, top_p=req.top_p, seed=req.seed)
+        temperature=req.temperature, top_p=req.top_p, seed=req.seed,
+        response_format=structured(req.text and req.text.format, "text.format"))
     return gen, history, call_names
 
 
@@ -136,7 +138,9 @@ def response_body(req: ResponsesRequest, ident: str, created: int, items: list[d
         else req.tool_choice.model_dump(),
         "parallel_tool_calls": False, "temperature": req.temperature, "top_p": req.top_p,
         "max_output_tokens": req.max_output_tokens, "store": req.store, "metadata": {},
-        "text": {"format": {"type": "text"}}, "truncation": "disabled",
+        "text": {"format": req.text.format.model_dump(by_alias=True, exclude_none=True)
+                 if req.text and req.text.format else {"type": "text"}},
+        "truncation": "disabled",
         "usage": gen.responses_usage() if gen is not None else None,
     }
     if body["tool_choice"] is None:

@@ -31,6 +31,46 @@ class FunctionDef(_Body):
     strict: bool | None = None
 
 
+class JsonSchemaFormat(_Body):
+    name: str = Field(default="response", pattern=FUNCTION_NAME)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Body):
+    """Chat `response_format`: text, json_object, or json_schema {name, schema}."""
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def structured(self) -> JsonSchemaFormat | None:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format of type json_schema needs 'json_schema'")
+        if self.type == "json_object":
+            return JsonSchemaFormat(name="json_object", schema={"type": "object"})
+        return self.json_schema
+
+
+class TextFormat(_Body):
+    """Responses `text.format`: the same choices, with the schema fields inline."""
+    type: Literal["text", "json_object", "json_schema"]
+    name: str = Field(default="response", pattern=FUNCTION_NAME)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+    def structured(self) -> JsonSchemaFormat | None:
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return JsonSchemaFormat(name="json_object", schema={"type": "object"})
+        return JsonSchemaFormat(name=self.name, description=self.description,
+                                schema=self.schema_ or {})
+
+
+class TextConfig(_Body):
+    format: TextFormat | None = None
+
+
 class StreamOptions(_Body):
     include_usage: bool = False
 
@@ -105,6 +145,7 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
     logprobs: bool = False
+    response_format: ResponseFormat | None = None
 
     _norm_effort = field_validator("reasoning_effort", mode="before")(_effort)
 
@@ -208,6 +249,7 @@ class ResponsesRequest(SamplingFields):
     max_output_tokens: int | None = Field(default=None, ge=1)
     previous_response_id: str | None = None
     store: bool = True
+    text: TextConfig | None = None
 
 
 # ---- /v1/completions (raw Harmony tokens) -------------------------------------------------

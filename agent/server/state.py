@@ -62,8 +62,9 @@ class ServerState:
                            tools: list[FunctionDef], history: list, forced: str = "",
                            max_tokens: int | None, max_tokens_param: str,
                            temperature: float | None, top_p: float | None, seed: int | None,
-                           stop: Sequence[str] = (), logprobs: bool = False) -> Generation:
-        conv = build_conversation(effort, instructions, tools, history)
+                           stop: Sequence[str] = (), logprobs: bool = False,
+                           response_format=None) -> Generation:
+        conv = build_conversation(effort, instructions, tools, history, response_format)
         prompt = list(render_conversation_for_completion(conv))
         prefix = list(get_encoding().encode(forced, allowed_special="all")) if forced else []
         budget = self.budget(len(prompt) + len(prefix), max_tokens, max_tokens_param)

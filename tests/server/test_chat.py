@@ -176,3 +176,21 @@ def test_stop_strings_and_max_tokens(serve):
     assert stopped.choices[0].finish_reason == "stop"
     assert cut.choices[0].finish_reason == "length"
     assert cut.usage.completion_tokens == 3
+
+
+def test_response_format_json_schema_reaches_the_developer_message(serve, harmony_encoding):
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+    backend = ScriptedBackend(['<|channel|>final<|message|>{"answer": 4}<|return|>'])
+    with serve(backend) as (url, client):
+        r = client.chat.completions.create(
+            model="test-model", messages=[{"role": "user", "content": "2+2"}],
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "sum", "schema": schema}})
+        import httpx
+        missing = httpx.post(url + "/v1/chat/completions", json={
+            "model": "test-model", "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema"}})
+    assert json.loads(r.choices[0].message.content) == {"answer": 4}
+    text = harmony_encoding.decode(backend.prompts[0])
+    assert "# Response Formats\n\n## sum\n\n" in text and '"required":["answer"]' in text
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "response_format"

@@ -97,3 +97,14 @@ def test_length_limit_marks_the_response_incomplete(serve):
     with serve(ScriptedBackend([ANSWER])) as (_, client):
         r = client.responses.create(model="test-model", input="2+2?", max_output_tokens=4)
     assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+
+
+def test_text_format_json_schema(serve, harmony_encoding):
+    backend = ScriptedBackend(['<|channel|>final<|message|>{"n": 4}<|return|>'])
+    with serve(backend) as (_, client):
+        r = client.responses.create(model="test-model", input="2+2", text={"format": {
+            "type": "json_schema", "name": "count",
+            "schema": {"type": "object", "properties": {"n": {"type": "integer"}}}}})
+    assert json.loads(r.output_text) == {"n": 4}
+    assert r.text.format.type == "json_schema"
+    assert "## count" in harmony_encoding.decode(backend.prompts[0])
