@@ -29,6 +29,9 @@ E experts, I expert width):
         SwiGLU experts with biases; `experts` is a PackedExperts (MXFP4, the normal case) or
         a DenseExperts. Implementations read experts' fields directly; they must never
         materialise all experts in a wider dtype (only the ones tokens selected).
+    linear(x [..., K], weight, bias [N] | None) -> [..., N]   weight: a tensor [N, K] or an
+        Int8Weight (8-bit dense mode); the CPU path streams few-row inputs (decode) through
+        its own GEMV kernels.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from functools import lru_cache
 
 import torch
 
+from .reference import dequantize_int8, quantize_int8  # noqa: F401 (re-export)
 from .reference import dequantize_mxfp4, rope_tables, yarn_frequencies  # noqa: F401 (re-export)
 
 _CHAINS = {
@@ -100,6 +104,30 @@ class DenseExperts:
         return self.down_weight[e].to(dtype)
 
 
+@dataclass
+class Int8Weight:
+    """A dense weight [N, K] in 8 bits: q int8 [N, K] and one float32 scale per 32 weights of a
+    row (scales [N, K/32]); `dtype` is what it dequantizes to. Indexing rows (`weight[ids]`)
+    dequantizes just those rows, so an int8 embedding table is used like a tensor."""
+    q: torch.Tensor
+    scales: torch.Tensor
+    dtype: torch.dtype = torch.bfloat16
+
+    @classmethod
+    def quantize(cls, w: torch.Tensor) -> "Int8Weight":
+        return cls(*quantize_int8(w), dtype=w.dtype)
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.q.shape
+
+    def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return dequantize_int8(self.q, self.scales, dtype or self.dtype)
+
+    def __getitem__(self, rows) -> torch.Tensor:
+        return dequantize_int8(self.q[rows], self.scales[rows], self.dtype)
+
+
 _reference_only = os.environ.get("AGENT_KERNELS", "").strip().lower() == "reference"
 
 
@@ -153,3 +181,7 @@ def swiglu(x, alpha=1.702, limit=7.0):
 def moe(x, router_weight, router_bias, experts, top_k, alpha=1.702, limit=7.0):
     return implementation("moe", x.device.type)(x, router_weight, router_bias, experts, top_k,
                                                 alpha, limit)
+
+
+def linear(x, weight, bias=None):
+    return implementation("linear", x.device.type)(x, weight, bias)

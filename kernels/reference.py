@@ -153,3 +153,34 @@ def moe(x: torch.Tensor, router_weight: torch.Tensor, router_bias: torch.Tensor,
         y = F.linear(h, experts.down(e, x.dtype), experts.down_bias[e].to(x.dtype))
         out = out.index_add(0, token, y * weights[token, slot, None])
     return out
+
+
+def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """w [N, K] (K a multiple of 32) -> (q int8 [N, K], scales float32 [N, K/32]): one scale per
+    32 consecutive weights of a row, absmax / 127, round to nearest."""
+    N, K = w.shape
+    if K % BLOCK:
+        raise ValueError(f"int8: last dimension {K} is not a multiple of {BLOCK}")
+    q = torch.empty(N, K, dtype=torch.int8, device=w.device)
+    scales = torch.empty(N, K // BLOCK, dtype=torch.float32, device=w.device)
+    for start in range(0, N, 8192):  # row chunks: never a float32 copy of a big matrix
+        rows = w[start:start + 8192].float().view(-1, K // BLOCK, BLOCK)
+        s = rows.abs().amax(-1) / 127.0
+        scales[start:start + 8192] = s
+        q[start:start + 8192] = (rows / s.clamp_min(1e-30)[..., None]).round().view(-1, K).to(torch.int8)
+    return q, scales
+
+
+def dequantize_int8(q: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Inverse of quantize_int8 up to rounding: [..., K] in dtype."""
+    values = q.float().unflatten(-1, (-1, BLOCK)) * scales.float()[..., None]
+    return values.flatten(-2).to(dtype)
+
+
+def linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x [..., K] @ weight.T + bias. weight: a tensor [N, K], or a quantized weight with
+    `dequantize(dtype)` (agent.kernels.Int8Weight)."""
+    if not isinstance(weight, torch.Tensor):
+        weight = weight.dequantize(x.dtype)
+    return F.linear(x, weight, None if bias is None else bias.to(x.dtype))
+

@@ -1,8 +1,9 @@
 """The fast CPU path (agent.kernels dispatches here for CPU tensors).
 
-Only `moe` is specialised: it is where decode time goes (streaming the packed experts) and
-where prefill flops are. Every other op falls back to agent.kernels.reference. When the C++
-extension cannot be built (no AVX-512-BF16, no compiler) or autograd is needed, `moe` is the
-reference itself.
+Specialised: `moe` (packed MXFP4 experts: where decode time goes and where prefill flops are)
+and `linear` (dense layers: bf16 or int8 GEMV for decode). Every other op falls back to
+agent.kernels.reference. When the C++ extension cannot be built (no AVX-512-BF16, no compiler)
+or autograd is needed, both are the reference itself. Kernels: kernels.cpp, built by build.py.
 """
+from .dense import linear  # noqa: F401
 from .moe import moe  # noqa: F401

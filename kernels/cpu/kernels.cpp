@@ -240,6 +240,55 @@ at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor&
   return out;
 }
 
+template <int R>
+inline void bf16_row_dot(const __m512bh* wrow, const __m512bh* x, int64_t kb, float* out, int64_t stride) {
+  __m512 acc[2][R];
+  for (int r = 0; r < R; ++r) acc[0][r] = acc[1][r] = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 1 < kb; b += 2)
+    for (int r = 0; r < R; ++r) {
+      acc[0][r] = _mm512_dpbf16_ps(acc[0][r], wrow[b], x[r * kb + b]);
+      acc[1][r] = _mm512_dpbf16_ps(acc[1][r], wrow[b + 1], x[r * kb + b + 1]);
+    }
+  if (b < kb)
+    for (int r = 0; r < R; ++r) acc[0][r] = _mm512_dpbf16_ps(acc[0][r], wrow[b], x[r * kb + b]);
+  for (int r = 0; r < R; ++r) out[r * stride] = hsum(_mm512_add_ps(acc[0][r], acc[1][r]));
+}
+
+// bf16 GEMV for few rows: out[r, n] = sum_k x[r, k] * w[n, k]; x bf16 [R, K], w bf16 [N, K],
+// K a multiple of 32. torch's bf16 matmul is tuned for big matrices; for one to a few rows it
+// leaves memory bandwidth unused, and the dense layers of one decode step are pure streaming.
+// Each weight vector serves up to 8 rows (16 accumulators in registers).
+at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w) {
+  TORCH_CHECK(w.dtype() == at::kBFloat16 && w.dim() == 2 && w.is_contiguous() && w.size(1) % 32 == 0,
+              "w must be contiguous bf16 [N, K] with K a multiple of 32");
+  TORCH_CHECK(x.dtype() == at::kBFloat16 && x.dim() == 2 && x.is_contiguous() && x.size(1) == w.size(1),
+              "x must be contiguous bf16 [R, ", w.size(1), "]");
+  const int64_t N = w.size(0), K = w.size(1), KB = K / 32, R = x.size(0);
+  auto out = at::empty({R, N}, x.options().dtype(at::kFloat));
+  const auto* xb = reinterpret_cast<const __m512bh*>(x.data_ptr<at::BFloat16>());
+  const auto* wb = reinterpret_cast<const __m512bh*>(w.data_ptr<at::BFloat16>());
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t r0 = 0; r0 < R; r0 += 8) {
+        const __m512bh* xr = xb + r0 * KB;
+        float* o = op + r0 * N + n;
+        switch (std::min<int64_t>(8, R - r0)) {
+          case 1: bf16_row_dot<1>(wb + n * KB, xr, KB, o, N); break;
+          case 2: bf16_row_dot<2>(wb + n * KB, xr, KB, o, N); break;
+          case 3: bf16_row_dot<3>(wb + n * KB, xr, KB, o, N); break;
+          case 4: bf16_row_dot<4>(wb + n * KB, xr, KB, o, N); break;
+          case 5: bf16_row_dot<5>(wb + n * KB, xr, KB, o, N); break;
+          case 6: bf16_row_dot<6>(wb + n * KB, xr, KB, o, N); break;
+          case 7: bf16_row_dot<7>(wb + n * KB, xr, KB, o, N); break;
+          default: bf16_row_dot<8>(wb + n * KB, xr, KB, o, N); break;
+        }
+      }
+  });
+  return out;
+}
+
 // Reads every byte of buf once with AVX-512 loads on all threads (the benchmark's measure of
 // the machine's read bandwidth, the bound for decoding). Returns a checksum so it is not elided.
 int64_t stream_read(const at::Tensor& buf) {
@@ -264,6 +313,7 @@ int64_t stream_read(const at::Tensor& buf) {
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("bf16_gemv", &bf16_gemv, "bf16 GEMV for a few rows");
   m.def("stream_read", &stream_read, "read a buffer once (bandwidth measurement)");
   m.def("moe_mxfp4_gemv", &moe_mxfp4_gemv, "grouped MXFP4 GEMV over selected experts");
   m.def("mxfp4_dequantize_bf16", &mxfp4_dequantize_bf16, "one expert MXFP4 -> bf16");

@@ -107,3 +107,32 @@ def test_moe_with_gradients_uses_the_differentiable_reference():
     out = kernels.moe(x, torch.randn(4, 64, generator=gen), torch.zeros(4), experts, 2)
     out.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("rows", [1, 3, 6, 20])  # GEMV kernels, and the matmul path
+def test_linear_bf16_and_int8_match_reference(rows):
+    gen = torch.Generator().manual_seed(rows)
+    w = (torch.randn(70, 96, generator=gen) * 0.1).to(torch.bfloat16)
+    bias = torch.randn(70, generator=gen).to(torch.bfloat16)
+    x = torch.randn(2, rows, 96, generator=gen).to(torch.bfloat16)
+    assert kernels.implementation("linear", "cpu").__module__ == "agent.kernels.cpu.dense"
+    want = reference.linear(x.double(), w.double(), bias.double())
+    got = kernels.linear(x, w, bias)
+    assert got.shape == (2, rows, 70) and got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.double(), want, rtol=1e-2, atol=1e-2 * want.abs().max().item())
+    # 8-bit mode: the kernel equals the dequantized weight; the quantization error is small
+    w8 = kernels.Int8Weight.quantize(w)
+    exact = reference.linear(x.double(), w8.dequantize(torch.float64), bias.double())
+    got8 = kernels.linear(x, w8, bias)
+    torch.testing.assert_close(got8.double(), exact, rtol=1e-2, atol=1e-2 * exact.abs().max().item())
+    assert (exact - want).abs().max() < 0.02 * want.abs().max()
+
+
+def test_int8_weight_rows_dequantize_like_an_embedding_table():
+    gen = torch.Generator().manual_seed(9)
+    table = torch.randn(50, 64, generator=gen).to(torch.bfloat16)
+    w8 = kernels.Int8Weight.quantize(table)
+    ids = torch.tensor([[3, 3, 49]])
+    rows = w8[ids]
+    assert rows.shape == (1, 3, 64) and rows.dtype == torch.bfloat16
+    torch.testing.assert_close(rows.float(), table[ids].float(), rtol=0, atol=table.abs().max().item() / 127)

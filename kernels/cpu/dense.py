@@ -1,0 +1,43 @@
+"""Dense linear layers on CPU: bf16 or int8 weights (agent.kernels.linear).
+
+A decode step multiplies one (or a few) rows by every dense matrix: pure streaming, where
+torch's bf16 matmul leaves bandwidth unused. Few rows go through the C++ GEMV kernels
+(bf16: vdpbf16ps; int8: int16 activations and vpmaddwd with per-32 scales); many rows (prefill)
+go to torch's matmul, int8 weights dequantized to bf16 a tile of rows at a time.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import reference
+from .build import extension
+
+BF16_GEMV_MAX_ROWS = 4   # beyond this torch's matmul wins (our kernel re-reads x from L2)
+INT8_GEMV_MAX_ROWS = 8
+TILE_ROWS = 4096         # int8 rows dequantized at once for many-row inputs
+
+
+def linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Same contract as agent.kernels.reference.linear."""
+    ext = extension()
+    K = x.shape[-1]
+    rows = x.numel() // K if K else 0
+    if ext is None or x.requires_grad or K % 32 or rows == 0:
+        return reference.linear(x, weight, bias)
+    flat = x.reshape(rows, K)
+    if isinstance(weight, torch.Tensor):
+        if weight.dtype != torch.bfloat16 or rows > BF16_GEMV_MAX_ROWS or not weight.is_contiguous():
+            return reference.linear(x, weight, bias)
+        out = ext.bf16_gemv(flat.to(torch.bfloat16).contiguous(), weight)
+    elif rows <= INT8_GEMV_MAX_ROWS:
+        out = ext.int8_gemv(flat.float().contiguous(), weight.q, weight.scales)
+    else:
+        out = torch.empty(rows, weight.shape[0], dtype=torch.float32)
+        a = flat.to(torch.bfloat16)
+        for start in range(0, weight.shape[0], TILE_ROWS):
+            tile = weight[start:start + TILE_ROWS].to(torch.bfloat16)
+            out[:, start:start + TILE_ROWS] = a @ tile.t()
+    if bias is not None:
+        out += bias.float()
+    return out.to(x.dtype).view(*x.shape[:-1], out.shape[-1])
