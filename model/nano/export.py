@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from agent.model.nano import mxfp4_fake
+from agent.model import mxfp4
 from agent.model.nano.modeling import NanoConfig, NanoGptOss
 
 CONFIG_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -37,9 +37,9 @@ def hf_state_dict(model: NanoGptOss) -> dict[str, torch.Tensor]:
         mlp = layer.mlp
         state[p + "mlp.router.weight"] = mlp.router.weight
         state[p + "mlp.router.bias"] = mlp.router.bias
-        for name, weight, bias in (("gate_up_proj", mlp.gate_up, mlp.gate_up_bias),
-                                   ("down_proj", mlp.down, mlp.down_bias)):
-            blocks, scales = mxfp4_fake.quantize(weight)
+        for name, weight, bias in (("gate_up_proj", mlp.gate_up_weight, mlp.gate_up_bias),
+                                   ("down_proj", mlp.down_weight, mlp.down_bias)):
+            blocks, scales = mxfp4.quantize(weight)
             state[p + f"mlp.experts.{name}_blocks"] = blocks
             state[p + f"mlp.experts.{name}_scales"] = scales
             state[p + f"mlp.experts.{name}_bias"] = bias
@@ -86,9 +86,9 @@ def load(folder: str | Path) -> NanoGptOss:
         mlp = layer.mlp
         mlp.router.weight.data.copy_(state[p + "mlp.router.weight"])
         mlp.router.bias.data.copy_(state[p + "mlp.router.bias"])
-        for name, weight, bias in (("gate_up_proj", mlp.gate_up, mlp.gate_up_bias),
-                                   ("down_proj", mlp.down, mlp.down_bias)):
-            weight.data.copy_(mxfp4_fake.dequantize(state[p + f"mlp.experts.{name}_blocks"],
+        for name, weight, bias in (("gate_up_proj", mlp.gate_up_weight, mlp.gate_up_bias),
+                                   ("down_proj", mlp.down_weight, mlp.down_bias)):
+            weight.data.copy_(mxfp4.dequantize(state[p + f"mlp.experts.{name}_blocks"],
                                                     state[p + f"mlp.experts.{name}_scales"]))
             bias.data.copy_(state[p + f"mlp.experts.{name}_bias"])
     model.set_fake_quant(True)

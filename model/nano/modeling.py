@@ -1,6 +1,7 @@
 """The gpt-oss architecture as a trainable fp32 torch module, for the embedded nano model.
 
-Same math as the runtime (and as transformers' GptOssForCausalLM): RMSNorm, attention with
+Built from the runtime's differentiable reference kernels (agent.kernels.reference), so it is
+the same math as the runtime (and as transformers' GptOssForCausalLM): RMSNorm, attention with
 per-head sinks, alternating sliding/full layers, YaRN RoPE (half-split rotation), top-k
 routed experts with the clamped SwiGLU (alpha 1.702, limit 7, interleaved gate/up, +1 on the
 linear half). Two training-only twists:
@@ -20,9 +21,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from agent.kernels import reference as ref
 from agent.model.nano import mxfp4_fake
 
 
@@ -83,43 +84,6 @@ class NanoConfig:
         }
 
 
-def yarn_inv_freq(cfg: NanoConfig) -> tuple[torch.Tensor, float]:
-    """YaRN frequencies (no truncation, as gpt-oss) and the attention (cos/sin) scale."""
-    dim, base = cfg.head_dim, cfg.rope_theta
-    pos_freqs = base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-    extrapolation, interpolation = 1.0 / pos_freqs, 1.0 / (cfg.rope_factor * pos_freqs)
-
-    def correction_dim(rotations: float) -> float:
-        return (dim * math.log(cfg.rope_original_max_position / (rotations * 2 * math.pi))) / (
-            2 * math.log(base))
-
-    low = max(correction_dim(cfg.rope_beta_fast), 0)
-    high = min(correction_dim(cfg.rope_beta_slow), dim - 1)
-    if low == high:
-        high += 0.001
-    ramp = ((torch.arange(dim // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)
-    keep = 1 - ramp  # 1 = keep the original (extrapolated) frequency
-    inv_freq = interpolation * (1 - keep) + extrapolation * keep
-    scale = 0.1 * math.log(cfg.rope_factor) + 1.0 if cfg.rope_factor > 1 else 1.0
-    return inv_freq.float(), scale
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
-
-
-def swiglu(gate_up: torch.Tensor, alpha: float, limit: float) -> torch.Tensor:
-    gate, up = gate_up[..., ::2], gate_up[..., 1::2]
-    gate = gate.clamp(max=limit)
-    up = up.clamp(min=-limit, max=limit)
-    return (up + 1) * (gate * torch.sigmoid(gate * alpha))
-
-
 class Attention(nn.Module):
     def __init__(self, cfg: NanoConfig, sliding: bool):
         super().__init__()
@@ -131,48 +95,36 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.num_attention_heads * d, h)
         self.sinks = nn.Parameter(torch.zeros(cfg.num_attention_heads))
 
-    def _split(self, x, proj, heads):
+    def _project(self, x):
         b, t, _ = x.shape
-        return proj(x).view(b, t, heads, self.cfg.head_dim).transpose(1, 2)
-
-    def _attend(self, q, k, v, q_pos, k_pos):
-        """q [B,Hq,T,D], k/v [B,Hkv,S,D] (B may broadcast); positions are absolute."""
-        groups = self.cfg.num_attention_heads // self.cfg.num_key_value_heads
-        k = k.repeat_interleave(groups, dim=1)
-        v = v.repeat_interleave(groups, dim=1)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * self.cfg.head_dim ** -0.5
-        visible = k_pos[None, :] <= q_pos[:, None]
-        if self.sliding:
-            visible = visible & (q_pos[:, None] - k_pos[None, :] < self.cfg.sliding_window)
-        scores = scores.masked_fill(~visible, float("-inf"))
-        sinks = self.sinks.view(1, -1, 1, 1).expand(*scores.shape[:-1], 1)
-        probs = torch.softmax(torch.cat([scores, sinks], dim=-1), dim=-1)[..., :-1]
-        return torch.matmul(probs, v)
+        cfg = self.cfg
+        q = self.q_proj(x).view(b, t, cfg.num_attention_heads, cfg.head_dim)
+        k = self.k_proj(x).view(b, t, cfg.num_key_value_heads, cfg.head_dim)
+        v = self.v_proj(x).view(b, t, cfg.num_key_value_heads, cfg.head_dim)
+        return q, k, v
 
     def forward(self, xp, xs, rope):
         """xp [1,P,H] shared prefix (P may be 0), xs [B,S,H]. Returns (yp, ys)."""
-        cfg = self.cfg
-        cos, sin = rope
-        P, S = xp.shape[1], xs.shape[1]
-        qp, kp, vp = (self._split(xp, m, n) for m, n in (
-            (self.q_proj, cfg.num_attention_heads), (self.k_proj, cfg.num_key_value_heads),
-            (self.v_proj, cfg.num_key_value_heads)))
-        qs, ks, vs = (self._split(xs, m, n) for m, n in (
-            (self.q_proj, cfg.num_attention_heads), (self.k_proj, cfg.num_key_value_heads),
-            (self.v_proj, cfg.num_key_value_heads)))
-        qp, kp = rotate(qp, cos[:P], sin[:P]), rotate(kp, cos[:P], sin[:P])
-        qs, ks = rotate(qs, cos[P:P + S], sin[P:P + S]), rotate(ks, cos[P:P + S], sin[P:P + S])
-        pos = torch.arange(P + S, device=xs.device)
-        B = xs.shape[0]
-        k_all = torch.cat([kp.expand(B, -1, -1, -1), ks], dim=2)
-        v_all = torch.cat([vp.expand(B, -1, -1, -1), vs], dim=2)
-        ys = self._attend(qs, k_all, v_all, pos[P:], pos)
-        ys = self.o_proj(ys.transpose(1, 2).reshape(B, S, -1))
+        cos, sin = rope  # [P+S, D/2]
+        P, (B, S, _) = xp.shape[1], xs.shape
+        window = self.cfg.sliding_window if self.sliding else None
+        qp, kp, vp = self._project(xp)
+        qs, ks, vs = self._project(xs)
+        qp, kp = (ref.rope(t, cos[None, :P], sin[None, :P]) for t in (qp, kp))
+        qs, ks = (ref.rope(t, cos[None, P:], sin[None, P:]) for t in (qs, ks))
+        # every sequence sees the one shared prefix: broadcast its keys/values
+        # (a sliding layer's suffix queries never see prefix keys older than the window)
+        first = max(0, P - window + 1) if window else 0
+        k_all = torch.cat([kp[:, first:].expand(B, -1, -1, -1), ks], dim=1)
+        v_all = torch.cat([vp[:, first:].expand(B, -1, -1, -1), vs], dim=1)
+        positions = torch.arange(P + S, device=xs.device)
+        ys = ref.attention(qs, k_all, v_all, self.sinks, positions[None, P:].expand(B, -1),
+                           k_offset=first, window=window)
+        ys = self.o_proj(ys.reshape(B, S, -1))
         if P == 0:
             return xp, ys
-        yp = self._attend(qp, kp, vp, pos[:P], pos[:P])
-        yp = self.o_proj(yp.transpose(1, 2).reshape(1, P, -1))
-        return yp, ys
+        yp = ref.attention(qp, kp, vp, self.sinks, positions[None, :P], window=window)
+        return self.o_proj(yp.reshape(1, P, -1)), ys
 
 
 class Experts(nn.Module):
@@ -183,32 +135,31 @@ class Experts(nn.Module):
         self.cfg = cfg
         e, h, i = cfg.num_local_experts, cfg.hidden_size, cfg.intermediate_size
         self.router = nn.Linear(h, e)
-        self.gate_up = nn.Parameter(torch.randn(e, 2 * i, h) * 0.02)
+        self.gate_up_weight = nn.Parameter(torch.randn(e, 2 * i, h) * 0.02)
         self.gate_up_bias = nn.Parameter(torch.zeros(e, 2 * i))
-        self.down = nn.Parameter(torch.randn(e, h, i) * 0.02)
+        self.down_weight = nn.Parameter(torch.randn(e, h, i) * 0.02)
         self.down_bias = nn.Parameter(torch.zeros(e, h))
         self.fake_quant = False
 
-    def weights(self):
-        if not self.fake_quant:
-            return self.gate_up, self.down
-        return mxfp4_fake.fake_quantize(self.gate_up), mxfp4_fake.fake_quantize(self.down)
+    # the interface agent.kernels.reference.moe expects of an experts object
+    def gate_up(self, e, dtype):
+        return self._used[0][e]
+
+    def down(self, e, dtype):
+        return self._used[1][e]
 
     def forward(self, x):  # x [N, H]
         cfg = self.cfg
-        top_vals, top_idx = torch.topk(self.router(x), cfg.num_experts_per_tok, dim=-1)
-        route = torch.softmax(top_vals, dim=-1)
-        gate_up, down = self.weights()
-        out = torch.zeros_like(x)
-        for e in range(cfg.num_local_experts):
-            token, slot = torch.where(top_idx == e)
-            if token.numel() == 0:
-                continue
-            h = swiglu(x[token] @ gate_up[e].t() + self.gate_up_bias[e],
+        quant = mxfp4_fake.fake_quantize if self.fake_quant else (lambda w: w)
+        self._used = (quant(self.gate_up_weight), quant(self.down_weight))  # a tuple: not params
+        if self.training:
+            # Switch-style load balancing: fraction routed x mean probability, per expert
+            probs = torch.softmax(self.router(x), dim=-1)
+            chosen = torch.topk(probs, cfg.num_experts_per_tok, dim=-1).indices
+            routed = torch.zeros_like(probs).scatter_(1, chosen, 1.0).mean(0)
+            self.balance_loss = cfg.num_local_experts * (routed * probs.mean(0)).sum()
+        return ref.moe(x, self.router.weight, self.router.bias, self, cfg.num_experts_per_tok,
                        cfg.swiglu_alpha, cfg.swiglu_limit)
-            y = (h @ down[e].t() + self.down_bias[e]) * route[token, slot, None]
-            out = out.index_add(0, token, y)
-        return out
 
 
 class Block(nn.Module):
@@ -222,12 +173,12 @@ class Block(nn.Module):
 
     def forward(self, xp, xs, rope):
         eps = self.cfg.rms_norm_eps
-        yp, ys = self.attn(rms_norm(xp, self.input_norm, eps), rms_norm(xs, self.input_norm, eps),
-                           rope)
+        yp, ys = self.attn(ref.rms_norm(xp, self.input_norm, eps),
+                           ref.rms_norm(xs, self.input_norm, eps), rope)
         xp, xs = xp + yp, xs + ys
         P, (B, S, H) = xp.shape[1], xs.shape
         flat = torch.cat([xp.reshape(P, H), xs.reshape(B * S, H)])
-        flat = flat + self.mlp(rms_norm(flat, self.post_attention_norm, eps))
+        flat = flat + self.mlp(ref.rms_norm(flat, self.post_attention_norm, eps))
         return flat[:P].view(1, P, H), flat[P:].view(B, S, H)
 
 
@@ -241,7 +192,9 @@ class NanoGptOss(nn.Module):
         self.layers = nn.ModuleList(Block(cfg, t == "sliding_attention") for t in cfg.layer_types())
         self.norm = nn.Parameter(torch.ones(cfg.hidden_size))
         self.lm_head = nn.Parameter(torch.randn(n, cfg.hidden_size) * 0.02)
-        inv_freq, self.rope_scale = yarn_inv_freq(cfg)
+        inv_freq, self.rope_scale = ref.yarn_frequencies(
+            cfg.head_dim, cfg.rope_theta, cfg.rope_factor, cfg.rope_original_max_position,
+            cfg.rope_beta_fast, cfg.rope_beta_slow)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         # the unseen ids' share of the normalizer: (V - n) * exp(0)
         self.unseen_logit = math.log(cfg.vocab_size - n)
@@ -251,8 +204,7 @@ class NanoGptOss(nn.Module):
             layer.mlp.fake_quant = on
 
     def rope(self, length: int):
-        freqs = torch.outer(torch.arange(length, dtype=torch.float32), self.inv_freq)
-        return freqs.cos() * self.rope_scale, freqs.sin() * self.rope_scale
+        return ref.rope_tables(torch.arange(length), self.inv_freq, self.rope_scale)
 
     def forward(self, prefix: torch.Tensor, suffix: torch.Tensor) -> torch.Tensor:
         """prefix [P] and suffix [B,S] in *local* (reduced) ids -> hidden states [B,S,H]."""
@@ -260,7 +212,7 @@ class NanoGptOss(nn.Module):
         xp, xs = self.embed[prefix][None], self.embed[suffix]
         for layer in self.layers:
             xp, xs = layer(xp, xs, rope)
-        return rms_norm(xs, self.norm, self.cfg.rms_norm_eps)
+        return ref.rms_norm(xs, self.norm, self.cfg.rms_norm_eps)
 
     def local_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits over the reduced vocabulary plus one last column for all unseen ids."""

@@ -1,0 +1,169 @@
+"""Train the nano model on freshly sampled Harmony transcripts (reproducible: fixed seed).
+
+    python -m agent.model.nano.train --out /tmp/nano_run --minutes 75 --threads 2
+
+Every batch is new data (data.sample_batch), so there is no epoch and no overfitting to a
+fixed set. The schedule is by wall-clock time (warmup, cosine decay), so the run ends on
+time whatever the machine's speed; from `--quant-from` of the way on, the experts are
+fake-quantized to MXFP4. A compact checkpoint (config.json + model.safetensors, see
+export.py) is written every `--save-every` minutes and at the end, so a partial run ships.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from agent.harmony import tokenizer as tk
+from agent.model.nano import data, export
+from agent.model.nano.modeling import NanoConfig, NanoGptOss
+
+
+def build_vocab(examples: int, seed: int) -> torch.Tensor:
+    """The ids that occur in `examples` sampled transcripts, plus every 1-3 digit number."""
+    ids: set[int] = set()
+    for ex in data.generate(examples, seed):
+        ids.update(ex["prefix"])
+        ids.update(ex["tokens"])
+    for n in range(1000):
+        for text in (str(n), f"{n:02d}", f"{n:03d}", " " + str(n)):
+            ids.update(tk.encode_text(text))
+    ids.update((tk.RETURN, tk.CALL, tk.END, tk.START, tk.MESSAGE, tk.CHANNEL, tk.CONSTRAIN))
+    return torch.tensor(sorted(ids))
+
+
+def make_batch(model: NanoGptOss, rng: random.Random, size: int):
+    """-> (prefix [P], inputs [B,S], targets [B,S], loss mask [B,S]) in local ids."""
+    prefix, rows = data.sample_batch(rng, size)
+    lookup = model.lookup
+    rows = [r for r in rows if (lookup[torch.tensor(r[0])] >= 0).all()]  # drop rare OOV rows
+    length = max(len(r[0]) for r in rows)
+    inputs = torch.zeros(len(rows), length, dtype=torch.long)
+    mask = torch.zeros(len(rows), length, dtype=torch.bool)
+    for i, (tokens, loss_mask, _) in enumerate(rows):
+        inputs[i, :len(tokens)] = lookup[torch.tensor(tokens)]
+        mask[i, :len(tokens)] = torch.tensor(loss_mask)
+    # position t predicts token t+1
+    targets = torch.roll(inputs, -1, dims=1)
+    mask = torch.roll(mask, -1, dims=1)
+    mask[:, -1] = False
+    return lookup[torch.tensor(prefix)], inputs, targets, mask
+
+
+def learning_rate(progress: float, peak: float, warmup: float = 0.03) -> float:
+    if progress < warmup:
+        return peak * progress / warmup
+    decay = (progress - warmup) / (1 - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(decay, 1.0))))
+
+
+def train(args) -> None:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    vocab = build_vocab(args.vocab_examples, args.seed + 1)
+    cfg = NanoConfig(hidden_size=args.hidden, intermediate_size=args.intermediate,
+                     num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                     num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
+                     num_local_experts=args.experts, num_experts_per_tok=args.top_k)
+    model = NanoGptOss(cfg, vocab)
+    model.lookup = torch.full((cfg.vocab_size,), -1, dtype=torch.long)
+    model.lookup[vocab] = torch.arange(len(vocab))
+    params = sum(p.numel() for p in model.parameters())
+    log(out, f"vocab {len(vocab)} ids, {params / 1e6:.2f}M parameters, config {cfg}, "
+             f"setup {time.time() - start:.0f}s")
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95))
+    rng = random.Random(args.seed)
+    budget = args.minutes * 60
+    train_start = last_save = time.time()
+    step, tokens_seen, running = 0, 0, None
+    while True:
+        progress = (time.time() - train_start) / budget
+        if progress >= 1.0 or (args.steps and step >= args.steps):
+            break
+        if not model.layers[0].mlp.fake_quant and progress >= args.quant_from:
+            model.set_fake_quant(True)
+            log(out, f"step {step}: experts fake-quantized to MXFP4 from now on")
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(progress, args.lr)
+        prefix, inputs, targets, mask = make_batch(model, rng, args.batch)
+        hidden = model(prefix, inputs)
+        logits = model.local_logits(hidden[mask])
+        loss = F.cross_entropy(logits, targets[mask])
+        aux = sum(layer.mlp.balance_loss for layer in model.layers)
+        opt.zero_grad(set_to_none=True)
+        (loss + args.balance * aux).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        tokens_seen += inputs.numel() + prefix.numel()
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        if step % args.log_every == 0:
+            elapsed = time.time() - train_start
+            log(out, f"step {step} loss {running:.4f} aux {aux.item():.3f} "
+                     f"lr {opt.param_groups[0]['lr']:.2e} tok/s {tokens_seen / elapsed:.0f} "
+                     f"elapsed {elapsed / 60:.1f}m")
+        if time.time() - last_save > args.save_every * 60:
+            save(model, out, step, running, time.time() - train_start)
+            last_save = time.time()
+    save(model, out, step, running, time.time() - train_start)
+    log(out, f"done: {step} steps, {(time.time() - start) / 60:.1f} min in all")
+
+
+def save(model: NanoGptOss, out: Path, step: int, loss: float | None, seconds: float) -> None:
+    export.save(model, out)
+    (out / "training.json").write_text(json.dumps(
+        {"step": step, "loss": loss, "train_seconds": round(seconds),
+         "fake_quant": model.layers[0].mlp.fake_quant}) + "\n")
+    log(out, f"saved step {step}")
+
+
+def log(out: Path, line: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    print(f"[{stamp}] {line}", flush=True)
+    with open(out / "train.log", "a") as f:
+        f.write(f"[{stamp}] {line}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--minutes", type=float, default=75)
+    p.add_argument("--steps", type=int, default=0, help="stop after N steps (0: time only)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="1 beats 2 on a shared 2-core machine (no OpenMP spin contention)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=24)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--balance", type=float, default=0.01, help="router load-balance weight")
+    p.add_argument("--quant-from", type=float, default=0.5)
+    p.add_argument("--save-every", type=float, default=5)
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--vocab-examples", type=int, default=60_000)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--intermediate", type=int, default=128)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--head-dim", type=int, default=32)
+    p.add_argument("--experts", type=int, default=8)
+    p.add_argument("--top-k", type=int, default=2)
+    train(p.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
