@@ -97,8 +97,8 @@ class RawRun:
                 "top_logprobs": None, "text_offset": []}
 
     def usage_body(self) -> dict:
-        prompt, generated = len(self.prompt), len(self.ids) + (self.stop_reason is not None and
-                                                              isinstance(self.stop_reason, int))
+        stop_token = isinstance(self.stop_reason, int)  # generated, though not in the output
+        prompt, generated = len(self.prompt), len(self.ids) + stop_token
         return {"prompt_tokens": prompt, "completion_tokens": generated,
                 "total_tokens": prompt + generated,
                 "prompt_tokens_details": {"cached_tokens": int(self.usage.get("reused_tokens", 0))}}
