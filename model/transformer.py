@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from agent import kernels
-from agent.kernels import DenseExperts, PackedExperts
+from agent.kernels import DenseExperts, Int8Weight, PackedExperts
 
 from .cache import KVCache
 from .checkpoint import CheckpointError, load_tensors
@@ -33,18 +32,22 @@ BF16_AUTO_PARAMS = 1e9        # dtype=None on CPU: bf16 above this many paramete
 # Below this many parameters a CPU forward pass runs on one thread: its ops are too small to
 # split, and on a busy machine the threads' barriers cost far more than the work (100x seen).
 ONE_THREAD_PARAMS = 50e6
+DENSE_MODES = (None, "bf16", "fp32", "int8")
+
+
+Matrix = torch.Tensor | Int8Weight  # a dense weight [out, in], see GptOss._matrix
 
 
 @dataclass
 class Layer:
     attn_norm: torch.Tensor
-    q_weight: torch.Tensor
+    q_weight: Matrix
     q_bias: torch.Tensor
-    k_weight: torch.Tensor
+    k_weight: Matrix
     k_bias: torch.Tensor
-    v_weight: torch.Tensor
+    v_weight: Matrix
     v_bias: torch.Tensor
-    o_weight: torch.Tensor
+    o_weight: Matrix
     o_bias: torch.Tensor
     sinks: torch.Tensor
     mlp_norm: torch.Tensor
@@ -59,11 +62,17 @@ class GptOss:
 
     def __init__(self, config: GptOssConfig, tensors: dict[str, torch.Tensor],
                  device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                 dense: bool | None = None):
+                 dense: str | None = None, experts: str | None = None):
+        if dense not in DENSE_MODES:
+            raise ValueError(f"dense must be one of {DENSE_MODES}, got {dense!r}")
+        if experts not in (None, "packed", "dense"):
+            raise ValueError(f"experts must be None, 'packed' or 'dense', got {experts!r}")
         self.config = config
         self.device = torch.device(device)
         self.dtype = dtype or _default_dtype(config, self.device)
-        self.dense = _experts_fit(config, self.dtype) if dense is None else dense
+        self.int8 = dense == "int8"
+        self.dense_experts = (experts == "dense" if experts is not None
+                              else _experts_fit(config, self.dtype))
         small = _parameters(config, embeddings=False) < ONE_THREAD_PARAMS
         self.threads = 1 if small and self.device.type == "cpu" else None  # None: torch's
         self.inv_freq, self.concentration = kernels.yarn_frequencies(
@@ -72,9 +81,9 @@ class GptOss:
         self.inv_freq = self.inv_freq.to(self.device)
         weight = lambda name: tensors[name].to(self.device, self.dtype)  # noqa: E731
         exact = lambda name: tensors[name].to(self.device, torch.float32)  # noqa: E731
-        self.embed = weight("model.embed_tokens.weight")
+        self.embed = self._matrix(weight("model.embed_tokens.weight"))
         self.norm = exact("model.norm.weight")
-        self.unembed = weight("lm_head.weight")
+        self.unembed = self._matrix(weight("lm_head.weight"))
         # A compact checkpoint knows only some tokens; the others must never be sampled.
         self.unknown_tokens = None
         if "model.vocab_ids" in tensors:
@@ -93,21 +102,28 @@ class GptOss:
             tensors[e + "gate_up_proj_scales"].to(self.device), weight(e + "gate_up_proj_bias"),
             tensors[e + "down_proj_blocks"].to(self.device),
             tensors[e + "down_proj_scales"].to(self.device), weight(e + "down_proj_bias"))
-        experts = packed if not self.dense else DenseExperts(
+        experts = packed if not self.dense_experts else DenseExperts(
             torch.stack([packed.gate_up(j, self.dtype) for j in range(packed.num_experts)]),
             packed.gate_up_bias,
             torch.stack([packed.down(j, self.dtype) for j in range(packed.num_experts)]),
             packed.down_bias)
         a = p + "self_attn."
+        matrix = lambda name: self._matrix(weight(name))  # noqa: E731
         return Layer(
             exact(p + "input_layernorm.weight"),
-            weight(a + "q_proj.weight"), weight(a + "q_proj.bias"),
-            weight(a + "k_proj.weight"), weight(a + "k_proj.bias"),
-            weight(a + "v_proj.weight"), weight(a + "v_proj.bias"),
-            weight(a + "o_proj.weight"), weight(a + "o_proj.bias"), exact(a + "sinks"),
+            matrix(a + "q_proj.weight"), weight(a + "q_proj.bias"),
+            matrix(a + "k_proj.weight"), weight(a + "k_proj.bias"),
+            matrix(a + "v_proj.weight"), weight(a + "v_proj.bias"),
+            matrix(a + "o_proj.weight"), weight(a + "o_proj.bias"), exact(a + "sinks"),
             exact(p + "post_attention_layernorm.weight"),
             weight(p + "mlp.router.weight"), weight(p + "mlp.router.bias"), experts,
             self.config.window(i))
+
+    def _matrix(self, w: torch.Tensor):
+        """A dense weight as the model keeps it: as loaded, or 8-bit with dense="int8"."""
+        if self.int8 and w.shape[-1] % 32 == 0:
+            return Int8Weight.quantize(w)
+        return w
 
     # ---- the forward pass ----------------------------------------------------------------
     def forward(self, rows: Sequence[Sequence[int]], cache: KVCache) -> torch.Tensor:
@@ -149,14 +165,14 @@ class GptOss:
         c = self.config
         B, T, _ = x.shape
         h = kernels.rms_norm(x, layer.attn_norm, c.rms_norm_eps)
-        q = F.linear(h, layer.q_weight, layer.q_bias).view(B, T, c.num_attention_heads, c.head_dim)
-        k = F.linear(h, layer.k_weight, layer.k_bias).view(B, T, c.num_key_value_heads, c.head_dim)
-        v = F.linear(h, layer.v_weight, layer.v_bias).view(B, T, c.num_key_value_heads, c.head_dim)
+        q = kernels.linear(h, layer.q_weight, layer.q_bias).view(B, T, c.num_attention_heads, c.head_dim)
+        k = kernels.linear(h, layer.k_weight, layer.k_bias).view(B, T, c.num_key_value_heads, c.head_dim)
+        v = kernels.linear(h, layer.v_weight, layer.v_bias).view(B, T, c.num_key_value_heads, c.head_dim)
         q, k = kernels.rope(q, cos, sin), kernels.rope(k, cos, sin)
         keys, values, offset = cache.store(i, positions, k, v, layer.window)
         a = kernels.attention(q, keys, values, layer.sinks, positions, offset, layer.window,
                               c.head_dim ** -0.5)
-        return F.linear(a.reshape(B, T, -1), layer.o_weight, layer.o_bias)
+        return kernels.linear(a.reshape(B, T, -1), layer.o_weight, layer.o_bias)
 
     def _mlp(self, layer: Layer, x):
         c = self.config
@@ -167,7 +183,7 @@ class GptOss:
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final hidden states -> float32 logits (-inf for tokens a compact checkpoint lacks)."""
-        logits = F.linear(hidden, self.unembed).float()
+        logits = kernels.linear(hidden, self.unembed).float()
         if self.unknown_tokens is not None:
             logits = logits.masked_fill(self.unknown_tokens, float("-inf"))
         return logits
@@ -236,12 +252,16 @@ def _experts_fit(config: GptOssConfig, dtype: torch.dtype) -> bool:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-         dense: bool | None = None) -> GptOss:
+         dense: str | None = None, experts: str | None = None) -> GptOss:
     """Load a checkpoint folder (HF, original, compact), "nano" (the embedded model) or
     "gpt-oss-20b" / "gpt-oss-120b" (the folder `python -m agent download` fills).
 
     dtype None: bf16 on CUDA; on CPU bf16 for big models, float32 for small ones.
-    dense None: experts stay packed MXFP4 unless, dequantized, they fit in 256 MiB.
+    dense: None (or "bf16"/"fp32": no change) keeps attention, embedding and unembedding
+        weights as loaded; "int8" stores them in 8 bits with a float32 scale per 32 weights of
+        a row (less to read per decoded token; see agent.kernels.Int8Weight).
+    experts: None = "packed" (MXFP4, the normal case) unless, dequantized, they fit in
+        256 MiB (tiny models); "dense" dequantizes them all up front.
     """
     if str(path) == "nano":
         from . import nano  # the embedded model's package; imported only when asked for
@@ -252,4 +272,4 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
             raise CheckpointError(f"{path}: no such checkpoint folder (run `python -m agent "
                                   f"download {path.name}` or pass the checkpoint's folder)")
     config, tensors = load_tensors(Path(path))
-    return GptOss(config, tensors, device, dtype, dense)
+    return GptOss(config, tensors, device, dtype, dense, experts)

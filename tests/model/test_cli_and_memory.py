@@ -57,7 +57,7 @@ def test_20b_shaped_layer_keeps_experts_packed(tmp_path):
     expert_bytes = 32 * (5760 + 2880) * 90 * 17  # blocks + scales
     before = rss_bytes()
     model = runtime.load(tmp_path, dtype=torch.bfloat16)
-    assert model.dense is False
+    assert model.dense_experts is False
     after_load = rss_bytes()
     assert after_load - before < 40 << 20
     tokens = [g.token for g in model.generate([1], max_tokens=2, temperature=0)]

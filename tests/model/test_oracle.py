@@ -46,7 +46,7 @@ def hf_greedy(model, tokens, steps):
 def test_logits_and_greedy_match_transformers(checkpoint, name):
     config = TINY_CONFIGS[name]
     folder = checkpoint(name)
-    ours = runtime.load(folder, dtype=torch.float32, dense=False)
+    ours = runtime.load(folder, dtype=torch.float32, experts="packed")
     theirs = hf_model(folder)
     length = max(3 * config.sliding_window, config.rope_original_context + 20)
     tokens = prompt(config, length)
@@ -112,7 +112,7 @@ def test_dispatched_kernels_agree_with_the_reference(checkpoint):
     interface: same shapes, bf16-close logits, packed experts accepted."""
     from agent.kernels import reference_kernels
     tokens = prompt(TINY_CONFIGS["mha_topk4"], 24)
-    model = runtime.load(checkpoint("mha_topk4"), dtype=torch.bfloat16, dense=False)
+    model = runtime.load(checkpoint("mha_topk4"), dtype=torch.bfloat16, experts="packed")
     fast = model.logits(tokens)
     with reference_kernels():
         reference = model.logits(tokens)
@@ -126,3 +126,19 @@ def test_small_models_run_on_one_thread_and_restore_the_setting(checkpoint):
     torch.set_num_threads(2)
     model.logits([1, 2, 3])
     assert torch.get_num_threads() == 2
+
+
+def test_int8_dense_weights_stay_close(checkpoint):
+    """dense="int8": attention, embedding and unembedding in 8 bits (per-32 scales); matrices
+    whose width is not a multiple of 32 stay as they are."""
+    from agent.kernels import Int8Weight
+    tokens = prompt(TINY_CONFIGS["base"], 40)
+    folder = checkpoint("base")
+    exact = runtime.load(folder, dtype=torch.float32).logits(tokens)
+    model = runtime.load(folder, dtype=torch.float32, dense="int8")
+    assert isinstance(model.unembed, Int8Weight) and isinstance(model.layers[0].q_weight, Int8Weight)
+    assert (model.logits(tokens) - exact).abs().max() <= 0.05 * exact.abs().max()
+    wide = runtime.load(checkpoint("wide_top1"), dtype=torch.float32, dense="int8")
+    assert isinstance(wide.layers[0].o_weight, torch.Tensor)  # in = 6 heads x 8 = 48
+    with pytest.raises(ValueError, match="dense must be"):
+        runtime.load(folder, dense="int4")
