@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from agent.server import chat, completions, responses
 from agent.server.engine import Engine
@@ -60,8 +60,9 @@ def create_app(backend, model_name: str = "gpt-oss", *, max_context: int | None 
         return model_card()
 
     @app.get("/health")
-    async def health(request: Request):
-        return {"status": "ok", "served": engine.served, "batches": engine.batches}
+    async def health():
+        return {"status": "ok", "model": state.model_name, "queued": engine.queued,
+                "served": engine.served, "batches": engine.batches}
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
                    include_in_schema=False)

@@ -83,6 +83,11 @@ class Engine:
         self.served = 0  # requests finished (for /health and tests)
         self.batches = 0  # backend calls that served more than one request
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the worker (not counting the one it is serving)."""
+        return self._jobs.qsize()
+
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="agent-server-engine",
