@@ -9,7 +9,8 @@ Layouts:
   * Original: `original/config.json` + `original/*.safetensors` (`block.N.*` names, fused qkv).
     The folder itself or its parent may be given.
   * Compact (the embedded model): Hugging Face layout plus `model.vocab_ids` (int64 [n]); the
-    embedding and unembedding then have n rows, scattered into [vocab, hidden] zero matrices.
+    embedding and unembedding then have n rows (returned as they are, with `model.vocab_ids`;
+    the model treats every other row as zero, see GptOss).
 
 Canonical names are the Hugging Face ones. Tensors are zero-copy views of the files (mmap,
 copy-on-write), so packed experts stay as uint8 pages of the file until touched. Every problem
@@ -248,7 +249,7 @@ def _kinds(name: str) -> set[str]:
 
 def load_tensors(path: Path) -> tuple[GptOssConfig, dict[str, torch.Tensor]]:
     """Read and check a checkpoint; returns canonical tensors (views of the files, except
-    experts quantized on load and the expanded rows of a compact vocabulary)."""
+    experts quantized on load)."""
     config, layout, folder = read_config(path)
     reader = _Reader(folder)
     shapes = expected_shapes(config)
@@ -276,10 +277,7 @@ def load_tensors(path: Path) -> tuple[GptOssConfig, dict[str, torch.Tensor]]:
         if name.endswith(("_blocks", "_scales")) and _float_experts(reader, name):
             continue  # quantized below
         if vocab_ids is not None and name in ("model.embed_tokens.weight", "lm_head.weight"):
-            rows = reader.get(name, (vocab_ids.numel(), config.hidden_size), FLOATS)
-            full = torch.zeros(shape, dtype=rows.dtype)
-            full[vocab_ids] = rows
-            tensors[name] = full
+            tensors[name] = reader.get(name, (vocab_ids.numel(), config.hidden_size), FLOATS)
             tensors["model.vocab_ids"] = vocab_ids
             continue
         tensors[name] = reader.get(name, shape, _kinds(name))

@@ -81,14 +81,20 @@ class GptOss:
         self.inv_freq = self.inv_freq.to(self.device)
         weight = lambda name: tensors[name].to(self.device, self.dtype)  # noqa: E731
         exact = lambda name: tensors[name].to(self.device, torch.float32)  # noqa: E731
-        self.embed = self._matrix(weight("model.embed_tokens.weight"))
+        embed = weight("model.embed_tokens.weight")
+        # A compact checkpoint has rows for its vocab_ids only. Every other token embeds as
+        # zeros (an extra zero row) and gets logit -inf: it can never be sampled. Keeping the
+        # rows compact saves the [vocab, hidden] matrices and most of the unembedding work.
+        self.vocab_ids = self.row_of = None
+        if "model.vocab_ids" in tensors:
+            self.vocab_ids = tensors["model.vocab_ids"].to(self.device)
+            n = self.vocab_ids.numel()
+            self.row_of = torch.full((config.vocab_size,), n, dtype=torch.long, device=self.device)
+            self.row_of[self.vocab_ids] = torch.arange(n, device=self.device)
+            embed = torch.cat((embed, embed.new_zeros(1, embed.shape[1])))
+        self.embed = self._matrix(embed)
         self.norm = exact("model.norm.weight")
         self.unembed = self._matrix(weight("lm_head.weight"))
-        # A compact checkpoint knows only some tokens; the others must never be sampled.
-        self.unknown_tokens = None
-        if "model.vocab_ids" in tensors:
-            self.unknown_tokens = torch.ones(config.vocab_size, dtype=torch.bool, device=self.device)
-            self.unknown_tokens[tensors["model.vocab_ids"].to(self.device)] = False
         self.layers = [self._layer(i, weight, exact, tensors) for i in range(config.num_hidden_layers)]
         self.cache = KVCache(config, 1, self.dtype, self.device)  # the session's, for prefix reuse
         self.last_usage = {"prompt_tokens": 0, "reused_tokens": 0, "computed_tokens": 0,
@@ -154,7 +160,7 @@ class GptOss:
         return max(16, min(512, budget))
 
     def _run(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        x = self.embed[tokens]
+        x = self.embed[tokens if self.row_of is None else self.row_of[tokens]]
         cos, sin = kernels.rope_tables(positions, self.inv_freq, self.concentration)
         for i, layer in enumerate(self.layers):
             x = x + self._attention(i, layer, x, positions, cos, sin, cache)
@@ -184,9 +190,11 @@ class GptOss:
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final hidden states -> float32 logits (-inf for tokens a compact checkpoint lacks)."""
         logits = kernels.linear(hidden, self.unembed).float()
-        if self.unknown_tokens is not None:
-            logits = logits.masked_fill(self.unknown_tokens, float("-inf"))
-        return logits
+        if self.vocab_ids is None:
+            return logits
+        full = logits.new_full((*logits.shape[:-1], self.config.vocab_size), float("-inf"))
+        full[..., self.vocab_ids] = logits
+        return full
 
     # ---- public API ----------------------------------------------------------------------
     @torch.inference_mode()
