@@ -78,6 +78,30 @@ class SafetensorsFiles:
                                 offset=info.start)
         return flat.view(info.shape)
 
+    def release(self, name: str) -> None:
+        """Give back the resident pages of a tensor that was copied or converted (its view
+        stays valid: a later access reads the file again)."""
+        info = self.infos.get(name)
+        if info is None or info.file not in self._maps or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        page = mmap.PAGESIZE
+        start = -(-info.start // page) * page
+        end = info.end // page * page
+        if end > start:
+            self._maps[info.file].madvise(mmap.MADV_DONTNEED, start, end - start)
+
+
+class CheckpointTensors(dict):
+    """Canonical name -> tensor, able to release the file pages behind a name."""
+
+    def __init__(self, store: SafetensorsFiles, origin: dict[str, str] | None = None):
+        super().__init__()
+        self.store = store
+        self.origin = origin or {}  # canonical name -> stored name, when they differ
+
+    def release(self, name: str) -> None:
+        self.store.release(self.origin.get(name, name))
+
 
 def _read_header(file: Path) -> dict[str, TensorInfo]:
     size = file.stat().st_size
@@ -247,15 +271,16 @@ def _kinds(name: str) -> set[str]:
     return {"U8"} if name.endswith(("_blocks", "_scales")) else FLOATS
 
 
-def load_tensors(path: Path) -> tuple[GptOssConfig, dict[str, torch.Tensor]]:
+def load_tensors(path: Path) -> tuple[GptOssConfig, CheckpointTensors]:
     """Read and check a checkpoint; returns canonical tensors (views of the files, except
     experts quantized on load)."""
     config, layout, folder = read_config(path)
     reader = _Reader(folder)
     shapes = expected_shapes(config)
-    tensors: dict[str, torch.Tensor] = {}
+    tensors = CheckpointTensors(reader.store)
     if layout == "original":
         sources = original_names(config)
+        tensors.origin = {name: source for name, (source, _) in sources.items()}
         for name, shape in shapes.items():
             source, rows = sources[name]
             tensor = reader.get(source, None, _kinds(name))

@@ -79,9 +79,20 @@ class GptOss:
             config.head_dim, config.rope_theta, config.rope_factor, config.rope_original_context,
             config.rope_beta_fast, config.rope_beta_slow, config.rope_truncate)
         self.inv_freq = self.inv_freq.to(self.device)
-        weight = lambda name: tensors[name].to(self.device, self.dtype)  # noqa: E731
-        exact = lambda name: tensors[name].to(self.device, torch.float32)  # noqa: E731
-        embed = weight("model.embed_tokens.weight")
+        release = getattr(tensors, "release", lambda name: None)
+
+        def take(name: str, dtype: torch.dtype, convert=lambda t: t):
+            """tensors[name] on our device and dtype; if that copied it, the file's pages go."""
+            source = tensors[name]
+            result = convert(source.to(self.device, dtype))
+            if not isinstance(result, torch.Tensor) or result.data_ptr() != source.data_ptr():
+                release(name)
+            return result
+
+        weight = lambda name: take(name, self.dtype)  # noqa: E731
+        exact = lambda name: take(name, torch.float32)  # noqa: E731
+        matrix = lambda name: take(name, self.dtype, self._matrix)  # noqa: E731
+        embed = tensors["model.embed_tokens.weight"].to(self.device, self.dtype)
         # A compact checkpoint has rows for its vocab_ids only. Every other token embeds as
         # zeros (an extra zero row) and gets logit -inf: it can never be sampled. Keeping the
         # rows compact saves the [vocab, hidden] matrices and most of the unembedding work.
@@ -93,14 +104,17 @@ class GptOss:
             self.row_of[self.vocab_ids] = torch.arange(n, device=self.device)
             embed = torch.cat((embed, embed.new_zeros(1, embed.shape[1])))
         self.embed = self._matrix(embed)
+        if self.embed is not tensors["model.embed_tokens.weight"]:
+            release("model.embed_tokens.weight")
         self.norm = exact("model.norm.weight")
-        self.unembed = self._matrix(weight("lm_head.weight"))
-        self.layers = [self._layer(i, weight, exact, tensors) for i in range(config.num_hidden_layers)]
+        self.unembed = matrix("lm_head.weight")
+        self.layers = [self._layer(i, weight, exact, matrix, tensors)
+                       for i in range(config.num_hidden_layers)]
         self.cache = KVCache(config, 1, self.dtype, self.device)  # the session's, for prefix reuse
         self.last_usage = {"prompt_tokens": 0, "reused_tokens": 0, "computed_tokens": 0,
                            "generated_tokens": 0}
 
-    def _layer(self, i, weight, exact, tensors) -> Layer:
+    def _layer(self, i, weight, exact, matrix, tensors) -> Layer:
         p = f"model.layers.{i}."
         e = p + "mlp.experts."
         packed = PackedExperts(
@@ -114,7 +128,6 @@ class GptOss:
             torch.stack([packed.down(j, self.dtype) for j in range(packed.num_experts)]),
             packed.down_bias)
         a = p + "self_attn."
-        matrix = lambda name: self._matrix(weight(name))  # noqa: E731
         return Layer(
             exact(p + "input_layernorm.weight"),
             matrix(a + "q_proj.weight"), weight(a + "q_proj.bias"),
