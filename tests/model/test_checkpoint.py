@@ -153,3 +153,13 @@ def test_nano_name_loads_the_embedded_model():
         pytest.skip("the embedded model is not built yet")
     model = runtime.load("nano")
     assert model.logits([1, 2, 3]).shape[0] == 3
+
+
+def test_released_pages_read_back_from_the_file(checkpoint):
+    """After a converted tensor's pages are given back, its view still reads the file."""
+    from agent.model.checkpoint import SafetensorsFiles
+    store = SafetensorsFiles([checkpoint("base") / "model.safetensors"])
+    name = "model.embed_tokens.weight"  # 128 KiB: whole pages inside it are dropped
+    before = store.tensor(name).clone()
+    store.release(name)
+    assert torch.equal(store.tensor(name), before)
