@@ -49,6 +49,9 @@ inline __m512bh decode_block(const uint8_t* p, __m512i table) {
 
 inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
+// Unaligned load of 32 bf16: tensors (e.g. mmap'd safetensors) need not be 64-byte aligned.
+inline __m512bh load_bf16(const __m512bh* p) { return (__m512bh)_mm512_loadu_si512(p); }
+
 constexpr int kMaxRows = 4;  // activation rows sharing one decoded weight block
 
 // out[r, n] (+)= sum_k x[r, k] * W[n, k] for R <= kMaxRows rows, one weight row n.
@@ -65,15 +68,15 @@ inline void mxfp4_row_dot(const uint8_t* wrow, const uint8_t* srow, int64_t kb,
     __m512 s0 = _mm512_set1_ps(kScale.v[srow[b]]);
     __m512 s1 = _mm512_set1_ps(kScale.v[srow[b + 1]]);
     for (int r = 0; r < R; ++r) {
-      acc[0][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w0, x[r][b]), s0, acc[0][r]);
-      acc[1][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w1, x[r][b + 1]), s1, acc[1][r]);
+      acc[0][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w0, load_bf16(x[r] + b)), s0, acc[0][r]);
+      acc[1][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w1, load_bf16(x[r] + b + 1)), s1, acc[1][r]);
     }
   }
   if (b < kb) {
     __m512bh w0 = decode_block(wrow + 16 * b, table);
     __m512 s0 = _mm512_set1_ps(kScale.v[srow[b]]);
     for (int r = 0; r < R; ++r)
-      acc[0][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w0, x[r][b]), s0, acc[0][r]);
+      acc[0][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w0, load_bf16(x[r] + b)), s0, acc[0][r]);
   }
   for (int r = 0; r < R; ++r) res[r] = hsum(_mm512_add_ps(acc[0][r], acc[1][r]));
 }
@@ -247,11 +250,11 @@ inline void bf16_row_dot(const __m512bh* wrow, const __m512bh* x, int64_t kb, fl
   int64_t b = 0;
   for (; b + 1 < kb; b += 2)
     for (int r = 0; r < R; ++r) {
-      acc[0][r] = _mm512_dpbf16_ps(acc[0][r], wrow[b], x[r * kb + b]);
-      acc[1][r] = _mm512_dpbf16_ps(acc[1][r], wrow[b + 1], x[r * kb + b + 1]);
+      acc[0][r] = _mm512_dpbf16_ps(acc[0][r], load_bf16(wrow + b), load_bf16(x + r * kb + b));
+      acc[1][r] = _mm512_dpbf16_ps(acc[1][r], load_bf16(wrow + b + 1), load_bf16(x + r * kb + b + 1));
     }
   if (b < kb)
-    for (int r = 0; r < R; ++r) acc[0][r] = _mm512_dpbf16_ps(acc[0][r], wrow[b], x[r * kb + b]);
+    for (int r = 0; r < R; ++r) acc[0][r] = _mm512_dpbf16_ps(acc[0][r], load_bf16(wrow + b), load_bf16(x + r * kb + b));
   for (int r = 0; r < R; ++r) out[r * stride] = hsum(_mm512_add_ps(acc[0][r], acc[1][r]));
 }
 

@@ -46,6 +46,31 @@ def test_grouped_gemv_equals_dequantized_matmul(nblocks, rows, bias_dtype):
         torch.testing.assert_close(out[a:b].double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item() if b > a else 0)
 
 
+def unaligned(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy of t whose data does not start on a 64-byte boundary (like tensors
+    mmap'd from a safetensors file)."""
+    flat = torch.empty(t.numel() + 1, dtype=t.dtype)
+    out = flat[1:].view(t.shape)
+    out.copy_(t)
+    assert out.is_contiguous() and out.data_ptr() % 64
+    return out
+
+
+def test_kernels_accept_unaligned_tensors():
+    gen = torch.Generator().manual_seed(4)
+    blocks, scales = random_packed(gen, 2, 40, 3)
+    x = torch.randn(3, 96, generator=gen).to(torch.bfloat16)
+    experts, offsets = torch.tensor([1]), torch.tensor([0, 3])
+    want = ext.moe_mxfp4_gemv(x, blocks, scales, torch.empty(0), experts, offsets)
+    got = ext.moe_mxfp4_gemv(unaligned(x), unaligned(blocks), unaligned(scales), torch.empty(0),
+                             experts, offsets)
+    assert torch.equal(got, want)
+    w = torch.randn(50, 96, generator=gen).to(torch.bfloat16)
+    assert torch.equal(ext.bf16_gemv(unaligned(x), unaligned(w)), ext.bf16_gemv(x, w))
+    assert torch.equal(ext.mxfp4_dequantize_bf16(unaligned(blocks[0]), unaligned(scales[0])),
+                       ext.mxfp4_dequantize_bf16(blocks[0], scales[0]))
+
+
 def test_gemv_rejects_bad_input_with_one_clear_message():
     blocks = torch.zeros(2, 4, 3, 16, dtype=torch.uint8)
     scales = torch.zeros(2, 4, 3, dtype=torch.uint8)
