@@ -66,8 +66,8 @@ class GptOssConfig:
             num_attention_heads=get("num_attention_heads"),
             num_key_value_heads=get("num_key_value_heads"),
             head_dim=data.get("head_dim") or get("hidden_size") // get("num_attention_heads"),
-            num_local_experts=get("num_local_experts"),
-            num_experts_per_tok=get("num_experts_per_tok"),
+            num_local_experts=get("num_local_experts", "num_experts"),
+            num_experts_per_tok=get("num_experts_per_tok", "experts_per_token"),
             sliding_window=data.get("sliding_window", 128),
             layer_types=list(data.get("layer_types") or []),
             rms_norm_eps=data.get("rms_norm_eps", 1e-5),
@@ -159,10 +159,11 @@ class GptOssConfig:
 
 
 def _getter(data: dict, source: str):
-    def get(name: str):
-        if data.get(name) is None:
-            raise ConfigError(f"{source}: missing config field {name!r}")
-        return data[name]
+    def get(name: str, *aliases: str):
+        for key in (name, *aliases):
+            if data.get(key) is not None:
+                return data[key]
+        raise ConfigError(f"{source}: missing config field {name!r}")
     return get
 
 
