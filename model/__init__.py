@@ -7,7 +7,8 @@
     model.generate(prompt_tokens, max_tokens=256, stop_tokens=(), temperature=1.0, top_p=1.0,
                    top_k=0, seed=None, logprobs=False) -> Iterator[Generated(token, logprob)]
     model.last_usage                               prompt/reused/computed/generated tokens
-    model.generate_batch(prompts, ...) -> list[list[Generated]]
+    model.generate_batch(prompts, max_tokens=int | [int per prompt], ...) -> list[list[Generated]]
+    model.stream_batch(prompts, ...) -> Iterator[(row, Generated)]   the same, streaming
     model.reset()                                  drop the session cache
 
 Modules: config (GptOssConfig), checkpoint (files, names, validation), mxfp4 (the format),

@@ -111,51 +111,73 @@ def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context):
         hidden = model.forward([[token]], cache)[0, -1]
 
 
-@torch.inference_mode()
-def generate_batch(model, prompts: Sequence[Sequence[int]], max_tokens: int = 256,
-                   stop_tokens: Sequence[int] = (), temperature: float = 1.0, top_p: float = 1.0,
-                   top_k: int = 0, seed: int | None = None, logprobs: bool = False
-                   ) -> list[list[Generated]]:
-    """Generate for several prompts at once (one forward pass per step for all rows).
+def stream_batch(model, prompts: Sequence[Sequence[int]], max_tokens: int | Sequence[int] = 256,
+                 stop_tokens: Sequence[int] = (), temperature: float = 1.0, top_p: float = 1.0,
+                 top_k: int = 0, seed: int | None = None, logprobs: bool = False
+                 ) -> Iterator[tuple[int, Generated]]:
+    """Generate for several prompts at once, one forward pass per step for all rows, streaming
+    (row index, Generated) as tokens are sampled. max_tokens may differ per row.
 
-    Uses a fresh cache of its own (the session cache is untouched); rows stop independently.
-    model.last_usage sums over the rows.
+    Uses a fresh cache of its own (the session cache is untouched); rows stop independently
+    (a finished row keeps rewriting its last slot until all are done). model.last_usage sums
+    over the rows.
     """
     prompts = [[int(t) for t in p] for p in prompts]
-    if not prompts:
-        return []
+    limits = [max_tokens] * len(prompts) if isinstance(max_tokens, int) else list(max_tokens)
+    if len(limits) != len(prompts):
+        raise ValueError(f"{len(limits)} max_tokens for {len(prompts)} prompts")
     context = model.config.max_position_embeddings
-    for prompt in prompts:
-        _check(prompt, max_tokens, model.config.vocab_size)
+    for prompt, limit in zip(prompts, limits):
+        _check(prompt, limit, model.config.vocab_size)
         if len(prompt) > context:
             raise ValueError(f"prompt of {len(prompt)} tokens exceeds the context of {context}")
     samplers = [Sampler(temperature, top_p, top_k, seed) for _ in prompts]
-    stops = {int(t) for t in stop_tokens}
     total = sum(len(p) for p in prompts)
     model.last_usage = {"prompt_tokens": total, "reused_tokens": 0, "computed_tokens": total,
                         "generated_tokens": 0}
-    results: list[list[Generated]] = [[] for _ in prompts]
-    if max_tokens == 0:
-        return results
+    return _batch_stream(model, prompts, limits, {int(t) for t in stop_tokens}, samplers,
+                         logprobs, context)
+
+
+@torch.inference_mode()
+def _batch_stream(model, prompts, limits, stops, samplers, logprobs, context):
+    active = [limit > 0 for limit in limits]
+    if not any(active):
+        return
     cache = KVCache(model.config, len(prompts), model.dtype, model.device)
     hidden = model.forward(prompts, cache)
     last = torch.tensor([len(p) - 1 for p in prompts], device=hidden.device)
     hidden = hidden[torch.arange(len(prompts), device=hidden.device), last]
-    active = [True] * len(prompts)
+    last_token = [p[-1] for p in prompts]
+    counts = [0] * len(prompts)
     while True:
         logits = model.project(hidden)
         feed = []
         for row, sampler in enumerate(samplers):
             if not active[row]:
-                cache.truncate(row, cache.length(row) - 1)  # rewrite one slot; output ignored
-                feed.append([results[row][-1].token])
+                cache.truncate(row, cache.length(row) - 1)  # rewrite the same slot; ignored
+                feed.append([last_token[row]])
                 continue
             token = sampler(logits[row])
-            results[row].append(Generated(token, _logprob(logits[row], token) if logprobs else None))
+            counts[row] += 1
             model.last_usage["generated_tokens"] += 1
-            if token in stops or len(results[row]) >= max_tokens or cache.length(row) >= context:
+            yield row, Generated(token, _logprob(logits[row], token) if logprobs else None)
+            if token in stops or counts[row] >= limits[row] or cache.length(row) >= context:
                 active[row] = False
+            last_token[row] = token
             feed.append([token])
         if not any(active):
-            return results
+            return
         hidden = model.forward(feed, cache)[:, -1]
+
+
+def generate_batch(model, prompts: Sequence[Sequence[int]], max_tokens: int | Sequence[int] = 256,
+                   stop_tokens: Sequence[int] = (), temperature: float = 1.0, top_p: float = 1.0,
+                   top_k: int = 0, seed: int | None = None, logprobs: bool = False
+                   ) -> list[list[Generated]]:
+    """stream_batch, collected: one list of Generated per prompt."""
+    results: list[list[Generated]] = [[] for _ in prompts]
+    for row, generated in stream_batch(model, prompts, max_tokens, stop_tokens, temperature,
+                                       top_p, top_k, seed, logprobs):
+        results[row].append(generated)
+    return results

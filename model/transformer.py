@@ -226,14 +226,23 @@ class GptOss:
         return generate(self, prompt_tokens, max_tokens, stop_tokens, temperature, top_p, top_k,
                         seed, logprobs)
 
-    def generate_batch(self, prompts: Sequence[Sequence[int]], max_tokens: int = 256,
-                       stop_tokens: Sequence[int] = (), temperature: float = 1.0,
-                       top_p: float = 1.0, top_k: int = 0, seed: int | None = None,
-                       logprobs: bool = False) -> list[list]:
+    def generate_batch(self, prompts: Sequence[Sequence[int]],
+                       max_tokens: int | Sequence[int] = 256, stop_tokens: Sequence[int] = (),
+                       temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+                       seed: int | None = None, logprobs: bool = False) -> list[list]:
         """Several prompts in one batch -> one list of Generated per prompt."""
         from .generate import generate_batch
         return generate_batch(self, prompts, max_tokens, stop_tokens, temperature, top_p, top_k,
                               seed, logprobs)
+
+    def stream_batch(self, prompts: Sequence[Sequence[int]],
+                     max_tokens: int | Sequence[int] = 256, stop_tokens: Sequence[int] = (),
+                     temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+                     seed: int | None = None, logprobs: bool = False) -> Iterator[tuple]:
+        """Like generate_batch, streaming (row index, Generated) as each step samples."""
+        from .generate import stream_batch
+        return stream_batch(self, prompts, max_tokens, stop_tokens, temperature, top_p, top_k,
+                            seed, logprobs)
 
     def reset(self) -> None:
         """Forget the session cache (frees its memory)."""

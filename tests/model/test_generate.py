@@ -106,3 +106,15 @@ def test_bad_requests_fail_clearly(model):
         model.generate([model.config.vocab_size], max_tokens=3)
     with pytest.raises(ValueError, match="empty"):
         model.logits([])
+
+
+def test_stream_batch_interleaves_rows_and_honours_per_row_limits(model):
+    prompts = [PROMPT, PROMPT[:9], PROMPT[:4]]
+    events = list(model.stream_batch(prompts, max_tokens=[3, 0, 5], temperature=0))
+    rows = [row for row, _ in events]
+    assert rows == [0, 2, 0, 2, 0, 2, 2, 2]  # step by step; row 1 asked for nothing
+    for index, limit in ((0, 3), (2, 5)):
+        tokens = [g.token for row, g in events if row == index]
+        assert tokens == run(model, prompts[index], max_tokens=limit, temperature=0)
+    with pytest.raises(ValueError, match="max_tokens for"):
+        model.stream_batch(prompts, max_tokens=[1, 2])
