@@ -26,6 +26,14 @@ def test_random_cli_writes_the_original_layout(tmp_path):
     assert config["num_hidden_layers"] == 3 and config["num_experts"] == 4
     from agent.model.checkpoint import SafetensorsFiles
     names = SafetensorsFiles(list((tmp_path / "original").glob("*.safetensors"))).infos
+    # the names of openai/gpt-oss's reference implementation (gpt_oss/torch/model.py, weights.py)
+    assert {n for n in names if n.startswith("block.0.")} == {
+        "block.0.attn.norm.scale", "block.0.attn.qkv.weight", "block.0.attn.qkv.bias",
+        "block.0.attn.sinks", "block.0.attn.out.weight", "block.0.attn.out.bias",
+        "block.0.mlp.norm.scale", "block.0.mlp.gate.weight", "block.0.mlp.gate.bias",
+        "block.0.mlp.mlp1_weight.blocks", "block.0.mlp.mlp1_weight.scales", "block.0.mlp.mlp1_bias",
+        "block.0.mlp.mlp2_weight.blocks", "block.0.mlp.mlp2_weight.scales", "block.0.mlp.mlp2_bias"}
+    assert {"embedding.weight", "norm.scale", "unembedding.weight"} <= set(names)
     assert names["block.2.attn.qkv.weight"].shape == ((4 + 2 * 2) * 16, 64)
     assert names["block.0.mlp.mlp1_weight.blocks"].shape == (4, 128, 2, 16)
     assert names["block.0.mlp.mlp1_weight.blocks"].dtype == "U8"
