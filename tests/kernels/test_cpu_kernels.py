@@ -161,3 +161,21 @@ def test_int8_weight_rows_dequantize_like_an_embedding_table():
     rows = w8[ids]
     assert rows.shape == (1, 3, 64) and rows.dtype == torch.bfloat16
     torch.testing.assert_close(rows.float(), table[ids].float(), rtol=0, atol=table.abs().max().item() / 127)
+
+
+@pytest.mark.parametrize("Tq,Tk,offset,window", [(40, 40, 0, None), (40, 40, 0, 8), (20, 70, 3, 16)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_prefill_attention_matches_reference(Tq, Tk, offset, window, dtype):
+    gen = torch.Generator().manual_seed(Tq + Tk)
+    B, Hq, Hkv, D = 2, 8, 2, 32
+    q = torch.randn(B, Tq, Hq, D, generator=gen).to(dtype)
+    k, v = torch.randn(2, B, Tk, Hkv, D, generator=gen).to(dtype)
+    sinks = torch.randn(Hq, generator=gen) * 3
+    positions = (torch.arange(Tq) + offset + Tk - Tq)[None].repeat(B, 1)
+    positions[1] -= 5  # the second row's queries sit earlier: some see no key in the window
+    assert kernels.implementation("attention", "cpu").__module__ == "agent.kernels.cpu.attention"
+    got = kernels.attention(q, k, v, sinks, positions, offset, window, 0.2)
+    want = reference.attention(q.double(), k.double(), v.double(), sinks.double(), positions,
+                               offset, window, 0.2)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
