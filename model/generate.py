@@ -92,6 +92,7 @@ def generate(model, prompt_tokens: Sequence[int], max_tokens: int = 256,
 @torch.inference_mode()
 def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context):
     cache: KVCache = model.cache
+    model.stream_owner = owner = object()  # a newer generate() call takes the cache over
     reused = min(common_prefix(cache.tokens[0], prompt), len(prompt) - 1)
     usage = {"prompt_tokens": len(prompt), "reused_tokens": reused,
              "computed_tokens": len(prompt) - reused, "generated_tokens": 0}
@@ -108,6 +109,9 @@ def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context):
         yield Generated(token, _logprob(logits, token) if logprobs else None)
         if token in stops or usage["generated_tokens"] >= max_tokens or cache.length() >= context:
             return
+        if model.stream_owner is not owner or model.cache is not cache:
+            raise RuntimeError("generate: a newer generate() call (or reset) took over the "
+                               "session cache; consume one stream at a time")
         hidden = model.forward([[token]], cache)[0, -1]
 
 

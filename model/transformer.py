@@ -58,7 +58,12 @@ class Layer:
 
 
 class GptOss:
-    """A loaded gpt-oss model: `logits`, `generate`, `generate_batch` (see agent.model)."""
+    """A loaded gpt-oss model: `logits`, `generate`, `generate_batch` (see agent.model).
+
+    `generate` works on the session cache (prefix reuse), so consume one stream at a time:
+    starting another makes the older one raise at its next step. Not thread-safe: serialize
+    calls (the server's engine does). `logits` and the batch calls use caches of their own.
+    """
 
     def __init__(self, config: GptOssConfig, tensors: dict[str, torch.Tensor],
                  device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
@@ -111,6 +116,7 @@ class GptOss:
         self.layers = [self._layer(i, weight, exact, matrix, tensors)
                        for i in range(config.num_hidden_layers)]
         self.cache = KVCache(config, 1, self.dtype, self.device)  # the session's, for prefix reuse
+        self.stream_owner = None  # the generate() stream allowed to extend self.cache
         self.last_usage = {"prompt_tokens": 0, "reused_tokens": 0, "computed_tokens": 0,
                            "generated_tokens": 0}
 

@@ -106,3 +106,13 @@ def test_common_prefix():
     assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
     assert common_prefix([1, 2], [1, 2, 3]) == 2
     assert common_prefix([], [1]) == 0
+
+
+def test_a_newer_stream_takes_the_cache_over(model):
+    model.reset()
+    old = model.generate(tokens(8, seed=7), max_tokens=5, temperature=0)
+    next(old)
+    new = list(model.generate(tokens(8, seed=8), max_tokens=3, temperature=0))
+    assert len(new) == 3
+    with pytest.raises(RuntimeError, match="newer generate"):
+        next(old)
