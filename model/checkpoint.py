@@ -328,4 +328,5 @@ def _quantize_float_experts(reader: _Reader, prefix: str, config: GptOssConfig) 
         parts = [mxfp4.quantize(weight[e].transpose(0, 1)) for e in range(E)]  # [out, in] rows
         out[prefix + name + "_blocks"] = torch.stack([b for b, _ in parts])
         out[prefix + name + "_scales"] = torch.stack([s for _, s in parts])
+        reader.store.release(prefix + name)  # the wide copy's pages: not needed any more
     return out
