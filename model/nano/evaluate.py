@@ -1,0 +1,176 @@
+"""Evaluate the nano model on held-out tasks through the real agent loop and real tools.
+
+    python -m agent.model.nano.evaluate [--model DIR] [--tasks 350] [--seed 1000]
+
+The tasks come from tasks.py with a seed the trainer never uses. Each one runs in
+`agent.Agent` (the embedded model via the local backend, the sandboxed `python` tool, and
+the task's made-up developer functions, which record their calls and return the task's
+result) at the task's reasoning effort. Success means:
+  arithmetic / unit / string: a `python` call whose real output is the expected value, and
+    the final answer contains it;
+  function: the first call goes to the right `functions.NAME` with exactly the expected JSON
+    arguments, and the final answer contains the function's result;
+  direct: the final answer contains the expected text.
+Printed: success per category, parse problems (recovered / unrecoverable), median analysis
+length (tokens) per effort.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from collections import Counter, defaultdict
+
+from agent.harmony.messages import ToolDescription
+from agent.harmony.tokenizer import encode_text
+from agent.model.nano import path as nano_path
+from agent.model.nano.data import render_example
+from agent.model.nano.tasks import CATEGORIES, EFFORTS, FunctionSpec, Task, random_task
+from agent.tools.base import Tool, ToolResult
+
+DEFAULT_COUNTS = {"arithmetic": 80, "unit": 70, "string": 70, "function": 100, "direct": 30}
+
+
+class MadeUpFunction(Tool):
+    """A developer function from a task: returns the task's canned result."""
+    namespace = "functions"
+
+    def __init__(self, spec: FunctionSpec, output: str):
+        self.name, self.description, self.spec, self.output = spec.name, spec.description, spec, output
+
+    async def call(self, recipient: str, arguments: str) -> ToolResult:
+        return ToolResult(self.output)
+
+    def tool_description(self) -> ToolDescription:
+        return ToolDescription.new(self.spec.name, self.spec.description,
+                                   parameters=self.spec.parameters)
+
+
+def held_out_tasks(counts: dict[str, int], seed: int, known_ids=None) -> tuple[list[Task], int]:
+    """Tasks per category, efforts in turn; tasks with ids the model never saw are redrawn
+    (a compact model cannot read or write those). -> (tasks, redrawn count)."""
+    rng = random.Random(seed)
+    tasks, redrawn = [], 0
+    for category in CATEGORIES:
+        for i in range(counts.get(category, 0)):
+            for _ in range(1000):
+                task = random_task(rng, category=category, effort=EFFORTS[i % 3],
+                                   with_functions=None if category != "function" else True)
+                if known_ids is None or _representable(task, known_ids):
+                    break
+                redrawn += 1
+            else:
+                raise RuntimeError(f"no {category} task fits the model's vocabulary")
+            tasks.append(task)
+    return tasks, redrawn
+
+
+def _representable(task: Task, known_ids: set[int]) -> bool:
+    """Every token of the task's ideal transcript is one the model has rows for."""
+    prefix, tokens, _ = render_example(task, None, False, None)
+    return set(prefix) | set(tokens) <= known_ids
+
+
+def judge(task: Task, result) -> tuple[bool, str]:
+    """(success, why not) for one task's Result."""
+    final = result.final or ""
+    calls = [c for c in result.tool_calls]
+    if task.category in ("arithmetic", "unit", "string"):
+        python = [c for c in calls if c.recipient == "python" and not c.error]
+        if not python:
+            return False, "no successful python call"
+        if not any(c.output.strip() == task.answer for c in python):
+            return False, f"python printed {python[-1].output.strip()!r}, expected {task.answer!r}"
+    elif task.category == "function":
+        if not calls:
+            return False, "no tool call"
+        first = calls[0]
+        if first.recipient != task.recipient:
+            return False, f"called {first.recipient}, expected {task.recipient}"
+        try:
+            args = json.loads(first.input)
+        except json.JSONDecodeError:
+            return False, f"arguments are not JSON: {first.input!r}"
+        if args != task.call_args or any(type(args[k]) is not type(v)
+                                         for k, v in task.call_args.items() if k in args):
+            return False, f"arguments {first.input}, expected {json.dumps(task.call_args)}"
+    if task.answer not in final:
+        return False, f"final {final!r} lacks {task.answer!r}"
+    return True, ""
+
+
+def evaluate(model_dir: str, counts: dict[str, int], seed: int, temperature: float,
+             verbose: bool = False, max_tokens: int = 1200) -> dict:
+    from agent import Agent
+    from agent.backends.local import LocalBackend
+    from agent.model.checkpoint import load_tensors
+
+    _, tensors = load_tensors(__import__("pathlib").Path(model_dir))
+    known = set(tensors["model.vocab_ids"].tolist()) if "model.vocab_ids" in tensors else None
+    tasks, redrawn = held_out_tasks(counts, seed, known)
+    backend = LocalBackend.load(model_dir)
+    wins, totals = Counter(), Counter()
+    parse_recovered, unrecoverable = 0, 0
+    analysis = defaultdict(list)
+    failures = []
+    started = time.time()
+    for i, task in enumerate(tasks):
+        tools = ["python"] + [MadeUpFunction(f, task.tool_output if f.name == (task.recipient or "")
+                                             .removeprefix("functions.") else '{"ok": true}')
+                              for f in task.functions]
+        with Agent(model=backend, tools=tools, effort=task.effort, temperature=temperature,
+                   seed=seed + i, max_steps=6, max_tokens=max_tokens,
+                   max_step_tokens=max_tokens // 2) as agent:
+            result = agent.run(task.user)
+        ok, why = judge(task, result)
+        totals[task.category] += 1
+        wins[task.category] += ok
+        if any("pars" in e.lower() or "malformed" in e.lower() for e in result.errors):
+            if result.stop_reason in ("done",) and result.final:
+                parse_recovered += 1
+            else:
+                unrecoverable += 1
+        analysis[task.effort].append(len(encode_text(result.reasoning or "")))
+        if not ok:
+            failures.append((task.category, task.user, why))
+            if verbose:
+                print(f"FAIL [{task.category}/{task.effort}] {task.user!r}: {why}", file=sys.stderr)
+    report = {
+        "tasks": len(tasks), "redrawn_unknown_tokens": redrawn, "temperature": temperature,
+        "seconds": round(time.time() - started),
+        "success": {c: f"{wins[c]}/{totals[c]} ({100 * wins[c] / totals[c]:.1f}%)"
+                    for c in CATEGORIES if totals[c]},
+        "python_tasks": _rate(sum(wins[c] for c in ("arithmetic", "unit", "string")),
+                              sum(totals[c] for c in ("arithmetic", "unit", "string"))),
+        "parse_problems_recovered": parse_recovered, "parse_problems_unrecoverable": unrecoverable,
+        "median_analysis_tokens": {e: statistics.median(analysis[e]) for e in EFFORTS
+                                   if analysis[e]},
+        "failures": failures[:20],
+    }
+    return report
+
+
+def _rate(wins: int, total: int) -> str:
+    return f"{wins}/{total} ({100 * wins / max(total, 1):.1f}%)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=str(nano_path()))
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the task counts")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="sampling temperature (1.0 = the agent's default)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    counts = {c: max(1, round(n * args.scale)) for c, n in DEFAULT_COUNTS.items()}
+    report = evaluate(args.model, counts, args.seed, args.temperature, args.verbose)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
