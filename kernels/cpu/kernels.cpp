@@ -292,6 +292,55 @@ at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w) {
   return out;
 }
 
+// exp(x) for 16 floats: 2^(x log2 e) split as 2^n * 2^f, |f| <= 1/2, 2^f by a degree-6
+// polynomial (relative error ~2e-7); vscalefps applies 2^n and saturates to 0 / inf.
+inline __m512 exp_ps(__m512 x) {
+  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(0.69314718055994531f));
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// Clamped SwiGLU on interleaved float32 [R, 2I] (gate at even, linear at odd columns) ->
+// bf16 [R, width] (zero-padded from I to width, ready for the down projection):
+// gate' = min(gate, limit), linear' = clamp(linear, -limit, limit),
+// out = gate' * sigmoid(alpha * gate') * (linear' + 1).
+at::Tensor swiglu_bf16(const at::Tensor& h, double alpha, double limit, int64_t width) {
+  TORCH_CHECK(h.dtype() == at::kFloat && h.dim() == 2 && h.is_contiguous() && h.size(1) % 2 == 0,
+              "h must be contiguous float32 [R, 2I]");
+  const int64_t R = h.size(0), I = h.size(1) / 2;
+  TORCH_CHECK(width >= I && width % 16 == 0 && I % 16 == 0, "swiglu width must be >= I, both multiples of 16");
+  auto out = at::zeros({R, width}, h.options().dtype(at::kBFloat16));
+  const float* hp = h.data_ptr<float>();
+  auto* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+  const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+  const __m512 lim = _mm512_set1_ps((float)limit), neg_lim = _mm512_set1_ps((float)-limit);
+  const __m512 neg_alpha = _mm512_set1_ps((float)-alpha), one = _mm512_set1_ps(1.0f);
+  at::parallel_for(0, R, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      for (int64_t i = 0; i < I; i += 16) {
+        const __m512 a = _mm512_loadu_ps(hp + r * 2 * I + 2 * i);
+        const __m512 b = _mm512_loadu_ps(hp + r * 2 * I + 2 * i + 16);
+        __m512 gate = _mm512_permutex2var_ps(a, evens, b);
+        __m512 lin = _mm512_permutex2var_ps(a, odds, b);
+        gate = _mm512_min_ps(gate, lim);
+        lin = _mm512_max_ps(_mm512_min_ps(lin, lim), neg_lim);
+        const __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, exp_ps(_mm512_mul_ps(gate, neg_alpha))));
+        const __m512 v = _mm512_mul_ps(_mm512_mul_ps(gate, sig), _mm512_add_ps(lin, one));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(op + r * width + i), (__m256i)_mm512_cvtneps_pbh(v));
+      }
+  });
+  return out;
+}
+
 // Reads every byte of buf once with AVX-512 loads on all threads (the benchmark's measure of
 // the machine's read bandwidth, the bound for decoding). Returns a checksum so it is not elided.
 int64_t stream_read(const at::Tensor& buf) {
@@ -317,6 +366,7 @@ int64_t stream_read(const at::Tensor& buf) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bf16_gemv", &bf16_gemv, "bf16 GEMV for a few rows");
+  m.def("swiglu_bf16", &swiglu_bf16, "clamped SwiGLU, interleaved float32 -> bf16");
   m.def("stream_read", &stream_read, "read a buffer once (bandwidth measurement)");
   m.def("moe_mxfp4_gemv", &moe_mxfp4_gemv, "grouped MXFP4 GEMV over selected experts");
   m.def("mxfp4_dequantize_bf16", &mxfp4_dequantize_bf16, "one expert MXFP4 -> bf16");

@@ -7,7 +7,8 @@ Rows (token, slot) are sorted by expert so each selected expert is read once per
   * experts chosen by many rows (prefill) are dequantized to bf16 in tiles of rows that stay in
     the L3 cache and multiplied with torch's bf16 matmul (oneDNN, AVX-512-BF16 / AMX), which is
     compute-bound there anyway.
-Accumulation is float32; the clamped SwiGLU runs on the float32 gate/up outputs.
+Accumulation is float32; the clamped SwiGLU runs on the float32 gate/up outputs (one AVX-512
+pass that also rounds to bf16 for the down projection).
 """
 from __future__ import annotations
 
@@ -76,7 +77,11 @@ def moe(x: torch.Tensor, router_weight: torch.Tensor, router_bias: torch.Tensor,
     token = order // top_k
     h = _expert_linear(ext, x[token], experts.gate_up_blocks, experts.gate_up_scales,
                        experts.gate_up_bias, used, offsets, counts)
-    h = reference.swiglu(h, alpha, limit)
+    width = experts.down_blocks.shape[2] * 32
+    if h.shape[1] % 32 == 0 and width % 16 == 0:  # fused: float32 gate/up -> padded bf16
+        h = ext.swiglu_bf16(h, alpha, limit, width)
+    else:
+        h = reference.swiglu(h, alpha, limit)
     y = _expert_linear(ext, h, experts.down_blocks, experts.down_scales, experts.down_bias,
                        used, offsets, counts)
     y = y * weights.flatten()[order].float()[:, None]

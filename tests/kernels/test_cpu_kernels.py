@@ -179,3 +179,14 @@ def test_prefill_attention_matches_reference(Tq, Tk, offset, window, dtype):
                                offset, window, 0.2)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+
+
+def test_fused_swiglu_matches_reference_including_saturation():
+    gen = torch.Generator().manual_seed(11)
+    h = torch.randn(5, 64, generator=gen) * 8
+    h[0, :6] = torch.tensor([-200.0, 3.0, 100.0, -100.0, 0.5, 8.0])  # exp under/overflow, clamps
+    got = ext.swiglu_bf16(h, 1.702, 7.0, 48)
+    want = reference.swiglu(h.double(), 1.702, 7.0)
+    assert got.shape == (5, 48) and got.dtype == torch.bfloat16
+    assert torch.equal(got[:, 32:], torch.zeros(5, 16, dtype=torch.bfloat16))  # padding
+    torch.testing.assert_close(got[:, :32].double(), want, rtol=8e-3, atol=1e-6)
