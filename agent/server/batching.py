@@ -1,9 +1,10 @@
 """Serving several waiting requests in one batch on the in-process runtime.
 
-`GptOss.generate_batch` runs all rows through one forward pass per step (on its own cache,
-leaving the session cache for prefix reuse untouched). It returns when every row is done, so
-a batched request's tokens arrive together at the end: batching trades time-to-first-token
-for throughput, which is why the engine only batches requests that are already waiting.
+`GptOss.stream_batch` runs all rows through one forward pass per step (on its own cache,
+leaving the session cache for prefix reuse untouched) and yields each row's token as it is
+sampled, so batched requests still stream. Rows do not reuse a prefix, which is why the engine
+only batches requests that are already waiting: a lone request (the agent loop's case) runs
+on the session cache. A runtime with only `generate_batch` (whole rows at the end) works too.
 """
 from __future__ import annotations
 
@@ -29,21 +30,27 @@ class BatchingBackend:
 
     def complete_batch(self, prompts: Sequence[list[int]], *, max_tokens: Sequence[int],
                        stop: Sequence[int], temperature: float, top_p: float,
-                       seed: int | None, logprobs: bool, cancelled=()) -> Iterator[tuple[int, Generated]]:
-        rows = self.model.generate_batch([list(p) for p in prompts], max_tokens=max(max_tokens),
-                                         stop_tokens=list(stop), temperature=temperature,
-                                         top_p=top_p, seed=seed, logprobs=logprobs)
-        self.last_batch_usage = []
-        for index, (prompt, row, limit) in enumerate(zip(prompts, rows, max_tokens)):
-            row = row[:limit]
-            self.last_batch_usage.append({"prompt_tokens": len(prompt), "reused_tokens": 0,
-                                          "computed_tokens": len(prompt),
-                                          "generated_tokens": len(row)})
-            for item in row:
-                yield index, Generated(int(item.token), getattr(item, "logprob", None))
+                       seed: int | None, logprobs: bool) -> Iterator[tuple[int, Generated]]:
+        sampling = dict(stop_tokens=list(stop), temperature=temperature, top_p=top_p, seed=seed,
+                        logprobs=logprobs)
+        generated = [0] * len(prompts)
+        self.last_batch_usage = [{"prompt_tokens": len(p), "reused_tokens": 0,
+                                  "computed_tokens": len(p), "generated_tokens": 0} for p in prompts]
+        stream = getattr(self.model, "stream_batch", None)
+        if stream is not None:
+            steps = stream([list(p) for p in prompts], max_tokens=list(max_tokens), **sampling)
+        else:
+            rows = self.model.generate_batch([list(p) for p in prompts],
+                                             max_tokens=max(max_tokens), **sampling)
+            steps = ((i, item) for i, row in enumerate(rows) for item in row[:max_tokens[i]])
+        for index, item in steps:
+            generated[index] += 1
+            self.last_batch_usage[index]["generated_tokens"] = generated[index]
+            yield index, Generated(int(item.token), getattr(item, "logprob", None))
 
 
 def with_batching(backend):
     """The backend, able to batch when its model can."""
     model = getattr(backend, "model", None)
-    return BatchingBackend(backend) if callable(getattr(model, "generate_batch", None)) else backend
+    can = any(callable(getattr(model, name, None)) for name in ("stream_batch", "generate_batch"))
+    return BatchingBackend(backend) if can else backend

@@ -171,17 +171,26 @@ class Engine:
     def _run_batch(self, jobs: list[_Job]) -> None:
         p = jobs[0].params
         self.batches += 1
+        streams = None
         try:
             streams = self.backend.complete_batch(
                 [j.prompt for j in jobs], max_tokens=[j.params.max_tokens for j in jobs],
                 stop=list(p.stop), temperature=p.temperature, top_p=p.top_p, seed=p.seed,
-                logprobs=p.logprobs, cancelled=[j.cancelled for j in jobs])
+                logprobs=p.logprobs)
             for index, item in streams:
-                jobs[index].push(item)
+                job = jobs[index]
+                if not job.cancelled.is_set():
+                    job.push(item)
+                elif all(j.cancelled.is_set() for j in jobs):
+                    break  # every client left: stop the whole batch
         except Exception as exc:
             for j in jobs:
                 j.push(Finished(error=f"{type(exc).__name__}: {exc}"))
             return
+        finally:
+            close = getattr(streams, "close", None)
+            if close is not None:
+                close()
         usages = getattr(self.backend, "last_batch_usage", None) or [{} for _ in jobs]
         for j, usage in zip(jobs, usages):
             j.push(Finished(usage=dict(usage)))
