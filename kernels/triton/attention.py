@@ -105,21 +105,21 @@ def _decode_split_kernel(q, k, v, q_positions, part_max, part_sum, part_acc, Tq,
     tl.store(part_acc + slot.to(tl.int64) * D + d, acc)
 
 
-def _check(q, k):
-    D = q.shape[-1]
+def _shapes(q, k, scale):
+    """(B, Tq, Hq, D, Tk, Hkv, scale), after checking what the kernels need."""
+    B, Tq, Hq, D = q.shape
+    Tk, Hkv = k.shape[1], k.shape[2]
     if D & (D - 1) or D < 16:
         raise ValueError(f"triton attention: head_dim {D} must be a power of two >= 16")
-    if q.shape[2] % k.shape[2]:
-        raise ValueError(f"triton attention: {q.shape[2]} query heads not a multiple of {k.shape[2]} kv heads")
+    if Hq % Hkv:
+        raise ValueError(f"triton attention: {Hq} query heads not a multiple of {Hkv} kv heads")
+    return B, Tq, Hq, D, Tk, Hkv, D ** -0.5 if scale is None else scale
 
 
 def attention(q, k, v, sinks, q_positions, k_offset=0, window=None, scale=None,
               block_m: int = 16, block_n: int = 16):
     """Flash-style prefill (see the module docstring); [B, Tq, Hq, D] in q's dtype."""
-    _check(q, k)
-    B, Tq, Hq, D = q.shape
-    Tk, Hkv = k.shape[1], k.shape[2]
-    scale = D ** -0.5 if scale is None else scale
+    B, Tq, Hq, D, Tk, Hkv, scale = _shapes(q, k, scale)
     out = torch.empty_like(q)
     grid = (triton.cdiv(Tq, block_m), Hq, B)
     _prefill_kernel[grid](q.contiguous(), k.contiguous(), v.contiguous(), sinks.contiguous(),
@@ -132,10 +132,7 @@ def attention(q, k, v, sinks, q_positions, k_offset=0, window=None, scale=None,
 def attention_decode(q, k, v, sinks, q_positions, k_offset=0, window=None, scale=None,
                      split_len: int = 256, block_n: int = 64):
     """Split-K attention for few query rows over many keys; same contract as `attention`."""
-    _check(q, k)
-    B, Tq, Hq, D = q.shape
-    Tk, Hkv = k.shape[1], k.shape[2]
-    scale = D ** -0.5 if scale is None else scale
+    B, Tq, Hq, D, Tk, Hkv, scale = _shapes(q, k, scale)
     splits = max(1, triton.cdiv(Tk, split_len))
     part_max = torch.empty(B * Tq, Hq, splits, dtype=torch.float32, device=q.device)
     part_sum = torch.empty_like(part_max)

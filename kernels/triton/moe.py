@@ -63,24 +63,36 @@ def _expert_matmul(a_ptr, a_rows, a_stride, row_valid, blocks, scales, expert, n
 
 
 @triton.jit
-def _gate_up_kernel(x, blocks, scales, bias, sorted_rows, block_expert, h,
-                    num_rows, top_k, N, KB, K, alpha, limit,
-                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCKS_K: tl.constexpr):
+def _program_tile(sorted_rows, block_expert, num_rows, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's expert, its BLOCK_M sorted slots, their rows (valid: not padding) and
+    its BLOCK_N output columns."""
     pid_m, pid_n = tl.program_id(0), tl.program_id(1)
     expert = tl.load(block_expert + pid_m)
     slots = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rows = tl.load(sorted_rows + slots)
-    valid = rows < num_rows
-    tokens = tl.where(valid, rows // top_k, 0)              # gather: row -> its token in x
     n_offs = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    return expert, slots, rows, rows < num_rows, n_offs
+
+
+@triton.jit
+def _bias(bias, expert, n_offs, N):
+    return tl.load(bias + expert * N + n_offs, mask=n_offs < N, other=0.0).to(tl.float32)[None, :]
+
+
+@triton.jit
+def _gate_up_kernel(x, blocks, scales, bias, sorted_rows, block_expert, h,
+                    num_rows, top_k, N, KB, K, alpha, limit,
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCKS_K: tl.constexpr):
+    expert, slots, rows, valid, n_offs = _program_tile(sorted_rows, block_expert, num_rows,
+                                                       BLOCK_M, BLOCK_N)
+    tokens = tl.where(valid, rows // top_k, 0)              # gather: row -> its token in x
     acc = _expert_matmul(x, tokens, K, valid, blocks, scales, expert, n_offs, N, KB, K,
-                         BLOCK_M, BLOCK_N, BLOCKS_K)
-    acc += tl.load(bias + expert * N + n_offs, mask=n_offs < N, other=0.0).to(tl.float32)[None, :]
+                         BLOCK_M, BLOCK_N, BLOCKS_K) + _bias(bias, expert, n_offs, N)
     gate, linear = tl.split(tl.reshape(acc, (BLOCK_M, BLOCK_N // 2, 2)))
     gate = tl.minimum(gate, limit)
     linear = tl.minimum(tl.maximum(linear, -limit), limit)
     out = gate * tl.sigmoid(alpha * gate) * (linear + 1.0)
-    cols = pid_n * (BLOCK_N // 2) + tl.arange(0, BLOCK_N // 2)
+    cols = tl.program_id(1) * (BLOCK_N // 2) + tl.arange(0, BLOCK_N // 2)
     tl.store(h + slots[:, None].to(tl.int64) * (N // 2) + cols[None, :], out.to(h.dtype.element_ty),
              mask=valid[:, None] & (cols[None, :] < N // 2))
 
@@ -89,15 +101,10 @@ def _gate_up_kernel(x, blocks, scales, bias, sorted_rows, block_expert, h,
 def _down_kernel(h, blocks, scales, bias, sorted_rows, block_expert, row_weight, y,
                  num_rows, N, KB, K,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCKS_K: tl.constexpr):
-    pid_m, pid_n = tl.program_id(0), tl.program_id(1)
-    expert = tl.load(block_expert + pid_m)
-    slots = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    rows = tl.load(sorted_rows + slots)
-    valid = rows < num_rows
-    n_offs = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    expert, slots, rows, valid, n_offs = _program_tile(sorted_rows, block_expert, num_rows,
+                                                       BLOCK_M, BLOCK_N)
     acc = _expert_matmul(h, slots, K, valid, blocks, scales, expert, n_offs, N, KB, K,
-                         BLOCK_M, BLOCK_N, BLOCKS_K)
-    acc += tl.load(bias + expert * N + n_offs, mask=n_offs < N, other=0.0).to(tl.float32)[None, :]
+                         BLOCK_M, BLOCK_N, BLOCKS_K) + _bias(bias, expert, n_offs, N)
     acc *= tl.load(row_weight + rows, mask=valid, other=0.0).to(tl.float32)[:, None]
     # scatter: each row goes back to its (token, slot) position
     tl.store(y + rows[:, None].to(tl.int64) * N + n_offs[None, :], acc.to(y.dtype.element_ty),
