@@ -13,13 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from agent.model import mxfp4
-from agent.model.nano.modeling import NanoConfig, NanoGptOss
-
-CONFIG_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-               "num_key_value_heads", "head_dim", "num_local_experts", "num_experts_per_tok",
-               "sliding_window", "rope_theta", "max_position_embeddings", "rms_norm_eps",
-               "swiglu_limit", "vocab_size")
-
+from agent.model.config import GptOssConfig
+from agent.model.nano.modeling import NanoGptOss
 
 def hf_state_dict(model: NanoGptOss) -> dict[str, torch.Tensor]:
     state = {"model.vocab_ids": model.vocab_ids.long(),
@@ -49,26 +44,17 @@ def hf_state_dict(model: NanoGptOss) -> dict[str, torch.Tensor]:
 def save(model: NanoGptOss, folder: str | Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(model.cfg.to_hf(), indent=2) + "\n")
+    config = {**model.cfg.to_hf(), "torch_dtype": "float32"}
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     tmp = folder / "model.safetensors.tmp"
     save_file(hf_state_dict(model), str(tmp), metadata={"format": "pt"})
     tmp.replace(folder / "model.safetensors")  # atomic: a reader never sees half a file
 
 
-def config_from_hf(hf: dict) -> NanoConfig:
-    rope = hf.get("rope_scaling") or {}
-    return NanoConfig(**{k: hf[k] for k in CONFIG_KEYS},
-                      rope_factor=rope.get("factor", 1.0),
-                      rope_beta_fast=rope.get("beta_fast", 32.0),
-                      rope_beta_slow=rope.get("beta_slow", 1.0),
-                      rope_original_max_position=rope.get("original_max_position_embeddings",
-                                                          4096))
-
-
 def load(folder: str | Path) -> NanoGptOss:
     """The training module with the checkpoint's (MXFP4-rounded) weights."""
     folder = Path(folder)
-    cfg = config_from_hf(json.loads((folder / "config.json").read_text()))
+    cfg = GptOssConfig.from_hf(json.loads((folder / "config.json").read_text()))
     state = load_file(str(folder / "model.safetensors"))
     model = NanoGptOss(cfg, state["model.vocab_ids"])
     model.embed.data.copy_(state["model.embed_tokens.weight"])

@@ -18,76 +18,32 @@ are broadcast to every sequence, which halves the cost of short transcripts.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from agent.kernels import reference as ref
+from agent.harmony.tokenizer import ENDOFTEXT, RETURN, VOCAB_SIZE
+from agent.model.config import GptOssConfig
 from agent.model.nano import mxfp4_fake
 
 
-@dataclass
-class NanoConfig:
-    hidden_size: int = 128
-    intermediate_size: int = 128
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    head_dim: int = 32
-    num_local_experts: int = 8
-    num_experts_per_tok: int = 2
-    sliding_window: int = 128
-    rope_theta: float = 150000.0
-    rope_factor: float = 32.0
-    rope_beta_fast: float = 32.0
-    rope_beta_slow: float = 1.0
-    rope_original_max_position: int = 4096
-    max_position_embeddings: int = 131072
-    rms_norm_eps: float = 1e-5
-    swiglu_alpha: float = 1.702
-    swiglu_limit: float = 7.0
-    vocab_size: int = 201088
-
-    def layer_types(self) -> list[str]:
-        return ["sliding_attention" if i % 2 == 0 else "full_attention"
-                for i in range(self.num_hidden_layers)]
-
-    def to_hf(self) -> dict:
-        """config.json in the Hugging Face gpt-oss layout."""
-        return {
-            "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss",
-            "hidden_size": self.hidden_size, "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_hidden_layers,
-            "num_attention_heads": self.num_attention_heads,
-            "num_key_value_heads": self.num_key_value_heads, "head_dim": self.head_dim,
-            "num_local_experts": self.num_local_experts,
-            "num_experts_per_tok": self.num_experts_per_tok,
-            "experts_per_token": self.num_experts_per_tok,
-            "sliding_window": self.sliding_window, "layer_types": self.layer_types(),
-            "rope_theta": self.rope_theta,
-            "rope_scaling": {"rope_type": "yarn", "factor": self.rope_factor,
-                             "beta_fast": self.rope_beta_fast, "beta_slow": self.rope_beta_slow,
-                             "original_max_position_embeddings": self.rope_original_max_position,
-                             "truncate": False},
-            "max_position_embeddings": self.max_position_embeddings,
-            "initial_context_length": self.rope_original_max_position,
-            "rms_norm_eps": self.rms_norm_eps, "swiglu_limit": self.swiglu_limit,
-            "attention_bias": True, "attention_dropout": 0.0, "hidden_act": "silu",
-            "tie_word_embeddings": False, "vocab_size": self.vocab_size,
-            "eos_token_id": 200002, "pad_token_id": 199999, "bos_token_id": 199998,
-            "router_aux_loss_coef": 0.9, "output_router_logits": False, "use_cache": True,
-            "torch_dtype": "float32",
-            "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": [
-                "model.layers.*.self_attn", "model.layers.*.mlp.router",
-                "model.embed_tokens", "lm_head"]},
-        }
+def nano_config(**sizes) -> GptOssConfig:
+    """The runtime's config with the full o200k_harmony vocabulary and gpt-oss's constants
+    (YaRN factor 32 over 4096, theta 150000, window 128, SwiGLU 1.702 / 7); `sizes`
+    overrides the dimensions."""
+    dims = dict(hidden_size=128, intermediate_size=128, num_hidden_layers=4,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=32, num_local_experts=8,
+                num_experts_per_tok=2)
+    dims.update(sizes)
+    return GptOssConfig(vocab_size=VOCAB_SIZE, eos_token_id=RETURN, pad_token_id=ENDOFTEXT,
+                        **dims)
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: NanoConfig, sliding: bool):
+    def __init__(self, cfg: GptOssConfig, window: int | None):
         super().__init__()
-        self.cfg, self.sliding = cfg, sliding
+        self.cfg, self.window = cfg, window
         h, d = cfg.hidden_size, cfg.head_dim
         self.q_proj = nn.Linear(h, cfg.num_attention_heads * d)
         self.k_proj = nn.Linear(h, cfg.num_key_value_heads * d)
@@ -107,7 +63,7 @@ class Attention(nn.Module):
         """xp [1,P,H] shared prefix (P may be 0), xs [B,S,H]. Returns (yp, ys)."""
         cos, sin = rope  # [P+S, D/2]
         P, (B, S, _) = xp.shape[1], xs.shape
-        window = self.cfg.sliding_window if self.sliding else None
+        window = self.window
         qp, kp, vp = self._project(xp)
         qs, ks, vs = self._project(xs)
         qp, kp = (ref.rope(t, cos[None, :P], sin[None, :P]) for t in (qp, kp))
@@ -130,7 +86,7 @@ class Attention(nn.Module):
 class Experts(nn.Module):
     """Router + experts. Weights are kept as [E, out, in] like the MXFP4 checkpoint rows."""
 
-    def __init__(self, cfg: NanoConfig):
+    def __init__(self, cfg: GptOssConfig):
         super().__init__()
         self.cfg = cfg
         e, h, i = cfg.num_local_experts, cfg.hidden_size, cfg.intermediate_size
@@ -163,12 +119,12 @@ class Experts(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: NanoConfig, sliding: bool):
+    def __init__(self, cfg: GptOssConfig, window: int | None):
         super().__init__()
         self.cfg = cfg
         self.input_norm = nn.Parameter(torch.ones(cfg.hidden_size))
         self.post_attention_norm = nn.Parameter(torch.ones(cfg.hidden_size))
-        self.attn = Attention(cfg, sliding)
+        self.attn = Attention(cfg, window)
         self.mlp = Experts(cfg)
 
     def forward(self, xp, xs, rope):
@@ -183,18 +139,18 @@ class Block(nn.Module):
 
 
 class NanoGptOss(nn.Module):
-    def __init__(self, cfg: NanoConfig, vocab_ids: torch.Tensor):
+    def __init__(self, cfg: GptOssConfig, vocab_ids: torch.Tensor):
         super().__init__()
         self.cfg = cfg
         self.register_buffer("vocab_ids", vocab_ids.long(), persistent=True)
         n = len(vocab_ids)
         self.embed = nn.Parameter(torch.randn(n, cfg.hidden_size) * 0.02)
-        self.layers = nn.ModuleList(Block(cfg, t == "sliding_attention") for t in cfg.layer_types())
+        self.layers = nn.ModuleList(Block(cfg, cfg.window(i)) for i in range(cfg.num_hidden_layers))
         self.norm = nn.Parameter(torch.ones(cfg.hidden_size))
         self.lm_head = nn.Parameter(torch.randn(n, cfg.hidden_size) * 0.02)
         inv_freq, self.rope_scale = ref.yarn_frequencies(
-            cfg.head_dim, cfg.rope_theta, cfg.rope_factor, cfg.rope_original_max_position,
-            cfg.rope_beta_fast, cfg.rope_beta_slow)
+            cfg.head_dim, cfg.rope_theta, cfg.rope_factor, cfg.rope_original_context,
+            cfg.rope_beta_fast, cfg.rope_beta_slow, cfg.rope_truncate)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         # the unseen ids' share of the normalizer: (V - n) * exp(0)
         self.unseen_logit = math.log(cfg.vocab_size - n)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from agent.harmony import tokenizer as tk
 from agent.model.nano import data, export
-from agent.model.nano.modeling import NanoConfig, NanoGptOss
+from agent.model.nano.modeling import NanoGptOss, nano_config
 
 
 def build_vocab(examples: int, seed: int) -> torch.Tensor:
@@ -71,10 +71,10 @@ def train(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     vocab = build_vocab(args.vocab_examples, args.seed + 1)
-    cfg = NanoConfig(hidden_size=args.hidden, intermediate_size=args.intermediate,
-                     num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                     num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
-                     num_local_experts=args.experts, num_experts_per_tok=args.top_k)
+    cfg = nano_config(hidden_size=args.hidden, intermediate_size=args.intermediate,
+                      num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                      num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
+                      num_local_experts=args.experts, num_experts_per_tok=args.top_k)
     model = NanoGptOss(cfg, vocab)
     model.lookup = torch.full((cfg.vocab_size,), -1, dtype=torch.long)
     model.lookup[vocab] = torch.arange(len(vocab))

@@ -11,12 +11,12 @@ from safetensors.torch import load_file
 from agent.model import mxfp4
 from agent.model.nano import export
 from agent.model.nano.mxfp4_fake import fake_quantize
-from agent.model.nano.modeling import NanoConfig, NanoGptOss
+from agent.model.nano.modeling import NanoGptOss, nano_config
 
 
 def random_model(seed: int = 0, window: int = 8) -> NanoGptOss:
     torch.manual_seed(seed)
-    model = NanoGptOss(NanoConfig(sliding_window=window, hidden_size=64, intermediate_size=64),
+    model = NanoGptOss(nano_config(sliding_window=window, hidden_size=64, intermediate_size=64),
                        torch.randperm(201088)[:300].sort().values)
     with torch.no_grad():
         for p in model.parameters():

@@ -1,0 +1,72 @@
+"""The shipped nano model: small compact checkpoint, loaded by the runtime exactly as it was
+trained, and doing real agent work (a real python call, an unseen custom function)."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from agent.model import nano
+from agent.model.nano import data, evaluate, export, tasks
+
+FOLDER = nano.path()
+
+
+def test_shipped_checkpoint_is_compact_mxfp4_and_small():
+    files = {p.name: p.stat().st_size for p in FOLDER.iterdir() if p.is_file()}
+    assert "config.json" in files and "model.safetensors" in files
+    assert files["config.json"] + files["model.safetensors"] <= 20 * 2**20
+    config = json.loads((FOLDER / "config.json").read_text())
+    assert config["vocab_size"] == 201088 and config["quantization_config"]["quant_method"] == "mxfp4"
+    with safe_open(str(FOLDER / "model.safetensors"), "pt") as f:
+        ids = f.get_tensor("model.vocab_ids")
+        assert ids.dtype == torch.int64 and torch.equal(ids, ids.unique())
+        assert f.get_tensor("lm_head.weight").shape == (len(ids), config["hidden_size"])
+        blocks = f.get_tensor("model.layers.0.mlp.experts.gate_up_proj_blocks")
+        assert blocks.dtype == torch.uint8 and blocks.shape == (
+            config["num_local_experts"], 2 * config["intermediate_size"],
+            config["hidden_size"] // 32, 16)
+
+
+def test_runtime_computes_what_was_trained():
+    from agent.model import load
+
+    runtime = load("nano")
+    trained = export.load(FOLDER)
+    task = tasks.random_task(random.Random(99), category="function")
+    prefix, rest, _ = data.render_example(task, "2026-03-04", True, None)
+    tokens = prefix + rest
+    got, want = runtime.logits(tokens), trained.full_logits(tokens)
+    seen = trained.vocab_ids
+    torch.testing.assert_close(got[:, seen], want[:, seen], atol=2e-4, rtol=1e-4)
+    # ids the model never saw can never be produced
+    unseen = torch.ones(got.shape[1], dtype=torch.bool)
+    unseen[seen] = False
+    assert torch.isneginf(got[:, unseen]).all() or (got[:, unseen] == 0).all()
+
+
+def test_agent_multiplies_with_a_real_python_call():
+    from agent import Agent
+
+    with Agent(tools=["python"], effort="low", temperature=0) as agent:
+        result = agent.run("What is 1234 * 5678?")
+    assert [c.recipient for c in result.tool_calls][:1] == ["python"]
+    assert result.tool_calls[0].output.strip() == "7006652"
+    assert "7006652" in result.final
+
+
+@pytest.mark.parametrize("category,seed", [("function", 7), ("unit", 8)])
+def test_held_out_task_through_the_agent(category, seed):
+    from agent import Agent
+
+    counts = {category: 1}
+    [task], _ = evaluate.held_out_tasks(counts, 10_000 + seed)
+    outputs = {f.name: task.tool_output for f in task.functions}
+    tools = ["python"] + [evaluate.MadeUpFunction(f, outputs[f.name]) for f in task.functions]
+    with Agent(tools=tools, effort=task.effort, temperature=0) as agent:
+        result = agent.run(task.user)
+    ok, why = evaluate.judge(task, result)
+    assert ok, why
