@@ -85,6 +85,16 @@ def _analysis(rng: random.Random, effort: str, low, medium, high) -> list[str]:
     return [" ".join(sentences)]
 
 
+def _after(rng: random.Random, effort: str, said, added) -> list[str]:
+    """Analysis after the tool result: none at low, one sentence at medium, two at high."""
+    if effort == "low":
+        return []
+    text = _pick(rng, said)
+    if effort == "high":
+        text += " " + _pick(rng, added)
+    return [text]
+
+
 # ---------------------------------------------------------------- python tasks
 
 ARITH_OPS = (("+", "plus", "sum"), ("-", "minus", "difference"), ("*", "times", "product"),
@@ -147,13 +157,11 @@ def arithmetic_task(rng: random.Random, effort: str) -> Task:
                "I will print the value so the output is easy to read.",
                "Then I report the printed number as it is."),
               ("Let me call python now.", "Run it in python.", "Call python with the code.")))
-    after = [] if effort == "low" else [_pick(rng, (
+    after = _after(rng, effort, (
         f"python printed {out}.", f"The result is {out}.", f"Output: {out}. That is the answer.",
-        f"So {shown} = {out}."))]
-    if effort == "high":
-        after = [after[0] + " " + _pick(rng, (f"I will answer with {out}.",
-                                              "That came straight from python, so it is exact.",
-                                              f"The final answer is {out}."))]
+        f"So {shown} = {out}."), (
+        f"I will answer with {out}.", "That came straight from python, so it is exact.",
+        f"The final answer is {out}."))
     final = _pick(rng, (f"{shown} = {out}", f"The answer is {out}.", f"{out}",
                         f"{shown} is {out}.", f"It comes to {out}.", f"The result is **{out}**."))
     return Task("arithmetic", effort, user, recipient="python", arguments=code,
@@ -201,11 +209,9 @@ def unit_task(rng: random.Random, effort: str) -> Task:
                "python will print the converted value.",
                f"The code is {expr}."),
               ("Run it in python.", "Let me call python.", "Call python now.")))
-    after = [] if effort == "low" else [_pick(rng, (
-        f"python printed {out}.", f"So {v} {a} is {out} {b}.", f"Result: {out} {b}."))]
-    if effort == "high":
-        after = [after[0] + " " + _pick(rng, ("That is the converted value.",
-                                              f"Answer with {out} {b}."))]
+    after = _after(rng, effort, (
+        f"python printed {out}.", f"So {v} {a} is {out} {b}.", f"Result: {out} {b}."), (
+        "That is the converted value.", f"Answer with {out} {b}."))
     final = _pick(rng, (f"{v} {a} is {out} {b}.", f"{v} {a} = {out} {b}",
                         f"That is {out} {b}.", f"It is about {out} {b}.", f"{out} {b}"))
     return Task("unit", effort, user, recipient="python", arguments=code, tool_output=out,
@@ -274,11 +280,9 @@ def string_task(rng: random.Random, effort: str) -> Task:
                f"The code is {code}.", "I should copy the string exactly, spaces included.",
                "Then I report the output unchanged."),
               ("Run it in python.", "Let me call python.", "Call python now.")))
-    after = [] if effort == "low" else [_pick(rng, (
-        f"python printed {out}.", f"Result: {out}.", f"The output is {out}."))]
-    if effort == "high":
-        after = [after[0] + " " + _pick(rng, ("That answers the question.",
-                                              f"Answer: {out}."))]
+    after = _after(rng, effort, (
+        f"python printed {out}.", f"Result: {out}.", f"The output is {out}."), (
+        "That answers the question.", f"Answer: {out}."))
     final = _pick(rng, (f"The answer is {out}.", f"{out}", f"Result: {out}",
                         f"It is {out}.", f"Here it is: {out}"))
     return Task("string", effort, user, recipient="python", arguments=code, tool_output=out,
@@ -380,11 +384,9 @@ def function_task(rng: random.Random, effort: str) -> Task:
                f"The first argument is {first}."),
               (f"Call {name} now.", f"Let me call {name}.", "Make the function call.")))
     out = _shown(result_value)
-    after = [] if effort == "low" else [_pick(rng, (
-        f"The tool returned {key} {out}.", f"Result: {out}.", f"{name} says {out}."))]
-    if effort == "high":
-        after = [after[0] + " " + _pick(rng, ("Report it to the user.",
-                                              f"So the {subject} is {out}."))]
+    after = _after(rng, effort, (
+        f"The tool returned {key} {out}.", f"Result: {out}.", f"{name} says {out}."), (
+        "Report it to the user.", f"So the {subject} is {out}."))
     final = _pick(rng, (f"The {subject} for {joined} is {out}.", f"The {subject} is {out}.",
                         f"{subject.capitalize()}: {out}", f"It is {out}."))
     return Task("function", effort, user, functions=[s for s, _, _ in specs],
