@@ -26,7 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+# Waiting OpenMP threads sleep instead of spinning. Must be set before torch loads libgomp. On a
+# shared machine a spinning thread burns the core its partner needs: measured here on 2 busy
+# cores, 2-layer 20b: prefill 11 -> 103 tok/s, decode 5.3 -> 11-16 tok/s. The runtime's entry
+# points should set the same (see BENCHMARKS.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 BANDWIDTH_PROBE = """
 import sys, time, torch
@@ -118,7 +124,8 @@ def run(args) -> dict:
 
     torch.set_num_threads(args.threads)
     result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
-              "threads": args.threads, "torch": torch.__version__}
+              "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+              "load_average": round(os.getloadavg()[0], 2), "torch": torch.__version__}
     result["read_bandwidth_gb_s"] = round(read_bandwidth_gb_s(args.threads), 2)
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, args.out)
     result["checkpoint"] = str(path)
