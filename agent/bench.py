@@ -7,8 +7,9 @@
 Without --checkpoint a random checkpoint with the real shapes is written once by
 agent.model.random into --out (default ~/.cache/gpt-oss-agent/bench/<config>-l<layers>) and
 reused by later runs. Measured, in order: the machine's memory read bandwidth (in a child
-process, so its buffer does not count in our peak memory), load time, time to first token and
-prefill speed on a --prompt-tokens prompt, decode speed at batch 1 (--decode-tokens tokens,
+process, so its buffer does not count in our peak memory), load time (including paging the
+mapped weights in), time to first token of a first (cold) prompt, then time to first token
+and prefill speed on a fresh --prompt-tokens prompt, decode speed at batch 1 (--decode-tokens tokens,
 greedy), decode speed at --batch rows, peak resident memory, and the roofline: the bytes of
 weights one decoded token must read (dense weights, the router, top_k experts' packed MXFP4
 bytes, the unembedding) divided by the read bandwidth gives the fastest possible decode;
@@ -51,7 +52,7 @@ print(best / 1e9)
 
 
 def read_bandwidth_gb_s(threads: int) -> float:
-    """Best of 7 reads of a 1 GiB buffer with all threads (child process)."""
+    """Best of 7 reads of a 1 GiB buffer with `threads` threads (child process)."""
     out = subprocess.run([sys.executable, "-c", BANDWIDTH_PROBE, str(threads)],
                          capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -126,7 +127,8 @@ def run(args) -> dict:
     result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
               "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
               "load_average": round(os.getloadavg()[0], 2), "torch": torch.__version__}
-    result["read_bandwidth_gb_s"] = round(read_bandwidth_gb_s(args.threads), 2)
+    # the machine's bandwidth, with every core: the roofline does not shrink with --threads
+    result["read_bandwidth_gb_s"] = round(read_bandwidth_gb_s(os.cpu_count() or 1), 2)
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, args.out)
     result["checkpoint"] = str(path)
 
@@ -139,6 +141,14 @@ def run(args) -> dict:
                   dense=args.dense or "bf16")
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(0, c.vocab_size, (args.prompt_tokens,), generator=gen).tolist()
+
+    # A first prompt pays one-off costs (oneDNN builds a kernel for each new matmul shape, and
+    # the experts' row counts vary); it is reported as ttft_cold_s, then a fresh prompt is timed.
+    start = time.perf_counter()
+    for _ in model.generate(prompt[::-1], max_tokens=1, temperature=0.0):
+        pass
+    result["ttft_cold_s"] = round(time.perf_counter() - start, 3)
+    model.reset()
 
     # batch 1: time to first token (= prefill + one projection), then the decode steps
     stamps = []
