@@ -67,7 +67,8 @@ def moe(x: torch.Tensor, router_weight: torch.Tensor, router_bias: torch.Tensor,
     """Same contract as agent.kernels.reference.moe (x [N, H] -> [N, H])."""
     ext = extension()
     blocks = getattr(experts, "gate_up_blocks", None)
-    if ext is None or blocks is None or torch.is_grad_enabled() and x.requires_grad:
+    # The kernels compute with bf16 activations: float32 models (small ones) keep the reference.
+    if ext is None or blocks is None or x.dtype != torch.bfloat16 or x.requires_grad:
         return reference.moe(x, router_weight, router_bias, experts, top_k, alpha, limit)
     weights, index = reference.route(x, router_weight, router_bias, top_k)
     flat = index.flatten()

@@ -116,13 +116,29 @@ def test_moe_matches_reference(tokens):
     experts = random_experts(gen, E, H, I)
     router_w = torch.randn(E, H, generator=gen)
     router_b = torch.randn(E, generator=gen)
-    # bf16-representable input: the fast path's only extra rounding is then the bf16 hidden
-    x = torch.randn(tokens, H, generator=gen).to(torch.bfloat16).float()
+    x = torch.randn(tokens, H, generator=gen).to(torch.bfloat16)
     assert kernels.implementation("moe", "cpu").__module__ == "agent.kernels.cpu.moe"
     with torch.no_grad():
-        got = kernels.moe(x, router_w, router_b, experts, top_k)
-        want = reference.moe(x.double(), router_w.double(), router_b.double(), experts, top_k)
+        got = kernels.moe(x, router_w.to(torch.bfloat16), router_b.to(torch.bfloat16), experts, top_k)
+        # same routing as the bf16 router computes; everything else in float64
+        weights, index = reference.route(x, router_w.to(torch.bfloat16), router_b.to(torch.bfloat16), top_k)
+        want = torch.zeros(tokens, H, dtype=torch.float64)
+        for t in range(tokens):
+            for s in range(top_k):
+                e = int(index[t, s])
+                h = experts.gate_up(e, torch.float64) @ x[t].double() + experts.gate_up_bias[e].double()
+                y = experts.down(e, torch.float64) @ reference.swiglu(h) + experts.down_bias[e].double()
+                want[t] += weights[t, s].double() * y
+    assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-2 * want.abs().max().item())
+
+
+def test_float32_moe_stays_exact():
+    gen = torch.Generator().manual_seed(6)
+    experts = random_experts(gen, 4, 64, 32)
+    x, router_w = torch.randn(3, 64, generator=gen), torch.randn(4, 64, generator=gen)
+    got = kernels.moe(x, router_w, torch.zeros(4), experts, 2)
+    assert torch.equal(got, reference.moe(x, router_w, torch.zeros(4), experts, 2))
 
 
 def test_moe_with_gradients_uses_the_differentiable_reference():
