@@ -135,10 +135,10 @@ def run(args) -> dict:
     start = time.perf_counter()
     model = load(path, **({"dense": args.dense} if args.dense else {}))
     page_in(model)
-    result["load_s"] = round(time.perf_counter() - start, 2)
+    result["load_s"] = round(time.perf_counter() - start, 3)
     c = model.config
     result.update(layers=c.num_hidden_layers, dtype=str(model.dtype).replace("torch.", ""),
-                  dense=args.dense or "bf16")
+                  dense=args.dense or "as loaded")
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(0, c.vocab_size, (args.prompt_tokens,), generator=gen).tolist()
 
@@ -177,6 +177,7 @@ def run(args) -> dict:
 
     per_token = weight_bytes_per_token(model)
     roofline = result["read_bandwidth_gb_s"] * 1e9 / per_token
+    result["weight_bytes_per_token"] = per_token
     result["weight_gb_per_token"] = round(per_token / 1e9, 3)
     result["roofline_tok_s"] = round(roofline, 2)
     result["roofline_fraction"] = round(result["decode_tok_s"] / roofline, 3)

@@ -1,0 +1,28 @@
+"""`python -m agent.bench` end to end on a tiny random checkpoint (a smoke test of the script;
+the numbers themselves are recorded in BENCHMARKS.md)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).parents[2]
+
+
+def test_bench_prints_the_keys_external_checks_read(tmp_path):
+    subprocess.run([sys.executable, "-m", "agent.model.random", "--config", "tiny", "--layers", "2",
+                    "--out", str(tmp_path)], check=True, capture_output=True, cwd=REPO)
+    run = subprocess.run([sys.executable, "-m", "agent.bench", "--checkpoint", str(tmp_path), "--json",
+                          "--prompt-tokens", "24", "--decode-tokens", "6", "--batch", "2",
+                          "--dense", "int8", "--threads", "1"],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout)
+    for key in ("prefill_tok_s", "decode_tok_s", "peak_rss_gb", "roofline_fraction",
+                "decode_batch2_tok_s", "ttft_s", "read_bandwidth_gb_s"):
+        assert result[key] > 0, key
+    assert result["load_s"] >= 0
+    assert result["layers"] == 2 and result["dense"] == "int8"
+    assert 0 < result["weight_bytes_per_token"] < 10e6        # a tiny model reads little per token
+    assert 0 <= result["logit_rms_error_over_rms"] < 0.2      # int8 against the model's own dtype
