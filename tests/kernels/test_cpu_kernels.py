@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import kernels
 from agent.kernels import PackedExperts, reference
@@ -44,6 +46,24 @@ def test_grouped_gemv_equals_dequantized_matmul(nblocks, rows, bias_dtype):
         if bias_dtype:
             want += bias[e].double()
         torch.testing.assert_close(out[a:b].double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item() if b > a else 0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(E=st.integers(1, 5), N=st.integers(1, 70), nblocks=st.integers(1, 7),
+       counts=st.lists(st.integers(0, 10), min_size=1, max_size=6), seed=st.integers(0, 2**16))
+def test_grouped_gemv_on_random_shapes(E, N, nblocks, counts, seed):
+    gen = torch.Generator().manual_seed(seed)
+    blocks, scales = random_packed(gen, E, N, nblocks, low=100, high=150)
+    experts = torch.randint(0, E, (len(counts),), generator=gen)
+    offsets = torch.tensor([0] + counts).cumsum(0)
+    x = torch.randn(int(offsets[-1]), nblocks * 32, generator=gen).to(torch.bfloat16)
+    bias = torch.randn(E, N, generator=gen)
+    out = ext.moe_mxfp4_gemv(x, blocks, scales, bias, experts, offsets)
+    weight = reference.dequantize_mxfp4(blocks, scales, torch.float64)
+    for g, e in enumerate(experts.tolist()):
+        a, b = offsets[g], offsets[g + 1]
+        want = x[a:b].double() @ weight[e].T + bias[e].double()
+        torch.testing.assert_close(out[a:b].double(), want, rtol=1e-5, atol=1e-5 * float(want.abs().max()) if b > a else 0)
 
 
 def unaligned(t: torch.Tensor) -> torch.Tensor:
