@@ -31,7 +31,7 @@ from agent.model.nano.data import render_example
 from agent.model.nano.tasks import CATEGORIES, EFFORTS, FunctionSpec, Task, random_task
 from agent.tools.base import Tool, ToolResult
 
-DEFAULT_COUNTS = {"arithmetic": 80, "unit": 70, "string": 70, "function": 100, "direct": 30}
+DEFAULT_COUNTS = {"arithmetic": 70, "unit": 60, "string": 60, "function": 90, "direct": 30}
 
 
 class MadeUpFunction(Tool):
@@ -115,7 +115,7 @@ def evaluate(model_dir: str, counts: dict[str, int], seed: int, temperature: flo
     wins, totals = Counter(), Counter()
     parse_recovered, unrecoverable = 0, 0
     analysis = defaultdict(list)
-    failures = []
+    failures, stops = [], Counter()
     started = time.time()
     for i, task in enumerate(tasks):
         tools = ["python"] + [MadeUpFunction(f, task.tool_output if f.name == (task.recipient or "")
@@ -126,10 +126,15 @@ def evaluate(model_dir: str, counts: dict[str, int], seed: int, temperature: flo
                    max_step_tokens=max_tokens // 2) as agent:
             result = agent.run(task.user)
         ok, why = judge(task, result)
+        stops[result.stop_reason] += 1
         totals[task.category] += 1
         wins[task.category] += ok
-        if any("pars" in e.lower() or "malformed" in e.lower() for e in result.errors):
-            if result.stop_reason in ("done",) and result.final:
+        # parse problems: output the parser repaired, or sent back to the model to redo;
+        # unrecoverable when the task then ended without a final answer
+        repaired = sum("(repaired)" in e for e in result.errors)
+        redone = sum(m.get("name") == "parser" for m in result.messages)
+        if repaired or redone:
+            if result.final:
                 parse_recovered += 1
             else:
                 unrecoverable += 1
@@ -145,7 +150,9 @@ def evaluate(model_dir: str, counts: dict[str, int], seed: int, temperature: flo
                     for c in CATEGORIES if totals[c]},
         "python_tasks": _rate(sum(wins[c] for c in ("arithmetic", "unit", "string")),
                               sum(totals[c] for c in ("arithmetic", "unit", "string"))),
-        "parse_problems_recovered": parse_recovered, "parse_problems_unrecoverable": unrecoverable,
+        "tasks_with_parse_problems_recovered": parse_recovered,
+        "tasks_with_parse_problems_unrecoverable": unrecoverable,
+        "stop_reasons": dict(stops),
         "median_analysis_tokens": {e: statistics.median(analysis[e]) for e in EFFORTS
                                    if analysis[e]},
         "failures": failures[:20],
