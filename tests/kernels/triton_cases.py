@@ -103,3 +103,11 @@ def test_attention_kernels_match_reference(Tq, Tk, offset, window):
                                            split_len=32, block_n=16)
     torch.testing.assert_close(flash, want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(split, want, rtol=1e-5, atol=1e-5)
+
+
+def test_prepared_gpu_check_script_runs_small(capsys):
+    gpu_check = importlib.import_module("agent.kernels.triton.gpu_check")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert gpu_check.main(["--small", "--json"]) == 0
+    assert '"correct": true' in capsys.readouterr().out
