@@ -199,9 +199,10 @@ def test_int8_weight_rows_dequantize_like_an_embedding_table():
     torch.testing.assert_close(rows.float(), table[ids].float(), rtol=0, atol=table.abs().max().item() / 127)
 
 
-@pytest.mark.parametrize("Tq,Tk,offset,window", [(40, 40, 0, None), (40, 40, 0, 8), (20, 70, 3, 16)])
+@pytest.mark.parametrize("Tq,Tk,offset,window", [(40, 40, 0, None), (40, 40, 0, 8), (20, 70, 3, 16),
+                                                 (1, 70, 0, None), (1, 50, 4, 16), (3, 30, 0, None)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_prefill_attention_matches_reference(Tq, Tk, offset, window, dtype):
+def test_attention_matches_reference(Tq, Tk, offset, window, dtype):
     gen = torch.Generator().manual_seed(Tq + Tk)
     B, Hq, Hkv, D = 2, 8, 2, 32
     q = torch.randn(B, Tq, Hq, D, generator=gen).to(dtype)
