@@ -14,6 +14,7 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -341,6 +342,53 @@ at::Tensor swiglu_bf16(const at::Tensor& h, double alpha, double limit, int64_t 
   return out;
 }
 
+// The whole routed-expert block for a few rows (decode), in one call: rows (token, slot) sorted
+// by expert, gate/up GEMV, fused SwiGLU, down GEMV, and the routing-weighted sum per token.
+// Saves the ~20 small torch ops (~0.3 ms) the same steps cost from Python, per layer and token.
+// x bf16 [T, H]; index int64 [T, k]; weights float32 [T, k]. Returns float32 [T, H].
+at::Tensor moe_rows(const at::Tensor& x, const at::Tensor& index, const at::Tensor& weights,
+                    const at::Tensor& gu_blocks, const at::Tensor& gu_scales, const at::Tensor& gu_bias,
+                    const at::Tensor& dn_blocks, const at::Tensor& dn_scales, const at::Tensor& dn_bias,
+                    double alpha, double limit) {
+  TORCH_CHECK(index.dtype() == at::kLong && weights.dtype() == at::kFloat && index.dim() == 2 &&
+                  weights.sizes() == index.sizes() && index.size(0) == x.size(0),
+              "index must be int64 [T, k] and weights float32 [T, k]");
+  const int64_t T = index.size(0), k = index.size(1), H = x.size(1);
+  const int64_t width_in = gu_blocks.size(2) * 32, width_down = dn_blocks.size(2) * 32;
+  auto idx = index.contiguous();
+  const int64_t* ip = idx.data_ptr<int64_t>();
+  std::vector<int64_t> order(T * k);
+  for (int64_t i = 0; i < T * k; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return ip[a] < ip[b]; });
+  std::vector<int64_t> experts, offsets{0};
+  for (int64_t i = 0; i < T * k; ++i) {
+    if (i == 0 || ip[order[i]] != ip[order[i - 1]]) {
+      if (i) offsets.push_back(i);
+      experts.push_back(ip[order[i]]);
+    }
+  }
+  offsets.push_back(T * k);
+  auto rows = at::zeros({T * k, width_in}, x.options().dtype(at::kBFloat16));
+  auto xc = x.to(at::kBFloat16).contiguous();
+  for (int64_t i = 0; i < T * k; ++i)  // gather: sorted row i is token order[i] / k
+    std::memcpy(rows.data_ptr<at::BFloat16>() + i * width_in, xc.data_ptr<at::BFloat16>() + (order[i] / k) * H,
+                H * sizeof(at::BFloat16));
+  auto ex = at::tensor(experts, at::kLong), off = at::tensor(offsets, at::kLong);
+  auto h = moe_mxfp4_gemv(rows, gu_blocks, gu_scales, gu_bias, ex, off);
+  auto y = moe_mxfp4_gemv(swiglu_bf16(h, alpha, limit, width_down), dn_blocks, dn_scales, dn_bias, ex, off);
+  const int64_t N = y.size(1);
+  auto out = at::zeros({T, N}, x.options().dtype(at::kFloat));
+  auto wc = weights.contiguous();
+  const float* wp = wc.data_ptr<float>();
+  for (int64_t i = 0; i < T * k; ++i) {  // scatter: weighted sum over each token's slots
+    float* o = out.data_ptr<float>() + (order[i] / k) * N;
+    const float* yr = y.data_ptr<float>() + i * N;
+    const float w = wp[order[i]];
+    for (int64_t j = 0; j < N; ++j) o[j] += w * yr[j];
+  }
+  return out;
+}
+
 // Reads every byte of buf once with AVX-512 loads on all threads (the benchmark's measure of
 // the machine's read bandwidth, the bound for decoding). Returns a checksum so it is not elided.
 int64_t stream_read(const at::Tensor& buf) {
@@ -367,6 +415,7 @@ int64_t stream_read(const at::Tensor& buf) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bf16_gemv", &bf16_gemv, "bf16 GEMV for a few rows");
   m.def("swiglu_bf16", &swiglu_bf16, "clamped SwiGLU, interleaved float32 -> bf16");
+  m.def("moe_rows", &moe_rows, "routed experts for a few rows, in one call");
   m.def("stream_read", &stream_read, "read a buffer once (bandwidth measurement)");
   m.def("moe_mxfp4_gemv", &moe_mxfp4_gemv, "grouped MXFP4 GEMV over selected experts");
   m.def("mxfp4_dequantize_bf16", &mxfp4_dequantize_bf16, "one expert MXFP4 -> bf16");

@@ -71,11 +71,21 @@ def moe(x: torch.Tensor, router_weight: torch.Tensor, router_bias: torch.Tensor,
     if ext is None or blocks is None or x.dtype != torch.bfloat16 or x.requires_grad:
         return reference.moe(x, router_weight, router_bias, experts, top_k, alpha, limit)
     weights, index = reference.route(x, router_weight, router_bias, top_k)
+    if index.numel() <= GEMV_MAX_ROWS and blocks.shape[1] % 32 == 0:
+        # decode: the steps of `routed_experts` in one C++ call (no per-op overhead)
+        return ext.moe_rows(x, index, weights.float(), experts.gate_up_blocks, experts.gate_up_scales,
+                            experts.gate_up_bias, experts.down_blocks, experts.down_scales,
+                            experts.down_bias, alpha, limit).to(x.dtype)
+    return routed_experts(ext, x, weights, index, experts, alpha, limit)
+
+
+def routed_experts(ext, x, weights, index, experts, alpha, limit):
+    """x [N, H] through each row's experts index [N, top_k], weighted by weights [N, top_k]."""
     flat = index.flatten()
     order = torch.argsort(flat, stable=True)
     used, counts = torch.unique_consecutive(flat[order], return_counts=True)
     offsets = torch.cat((counts.new_zeros(1), counts.cumsum(0)))
-    token = order // top_k
+    token = order // index.shape[1]
     h = _expert_linear(ext, x[token], experts.gate_up_blocks, experts.gate_up_scales,
                        experts.gate_up_bias, used, offsets, counts)
     width = experts.down_blocks.shape[2] * 32
