@@ -70,12 +70,17 @@ def train(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    vocab = build_vocab(args.vocab_examples, args.seed + 1)
-    cfg = nano_config(hidden_size=args.hidden, intermediate_size=args.intermediate,
-                      num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                      num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
-                      num_local_experts=args.experts, num_experts_per_tok=args.top_k)
-    model = NanoGptOss(cfg, vocab)
+    if args.init:  # continue from an exported checkpoint (its vocabulary and weights)
+        model = export.load(args.init).train()
+        model.set_fake_quant(False)
+        cfg, vocab = model.cfg, model.vocab_ids
+    else:
+        vocab = build_vocab(args.vocab_examples, args.seed + 1)
+        cfg = nano_config(hidden_size=args.hidden, intermediate_size=args.intermediate,
+                          num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                          num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
+                          num_local_experts=args.experts, num_experts_per_tok=args.top_k)
+        model = NanoGptOss(cfg, vocab)
     model.lookup = torch.full((cfg.vocab_size,), -1, dtype=torch.long)
     model.lookup[vocab] = torch.arange(len(vocab))
     params = sum(p.numel() for p in model.parameters())
@@ -98,7 +103,7 @@ def train(args) -> None:
             model.set_fake_quant(True)
             log(out, f"step {step}: experts fake-quantized to MXFP4 from now on")
         for group in opt.param_groups:
-            group["lr"] = learning_rate(progress, args.lr)
+            group["lr"] = learning_rate(progress, args.lr, args.warmup)
         prefix, inputs, targets, mask = make_batch(model, rng, args.batch)
         hidden = model(prefix, inputs)
         logits = model.local_logits(hidden[mask])
@@ -143,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--minutes", type=float, default=75)
     p.add_argument("--steps", type=int, default=0, help="stop after N steps (0: time only)")
+    p.add_argument("--init", help="continue training from this exported checkpoint folder")
+    p.add_argument("--warmup", type=float, default=0.03, help="warmup share of the time")
     p.add_argument("--threads", type=int, default=1,
                    help="1 beats 2 on a shared 2-core machine (no OpenMP spin contention)")
     p.add_argument("--seed", type=int, default=0)
