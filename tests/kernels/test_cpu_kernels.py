@@ -6,6 +6,8 @@ its 32-row chunks, row counts around its 4-row tiles, and experts that no row se
 """
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -14,6 +16,8 @@ from hypothesis import strategies as st
 from agent import kernels
 from agent.kernels import PackedExperts, reference
 from agent.kernels.cpu.build import extension
+
+cpu_moe = importlib.import_module("agent.kernels.cpu.moe")  # the package's `moe` shadows it
 
 ext = extension()
 pytestmark = pytest.mark.skipif(ext is None, reason="CPU kernels need AVX-512-BF16 and a compiler")
@@ -140,8 +144,8 @@ def test_moe_matches_reference(tokens):
     assert kernels.implementation("moe", "cpu").__module__ == "agent.kernels.cpu.moe"
     with torch.no_grad():
         got = kernels.moe(x, router_w.to(torch.bfloat16), router_b.to(torch.bfloat16), experts, top_k)
-        # same routing as the bf16 router computes; everything else in float64
-        weights, index = reference.route(x, router_w.to(torch.bfloat16), router_b.to(torch.bfloat16), top_k)
+        # the fast path's routing (checked against the reference's below); the rest in float64
+        weights, index = cpu_moe.route(x, router_w.to(torch.bfloat16), router_b.to(torch.bfloat16), top_k)
         want = torch.zeros(tokens, H, dtype=torch.float64)
         for t in range(tokens):
             for s in range(top_k):
@@ -151,6 +155,19 @@ def test_moe_matches_reference(tokens):
                 want[t] += weights[t, s].double() * y
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-2 * want.abs().max().item())
+
+
+def test_router_picks_the_reference_experts():
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(40, 96, generator=gen).to(torch.bfloat16)
+    w, b = (torch.randn(8, 96, generator=gen) * 0.3).to(torch.bfloat16), torch.zeros(8, dtype=torch.bfloat16)
+    weights, index = cpu_moe.route(x[:3], w, b, 4)                       # the GEMV rows
+    want_weights, want_index = reference.route(x[:3], w, b, 4)
+    logits = torch.nn.functional.linear(x[:3].float(), w.float()).sort(-1, descending=True).values
+    clear = (logits[:, 3] - logits[:, 4]) > 0.05                         # no near-tie at the cut
+    assert clear.any()
+    assert torch.equal(index[clear].sort(-1).values, want_index[clear].sort(-1).values)
+    torch.testing.assert_close(weights.float(), want_weights.float(), rtol=0, atol=2e-2)
 
 
 def test_float32_moe_stays_exact():
