@@ -5,7 +5,8 @@ Specialised: `moe` (packed MXFP4 experts: where decode time goes and where prefi
 attention, grouped-query without copies, sinks applied from its log-sum-exp). Every other op
 falls back to agent.kernels.reference. When the C++ extension cannot be built (no AVX512_BF16,
 no compiler), for float32 experts or when autograd is needed, these are the reference itself.
-Kernels: kernels.cpp, built on first use by build.py.
+Kernels: mxfp4.cpp (experts), dense.cpp (dense GEMV), module.cpp (bindings), built on first use
+by build.py.
 """
 from .attention import attention  # noqa: F401
 from .dense import linear  # noqa: F401

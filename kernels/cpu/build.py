@@ -1,4 +1,5 @@
-"""Builds the C++ kernels (kernels.cpp) on first use with torch.utils.cpp_extension.
+"""Builds the C++ kernels (module.cpp, mxfp4.cpp, dense.cpp) on first use with
+torch.utils.cpp_extension.
 
 Why a small C++ extension rather than torch.compile: decode must read the packed MXFP4 bytes
 at memory speed, which needs a register-level 4-bit -> bf16 decode (vpermw) and bf16 dot
@@ -16,7 +17,9 @@ import shutil
 import warnings
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("kernels.cpp")
+HERE = Path(__file__).parent
+SOURCES = [HERE / name for name in ("module.cpp", "mxfp4.cpp", "dense.cpp")]
+HEADER = HERE / "kernels.h"
 FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-fopenmp"]
 REQUIRED_CPU_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"}
 
@@ -35,7 +38,8 @@ def cpu_supported() -> bool:
 
 def cache_dir() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    text = b"".join(path.read_bytes() for path in [*SOURCES, HEADER])
+    digest = hashlib.sha256(text + " ".join(FLAGS).encode()).hexdigest()[:16]
     return base / "gpt-oss-agent" / f"cpu-kernels-{digest}"
 
 
@@ -51,7 +55,7 @@ def extension():
 
         build = cache_dir()
         build.mkdir(parents=True, exist_ok=True)
-        return load(name="gpt_oss_cpu_kernels", sources=[str(SOURCE)], extra_cflags=FLAGS,
+        return load(name="gpt_oss_cpu_kernels", sources=[str(p) for p in SOURCES], extra_cflags=FLAGS,
                     extra_ldflags=["-fopenmp"], build_directory=str(build), verbose=False)
     except Exception as exc:  # a broken toolchain must not break the runtime
         warnings.warn(f"CPU kernels unavailable, using the reference path: {exc}")

@@ -1,6 +1,6 @@
-// Fast CPU kernels for gpt-oss: MXFP4 expert GEMV that decodes the packed 4-bit weights in
-// registers (never writing bf16 experts to memory), a fast MXFP4 -> bf16 dequantizer for
-// prefill tiles, and an int8 (per-32-block scale) dense GEMV.
+// MXFP4 experts: a grouped GEMV that decodes the packed 4-bit weights in registers (never
+// writing bf16 experts to memory), a fast MXFP4 -> bf16 dequantizer for prefill tiles, the
+// fused clamped SwiGLU, and the whole routed-expert block for decode rows.
 //
 // Why hand-written AVX-512: decoding one token is memory-bound, so the kernel must consume
 // the packed bytes at DRAM speed on two cores. One 32-element MXFP4 block is 16 bytes; it is
@@ -11,14 +11,9 @@
 // Layout (Hugging Face gpt-oss): blocks [E, N, KB, 16] uint8, byte j of block b holds element
 // 2j in its low nibble and 2j+1 in its high nibble; scales [E, N, KB] uint8 are E8M0
 // exponents (value 2^(s-127)).
-#include <torch/extension.h>
-#include <ATen/Parallel.h>
-#include <immintrin.h>
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <vector>
+#include "kernels.h"
 
+namespace gptoss {
 namespace {
 
 // E2M1 code -> bf16 bits: 0, .5, 1, 1.5, 2, 3, 4, 6, then the same negated.
@@ -47,13 +42,6 @@ inline __m512bh decode_block(const uint8_t* p, __m512i table) {
   __m512i idx = _mm512_ternarylogic_epi32(d, hi, _mm512_set1_epi32(0x000F000F), 0xA8);
   return (__m512bh)_mm512_permutexvar_epi16(idx, table);
 }
-
-inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
-
-// Unaligned load of 32 bf16: tensors (e.g. mmap'd safetensors) need not be 64-byte aligned.
-inline __m512bh load_bf16(const __m512bh* p) { return (__m512bh)_mm512_loadu_si512(p); }
-
-constexpr int kMaxRows = 4;  // activation rows sharing one decoded weight block
 
 // out[r, n] (+)= sum_k x[r, k] * W[n, k] for R <= kMaxRows rows, one weight row n.
 template <int R>
@@ -90,6 +78,22 @@ void check_mxfp4(const at::Tensor& blocks, const at::Tensor& scales) {
                   scales.size(2) == blocks.size(2),
               "mxfp4 scales must be uint8 [E, N, K/32] matching blocks, got ", scales.sizes());
   TORCH_CHECK(blocks.is_contiguous() && scales.is_contiguous(), "mxfp4 tensors must be contiguous");
+}
+
+// exp(x) for 16 floats: 2^(x log2 e) split as 2^n * 2^f, |f| <= 1/2, 2^f by a degree-6
+// polynomial (relative error ~2e-7); vscalefps applies 2^n and saturates to 0 / inf.
+inline __m512 exp_ps(__m512 x) {
+  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(0.69314718055994531f));
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
 }
 
 }  // namespace
@@ -195,120 +199,6 @@ at::Tensor mxfp4_dequantize_bf16(const at::Tensor& blocks, const at::Tensor& sca
   return out;
 }
 
-// int8 GEMV with one float scale per 32 weights: out[r, n] = sum_k x[r, k] * q[n, k] * s[n, k/32].
-// x is float32 [R, KB*32]; it is quantized per row to int16 (error ~1e-5 of the row's max), so
-// the inner loop is vpmaddwd on int16 pairs: one widening load, one multiply-add, one
-// conversion and one FMA per 32 weights.
-at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s) {
-  TORCH_CHECK(q.dtype() == at::kChar && q.dim() == 2 && q.is_contiguous() && q.size(1) % 32 == 0,
-              "q must be contiguous int8 [N, K] with K a multiple of 32");
-  const int64_t N = q.size(0), K = q.size(1), KB = K / 32;
-  TORCH_CHECK(s.dtype() == at::kFloat && s.is_contiguous() && s.numel() == N * KB,
-              "scales must be contiguous float32 [N, K/32]");
-  TORCH_CHECK(x.dtype() == at::kFloat && x.dim() == 2 && x.size(1) == K, "x must be float32 [R, ", K, "]");
-  const int64_t R = x.size(0);
-  auto xc = x.contiguous();
-  // per-row int16 quantization of the activations
-  std::vector<int16_t> xq(R * K);
-  std::vector<float> xs(R);
-  for (int64_t r = 0; r < R; ++r) {
-    const float* xr = xc.data_ptr<float>() + r * K;
-    float m = 0.f;
-    for (int64_t k = 0; k < K; ++k) m = std::max(m, std::fabs(xr[k]));
-    xs[r] = m > 0 ? m / 32767.f : 1.f;
-    const float inv = 1.f / xs[r];
-    for (int64_t k = 0; k < K; ++k) xq[r * K + k] = (int16_t)std::lrintf(xr[k] * inv);
-  }
-  auto out = at::empty({R, N}, x.options());
-  const int8_t* qp = q.data_ptr<int8_t>();
-  const float* sp = s.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n)
-      for (int64_t r0 = 0; r0 < R; r0 += kMaxRows) {
-        const int rows = (int)std::min<int64_t>(kMaxRows, R - r0);
-        __m512 acc[kMaxRows];
-        for (int r = 0; r < rows; ++r) acc[r] = _mm512_setzero_ps();
-        for (int64_t b = 0; b < KB; ++b) {
-          __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qp + n * K + b * 32)));
-          __m512 sc = _mm512_set1_ps(sp[n * KB + b]);
-          for (int r = 0; r < rows; ++r) {
-            __m512i xv = _mm512_loadu_si512(xq.data() + (r0 + r) * K + b * 32);
-            __m512 part = _mm512_cvtepi32_ps(_mm512_madd_epi16(w, xv));
-            acc[r] = _mm512_fmadd_ps(part, sc, acc[r]);
-          }
-        }
-        for (int r = 0; r < rows; ++r) op[(r0 + r) * N + n] = hsum(acc[r]) * xs[r0 + r];
-      }
-  });
-  return out;
-}
-
-template <int R>
-inline void bf16_row_dot(const __m512bh* wrow, const __m512bh* x, int64_t kb, float* out, int64_t stride) {
-  __m512 acc[2][R];
-  for (int r = 0; r < R; ++r) acc[0][r] = acc[1][r] = _mm512_setzero_ps();
-  int64_t b = 0;
-  for (; b + 1 < kb; b += 2)
-    for (int r = 0; r < R; ++r) {
-      acc[0][r] = _mm512_dpbf16_ps(acc[0][r], load_bf16(wrow + b), load_bf16(x + r * kb + b));
-      acc[1][r] = _mm512_dpbf16_ps(acc[1][r], load_bf16(wrow + b + 1), load_bf16(x + r * kb + b + 1));
-    }
-  if (b < kb)
-    for (int r = 0; r < R; ++r) acc[0][r] = _mm512_dpbf16_ps(acc[0][r], load_bf16(wrow + b), load_bf16(x + r * kb + b));
-  for (int r = 0; r < R; ++r) out[r * stride] = hsum(_mm512_add_ps(acc[0][r], acc[1][r]));
-}
-
-// bf16 GEMV for few rows: out[r, n] = sum_k x[r, k] * w[n, k]; x bf16 [R, K], w bf16 [N, K],
-// K a multiple of 32. torch's bf16 matmul is tuned for big matrices; for one to a few rows it
-// leaves memory bandwidth unused, and the dense layers of one decode step are pure streaming.
-// Each weight vector serves up to 8 rows (16 accumulators in registers).
-at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w) {
-  TORCH_CHECK(w.dtype() == at::kBFloat16 && w.dim() == 2 && w.is_contiguous() && w.size(1) % 32 == 0,
-              "w must be contiguous bf16 [N, K] with K a multiple of 32");
-  TORCH_CHECK(x.dtype() == at::kBFloat16 && x.dim() == 2 && x.is_contiguous() && x.size(1) == w.size(1),
-              "x must be contiguous bf16 [R, ", w.size(1), "]");
-  const int64_t N = w.size(0), K = w.size(1), KB = K / 32, R = x.size(0);
-  auto out = at::empty({R, N}, x.options().dtype(at::kFloat));
-  const auto* xb = reinterpret_cast<const __m512bh*>(x.data_ptr<at::BFloat16>());
-  const auto* wb = reinterpret_cast<const __m512bh*>(w.data_ptr<at::BFloat16>());
-  float* op = out.data_ptr<float>();
-  at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n)
-      for (int64_t r0 = 0; r0 < R; r0 += 8) {
-        const __m512bh* xr = xb + r0 * KB;
-        float* o = op + r0 * N + n;
-        switch (std::min<int64_t>(8, R - r0)) {
-          case 1: bf16_row_dot<1>(wb + n * KB, xr, KB, o, N); break;
-          case 2: bf16_row_dot<2>(wb + n * KB, xr, KB, o, N); break;
-          case 3: bf16_row_dot<3>(wb + n * KB, xr, KB, o, N); break;
-          case 4: bf16_row_dot<4>(wb + n * KB, xr, KB, o, N); break;
-          case 5: bf16_row_dot<5>(wb + n * KB, xr, KB, o, N); break;
-          case 6: bf16_row_dot<6>(wb + n * KB, xr, KB, o, N); break;
-          case 7: bf16_row_dot<7>(wb + n * KB, xr, KB, o, N); break;
-          default: bf16_row_dot<8>(wb + n * KB, xr, KB, o, N); break;
-        }
-      }
-  });
-  return out;
-}
-
-// exp(x) for 16 floats: 2^(x log2 e) split as 2^n * 2^f, |f| <= 1/2, 2^f by a degree-6
-// polynomial (relative error ~2e-7); vscalefps applies 2^n and saturates to 0 / inf.
-inline __m512 exp_ps(__m512 x) {
-  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(0.69314718055994531f));
-  __m512 p = _mm512_set1_ps(1.0f / 720);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
 // Clamped SwiGLU on interleaved float32 [R, 2I] (gate at even, linear at odd columns) ->
 // bf16 [R, width] (zero-padded from I to width, ready for the down projection):
 // gate' = min(gate, limit), linear' = clamp(linear, -limit, limit),
@@ -389,35 +279,4 @@ at::Tensor moe_rows(const at::Tensor& x, const at::Tensor& index, const at::Tens
   return out;
 }
 
-// Reads every byte of buf once with AVX-512 loads on all threads (the benchmark's measure of
-// the machine's read bandwidth, the bound for decoding). Returns a checksum so it is not elided.
-int64_t stream_read(const at::Tensor& buf) {
-  TORCH_CHECK(buf.is_contiguous() && buf.nbytes() % 256 == 0, "buffer must be contiguous, a multiple of 256 bytes");
-  const auto* p = reinterpret_cast<const __m512i*>(buf.data_ptr());
-  const int64_t n = buf.nbytes() / 256;  // 4 vectors per step
-  std::vector<int64_t> partial(at::get_num_threads() * 8, 0);
-  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
-    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
-    for (int64_t i = begin; i < end; ++i) {
-      a = _mm512_add_epi64(a, _mm512_loadu_si512(p + 4 * i));
-      b = _mm512_add_epi64(b, _mm512_loadu_si512(p + 4 * i + 1));
-      c = _mm512_add_epi64(c, _mm512_loadu_si512(p + 4 * i + 2));
-      d = _mm512_add_epi64(d, _mm512_loadu_si512(p + 4 * i + 3));
-    }
-    partial[at::get_thread_num() * 8] += _mm512_reduce_add_epi64(
-        _mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d)));
-  });
-  int64_t total = 0;
-  for (int64_t v : partial) total += v;
-  return total;
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("bf16_gemv", &bf16_gemv, "bf16 GEMV for a few rows");
-  m.def("swiglu_bf16", &swiglu_bf16, "clamped SwiGLU, interleaved float32 -> bf16");
-  m.def("moe_rows", &moe_rows, "routed experts for a few rows, in one call");
-  m.def("stream_read", &stream_read, "read a buffer once (bandwidth measurement)");
-  m.def("moe_mxfp4_gemv", &moe_mxfp4_gemv, "grouped MXFP4 GEMV over selected experts");
-  m.def("mxfp4_dequantize_bf16", &mxfp4_dequantize_bf16, "one expert MXFP4 -> bf16");
-  m.def("int8_gemv", &int8_gemv, "int8 GEMV with per-32 block scales");
-}
+}  // namespace gptoss

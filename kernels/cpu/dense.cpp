@@ -1,0 +1,128 @@
+// Dense layers for decode rows: bf16 GEMV (vdpbf16ps) and int8 GEMV (per-32 scales), and the
+// benchmark's read-bandwidth probe.
+#include "kernels.h"
+
+namespace gptoss {
+
+// int8 GEMV with one float scale per 32 weights: out[r, n] = sum_k x[r, k] * q[n, k] * s[n, k/32].
+// x is float32 [R, KB*32]; it is quantized per row to int16 (error ~1e-5 of the row's max), so
+// the inner loop is vpmaddwd on int16 pairs: one widening load, one multiply-add, one
+// conversion and one FMA per 32 weights.
+at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s) {
+  TORCH_CHECK(q.dtype() == at::kChar && q.dim() == 2 && q.is_contiguous() && q.size(1) % 32 == 0,
+              "q must be contiguous int8 [N, K] with K a multiple of 32");
+  const int64_t N = q.size(0), K = q.size(1), KB = K / 32;
+  TORCH_CHECK(s.dtype() == at::kFloat && s.is_contiguous() && s.numel() == N * KB,
+              "scales must be contiguous float32 [N, K/32]");
+  TORCH_CHECK(x.dtype() == at::kFloat && x.dim() == 2 && x.size(1) == K, "x must be float32 [R, ", K, "]");
+  const int64_t R = x.size(0);
+  auto xc = x.contiguous();
+  // per-row int16 quantization of the activations
+  std::vector<int16_t> xq(R * K);
+  std::vector<float> xs(R);
+  for (int64_t r = 0; r < R; ++r) {
+    const float* xr = xc.data_ptr<float>() + r * K;
+    float m = 0.f;
+    for (int64_t k = 0; k < K; ++k) m = std::max(m, std::fabs(xr[k]));
+    xs[r] = m > 0 ? m / 32767.f : 1.f;
+    const float inv = 1.f / xs[r];
+    for (int64_t k = 0; k < K; ++k) xq[r * K + k] = (int16_t)std::lrintf(xr[k] * inv);
+  }
+  auto out = at::empty({R, N}, x.options());
+  const int8_t* qp = q.data_ptr<int8_t>();
+  const float* sp = s.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t r0 = 0; r0 < R; r0 += kMaxRows) {
+        const int rows = (int)std::min<int64_t>(kMaxRows, R - r0);
+        __m512 acc[kMaxRows];
+        for (int r = 0; r < rows; ++r) acc[r] = _mm512_setzero_ps();
+        for (int64_t b = 0; b < KB; ++b) {
+          __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qp + n * K + b * 32)));
+          __m512 sc = _mm512_set1_ps(sp[n * KB + b]);
+          for (int r = 0; r < rows; ++r) {
+            __m512i xv = _mm512_loadu_si512(xq.data() + (r0 + r) * K + b * 32);
+            __m512 part = _mm512_cvtepi32_ps(_mm512_madd_epi16(w, xv));
+            acc[r] = _mm512_fmadd_ps(part, sc, acc[r]);
+          }
+        }
+        for (int r = 0; r < rows; ++r) op[(r0 + r) * N + n] = hsum(acc[r]) * xs[r0 + r];
+      }
+  });
+  return out;
+}
+
+template <int R>
+inline void bf16_row_dot(const __m512bh* wrow, const __m512bh* x, int64_t kb, float* out, int64_t stride) {
+  __m512 acc[2][R];
+  for (int r = 0; r < R; ++r) acc[0][r] = acc[1][r] = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 1 < kb; b += 2)
+    for (int r = 0; r < R; ++r) {
+      acc[0][r] = _mm512_dpbf16_ps(acc[0][r], load_bf16(wrow + b), load_bf16(x + r * kb + b));
+      acc[1][r] = _mm512_dpbf16_ps(acc[1][r], load_bf16(wrow + b + 1), load_bf16(x + r * kb + b + 1));
+    }
+  if (b < kb)
+    for (int r = 0; r < R; ++r) acc[0][r] = _mm512_dpbf16_ps(acc[0][r], load_bf16(wrow + b), load_bf16(x + r * kb + b));
+  for (int r = 0; r < R; ++r) out[r * stride] = hsum(_mm512_add_ps(acc[0][r], acc[1][r]));
+}
+
+// bf16 GEMV for few rows: out[r, n] = sum_k x[r, k] * w[n, k]; x bf16 [R, K], w bf16 [N, K],
+// K a multiple of 32. torch's bf16 matmul is tuned for big matrices; for one to a few rows it
+// leaves memory bandwidth unused, and the dense layers of one decode step are pure streaming.
+// Each weight vector serves up to 8 rows (16 accumulators in registers).
+at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w) {
+  TORCH_CHECK(w.dtype() == at::kBFloat16 && w.dim() == 2 && w.is_contiguous() && w.size(1) % 32 == 0,
+              "w must be contiguous bf16 [N, K] with K a multiple of 32");
+  TORCH_CHECK(x.dtype() == at::kBFloat16 && x.dim() == 2 && x.is_contiguous() && x.size(1) == w.size(1),
+              "x must be contiguous bf16 [R, ", w.size(1), "]");
+  const int64_t N = w.size(0), K = w.size(1), KB = K / 32, R = x.size(0);
+  auto out = at::empty({R, N}, x.options().dtype(at::kFloat));
+  const auto* xb = reinterpret_cast<const __m512bh*>(x.data_ptr<at::BFloat16>());
+  const auto* wb = reinterpret_cast<const __m512bh*>(w.data_ptr<at::BFloat16>());
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t r0 = 0; r0 < R; r0 += 8) {
+        const __m512bh* xr = xb + r0 * KB;
+        float* o = op + r0 * N + n;
+        switch (std::min<int64_t>(8, R - r0)) {
+          case 1: bf16_row_dot<1>(wb + n * KB, xr, KB, o, N); break;
+          case 2: bf16_row_dot<2>(wb + n * KB, xr, KB, o, N); break;
+          case 3: bf16_row_dot<3>(wb + n * KB, xr, KB, o, N); break;
+          case 4: bf16_row_dot<4>(wb + n * KB, xr, KB, o, N); break;
+          case 5: bf16_row_dot<5>(wb + n * KB, xr, KB, o, N); break;
+          case 6: bf16_row_dot<6>(wb + n * KB, xr, KB, o, N); break;
+          case 7: bf16_row_dot<7>(wb + n * KB, xr, KB, o, N); break;
+          default: bf16_row_dot<8>(wb + n * KB, xr, KB, o, N); break;
+        }
+      }
+  });
+  return out;
+}
+
+// Reads every byte of buf once with AVX-512 loads on all threads (the benchmark's measure of
+// the machine's read bandwidth, the bound for decoding). Returns a checksum so it is not elided.
+int64_t stream_read(const at::Tensor& buf) {
+  TORCH_CHECK(buf.is_contiguous() && buf.nbytes() % 256 == 0, "buffer must be contiguous, a multiple of 256 bytes");
+  const auto* p = reinterpret_cast<const __m512i*>(buf.data_ptr());
+  const int64_t n = buf.nbytes() / 256;  // 4 vectors per step
+  std::vector<int64_t> partial(at::get_num_threads() * 8, 0);
+  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
+    for (int64_t i = begin; i < end; ++i) {
+      a = _mm512_add_epi64(a, _mm512_loadu_si512(p + 4 * i));
+      b = _mm512_add_epi64(b, _mm512_loadu_si512(p + 4 * i + 1));
+      c = _mm512_add_epi64(c, _mm512_loadu_si512(p + 4 * i + 2));
+      d = _mm512_add_epi64(d, _mm512_loadu_si512(p + 4 * i + 3));
+    }
+    partial[at::get_thread_num() * 8] += _mm512_reduce_add_epi64(
+        _mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d)));
+  });
+  int64_t total = 0;
+  for (int64_t v : partial) total += v;
+  return total;
+}
+
+}  // namespace gptoss

@@ -1,0 +1,35 @@
+// Shared pieces of the CPU kernels (see mxfp4.cpp, dense.cpp; bound to Python in module.cpp).
+// Built by build.py with AVX-512 F/BW/VL/DQ and AVX512_BF16.
+#pragma once
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace gptoss {
+
+inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+// Unaligned load of 32 bf16: tensors (e.g. mmap'd safetensors) need not be 64-byte aligned.
+inline __m512bh load_bf16(const __m512bh* p) { return (__m512bh)_mm512_loadu_si512(p); }
+
+constexpr int kMaxRows = 4;  // activation rows sharing one decoded weight block
+
+// mxfp4.cpp
+at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
+                          const at::Tensor& bias, const at::Tensor& experts, const at::Tensor& offsets);
+at::Tensor mxfp4_dequantize_bf16(const at::Tensor& blocks, const at::Tensor& scales);
+at::Tensor swiglu_bf16(const at::Tensor& h, double alpha, double limit, int64_t width);
+at::Tensor moe_rows(const at::Tensor& x, const at::Tensor& index, const at::Tensor& weights,
+                    const at::Tensor& gu_blocks, const at::Tensor& gu_scales, const at::Tensor& gu_bias,
+                    const at::Tensor& dn_blocks, const at::Tensor& dn_scales, const at::Tensor& dn_bias,
+                    double alpha, double limit);
+// dense.cpp
+at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w);
+at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s);
+int64_t stream_read(const at::Tensor& buf);
+
+}  // namespace gptoss
