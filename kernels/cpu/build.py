@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SOURCES = [HERE / name for name in ("module.cpp", "mxfp4.cpp", "dense.cpp")]
+SOURCES = [HERE / name for name in ("module.cpp", "mxfp4.cpp", "dense.cpp", "attention.cpp")]
 HEADER = HERE / "kernels.h"
 FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-fopenmp"]
 REQUIRED_CPU_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"}

@@ -18,6 +18,22 @@ inline __m512bh load_bf16(const __m512bh* p) { return (__m512bh)_mm512_loadu_si5
 
 constexpr int kMaxRows = 4;  // activation rows sharing one decoded weight block
 
+// exp(x) for 16 floats: 2^(x log2 e) split as 2^n * 2^f, |f| <= 1/2, 2^f by a degree-6
+// polynomial (relative error ~2e-7); vscalefps applies 2^n and saturates to 0 / inf.
+inline __m512 exp_ps(__m512 x) {
+  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(0.69314718055994531f));
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
 // mxfp4.cpp
 at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
                           const at::Tensor& bias, const at::Tensor& experts, const at::Tensor& offsets);
@@ -27,6 +43,10 @@ at::Tensor moe_rows(const at::Tensor& x, const at::Tensor& index, const at::Tens
                     const at::Tensor& gu_blocks, const at::Tensor& gu_scales, const at::Tensor& gu_bias,
                     const at::Tensor& dn_blocks, const at::Tensor& dn_scales, const at::Tensor& dn_bias,
                     double alpha, double limit);
+// attention.cpp
+at::Tensor attention_decode(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
+                            int64_t window, double scale);
 // dense.cpp
 at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w);
 at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s);

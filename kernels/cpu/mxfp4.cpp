@@ -80,21 +80,6 @@ void check_mxfp4(const at::Tensor& blocks, const at::Tensor& scales) {
   TORCH_CHECK(blocks.is_contiguous() && scales.is_contiguous(), "mxfp4 tensors must be contiguous");
 }
 
-// exp(x) for 16 floats: 2^(x log2 e) split as 2^n * 2^f, |f| <= 1/2, 2^f by a degree-6
-// polynomial (relative error ~2e-7); vscalefps applies 2^n and saturates to 0 / inf.
-inline __m512 exp_ps(__m512 x) {
-  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(0.69314718055994531f));
-  __m512 p = _mm512_set1_ps(1.0f / 720);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
 
 }  // namespace
 

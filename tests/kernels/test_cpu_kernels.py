@@ -244,3 +244,20 @@ def test_fused_swiglu_matches_reference_including_saturation():
     assert got.shape == (5, 48) and got.dtype == torch.bfloat16
     assert torch.equal(got[:, 32:], torch.zeros(5, 16, dtype=torch.bfloat16))  # padding
     torch.testing.assert_close(got[:, :32].double(), want, rtol=8e-3, atol=1e-6)
+
+
+def test_decode_attention_reads_cache_slices_and_handles_queries_that_see_nothing():
+    gen = torch.Generator().manual_seed(13)
+    B, Hq, Hkv, D = 2, 16, 2, 64
+    cache_k, cache_v = torch.randn(2, B, 80, Hkv, D, generator=gen).to(torch.bfloat16)
+    k, v = cache_k[:, 10:60], cache_v[:, 10:60]        # strided rows, as KVCache.store returns
+    q = torch.randn(B, 2, Hq, D, generator=gen).to(torch.bfloat16)
+    sinks = torch.randn(Hq, generator=gen)
+    positions = torch.tensor([[40, 41], [5, 58]])      # row 1, first query: before every key
+    for window in (None, 8):
+        got = kernels.attention(q, k, v, sinks, positions, 10, window, 0.125)
+        want = reference.attention(q.double(), k.double(), v.double(), sinks.double(), positions,
+                                   10, window, 0.125)
+        torch.testing.assert_close(got.double(), want, rtol=2e-2, atol=2e-2)
+        assert torch.equal(got[1, 0], torch.zeros(Hq, D, dtype=torch.bfloat16))
+
