@@ -1,12 +1,13 @@
 """Train the nano model on freshly sampled Harmony transcripts (reproducible: fixed seed).
 
-    python -m agent.model.nano.train --out /tmp/nano_run --minutes 75 --threads 2
+    python -m agent.model.nano.train --out /tmp/nano_run --minutes 75
 
 Every batch is new data (data.sample_batch), so there is no epoch and no overfitting to a
-fixed set. The schedule is by wall-clock time (warmup, cosine decay), so the run ends on
-time whatever the machine's speed; from `--quant-from` of the way on, the experts are
-fake-quantized to MXFP4. A compact checkpoint (config.json + model.safetensors, see
-export.py) is written every `--save-every` minutes and at the end, so a partial run ships.
+fixed set. The schedule (warmup, cosine decay) runs over `--steps` steps (reproducible), or
+else over `--minutes` of wall-clock time, so the run ends on time whatever the machine's
+speed; from `--quant-from` of the way on, the experts are fake-quantized to MXFP4. A
+compact checkpoint (config.json + model.safetensors, see export.py) is written every
+`--save-every` minutes and at the end, so a partial run ships; `--init` continues from one.
 """
 from __future__ import annotations
 
@@ -39,11 +40,15 @@ def build_vocab(examples: int, seed: int) -> torch.Tensor:
     return torch.tensor(sorted(ids))
 
 
-def make_batch(model: NanoGptOss, rng: random.Random, size: int):
+def make_batch(model: NanoGptOss, rng: random.Random, size: int, pool: int = 1):
     """-> (prefix [P], inputs [B,S], targets [B,S], loss mask [B,S]) in local ids."""
-    prefix, rows = data.sample_batch(rng, size)
+    prefix, rows = data.sample_batch(rng, size * pool)
     lookup = model.lookup
     rows = [r for r in rows if (lookup[torch.tensor(r[0])] >= 0).all()]  # drop rare OOV rows
+    if pool > 1:  # a window of similar lengths from the sorted pool: less padding
+        rows.sort(key=lambda r: len(r[0]))
+        start = rng.randrange(max(1, len(rows) - size + 1))
+        rows = rows[start:start + size]
     length = max(len(r[0]) for r in rows)
     inputs = torch.zeros(len(rows), length, dtype=torch.long)
     mask = torch.zeros(len(rows), length, dtype=torch.bool)
@@ -96,15 +101,16 @@ def train(args) -> None:
     train_start = last_save = time.time()
     step, tokens_seen, running = 0, 0, None
     while True:
-        progress = (time.time() - train_start) / budget
-        if progress >= 1.0 or (args.steps and step >= args.steps):
+        # the schedule follows steps when a step budget is given (bit-reproducible), else time
+        progress = step / args.steps if args.steps else (time.time() - train_start) / budget
+        if progress >= 1.0 or time.time() - train_start >= budget:
             break
         if not model.layers[0].mlp.fake_quant and progress >= args.quant_from:
             model.set_fake_quant(True)
             log(out, f"step {step}: experts fake-quantized to MXFP4 from now on")
         for group in opt.param_groups:
             group["lr"] = learning_rate(progress, args.lr, args.warmup)
-        prefix, inputs, targets, mask = make_batch(model, rng, args.batch)
+        prefix, inputs, targets, mask = make_batch(model, rng, args.batch, args.pool)
         hidden = model(prefix, inputs)
         logits = model.local_logits(hidden[mask])
         loss = F.cross_entropy(logits, targets[mask])
@@ -147,13 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--minutes", type=float, default=75)
-    p.add_argument("--steps", type=int, default=0, help="stop after N steps (0: time only)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="schedule over N steps (reproducible); 0: over --minutes of wall time")
     p.add_argument("--init", help="continue training from this exported checkpoint folder")
     p.add_argument("--warmup", type=float, default=0.03, help="warmup share of the time")
     p.add_argument("--threads", type=int, default=1,
                    help="1 beats 2 on a shared 2-core machine (no OpenMP spin contention)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=24)
+    p.add_argument("--pool", type=int, default=1,
+                   help="sample batch*pool transcripts, train on a window of similar lengths")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--balance", type=float, default=0.01, help="router load-balance weight")
     p.add_argument("--quant-from", type=float, default=0.5)
