@@ -139,7 +139,7 @@ class Block(nn.Module):
 
 
 class NanoGptOss(nn.Module):
-    def __init__(self, cfg: GptOssConfig, vocab_ids: torch.Tensor):
+    def __init__(self, cfg: GptOssConfig, vocab_ids: torch.Tensor, tie: bool = False):
         super().__init__()
         self.cfg = cfg
         self.register_buffer("vocab_ids", vocab_ids.long(), persistent=True)
@@ -147,7 +147,9 @@ class NanoGptOss(nn.Module):
         self.embed = nn.Parameter(torch.randn(n, cfg.hidden_size) * 0.02)
         self.layers = nn.ModuleList(Block(cfg, cfg.window(i)) for i in range(cfg.num_hidden_layers))
         self.norm = nn.Parameter(torch.ones(cfg.hidden_size))
-        self.lm_head = nn.Parameter(torch.randn(n, cfg.hidden_size) * 0.02)
+        # tied (one tensor, exported twice) makes copying a token from the context easy to
+        # learn: the embedding that came in is the direction that scores it going out
+        self.lm_head = self.embed if tie else nn.Parameter(torch.randn(n, cfg.hidden_size) * 0.02)
         inv_freq, self.rope_scale = ref.yarn_frequencies(
             cfg.head_dim, cfg.rope_theta, cfg.rope_factor, cfg.rope_original_context,
             cfg.rope_beta_fast, cfg.rope_beta_slow, cfg.rope_truncate)

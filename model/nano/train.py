@@ -85,7 +85,7 @@ def train(args) -> None:
                           num_hidden_layers=args.layers, num_attention_heads=args.heads,
                           num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
                           num_local_experts=args.experts, num_experts_per_tok=args.top_k)
-        model = NanoGptOss(cfg, vocab)
+        model = NanoGptOss(cfg, vocab, tie=args.tie)
     model.lookup = torch.full((cfg.vocab_size,), -1, dtype=torch.long)
     model.lookup[vocab] = torch.arange(len(vocab))
     params = sum(p.numel() for p in model.parameters())
@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-every", type=float, default=5)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--vocab-examples", type=int, default=60_000)
+    p.add_argument("--tie", action="store_true",
+                   help="train embedding and unembedding as one tensor (exported twice)")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--intermediate", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
