@@ -8,6 +8,30 @@ namespace gptoss {
 // x is float32 [R, KB*32]; it is quantized per row to int16 (error ~1e-5 of the row's max), so
 // the inner loop is vpmaddwd on int16 pairs: one widening load, one multiply-add, one
 // conversion and one FMA per 32 weights.
+// One int8 weight row against R int16 activation rows (R fixed, so the accumulators stay in
+// registers): per 32 weights one widening load, then per row vpmaddwd, a conversion and an FMA.
+template <int R>
+inline void int8_block(const int8_t* w, float scale, const int16_t* x, int64_t K, __m512* acc) {
+  const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int r = 0; r < R; ++r)
+    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(wv, _mm512_loadu_si512(x + r * K))), sc, acc[r]);
+}
+
+template <int R>
+inline void int8_row_dot(const int8_t* w, const float* scales, const int16_t* x, int64_t kb,
+                         int64_t K, float* out, int64_t stride) {
+  __m512 even[R], odd[R];  // two chains: the FMA latency, not memory, would otherwise set the pace
+  for (int r = 0; r < R; ++r) even[r] = odd[r] = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 1 < kb; b += 2) {
+    int8_block<R>(w + b * 32, scales[b], x + b * 32, K, even);
+    int8_block<R>(w + b * 32 + 32, scales[b + 1], x + b * 32 + 32, K, odd);
+  }
+  if (b < kb) int8_block<R>(w + b * 32, scales[b], x + b * 32, K, even);
+  for (int r = 0; r < R; ++r) out[r * stride] = hsum(_mm512_add_ps(even[r], odd[r]));
+}
+
 at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s) {
   TORCH_CHECK(q.dtype() == at::kChar && q.dim() == 2 && q.is_contiguous() && q.size(1) % 32 == 0,
               "q must be contiguous int8 [N, K] with K a multiple of 32");
@@ -34,20 +58,22 @@ at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor&
   float* op = out.data_ptr<float>();
   at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n)
-      for (int64_t r0 = 0; r0 < R; r0 += kMaxRows) {
-        const int rows = (int)std::min<int64_t>(kMaxRows, R - r0);
-        __m512 acc[kMaxRows];
-        for (int r = 0; r < rows; ++r) acc[r] = _mm512_setzero_ps();
-        for (int64_t b = 0; b < KB; ++b) {
-          __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qp + n * K + b * 32)));
-          __m512 sc = _mm512_set1_ps(sp[n * KB + b]);
-          for (int r = 0; r < rows; ++r) {
-            __m512i xv = _mm512_loadu_si512(xq.data() + (r0 + r) * K + b * 32);
-            __m512 part = _mm512_cvtepi32_ps(_mm512_madd_epi16(w, xv));
-            acc[r] = _mm512_fmadd_ps(part, sc, acc[r]);
-          }
+      for (int64_t r0 = 0; r0 < R; r0 += 8) {
+        const int16_t* xr = xq.data() + r0 * K;
+        const int8_t* w = qp + n * K;
+        const float* sc = sp + n * KB;
+        float* o = op + r0 * N + n;
+        switch (std::min<int64_t>(8, R - r0)) {
+          case 1: int8_row_dot<1>(w, sc, xr, KB, K, o, N); break;
+          case 2: int8_row_dot<2>(w, sc, xr, KB, K, o, N); break;
+          case 3: int8_row_dot<3>(w, sc, xr, KB, K, o, N); break;
+          case 4: int8_row_dot<4>(w, sc, xr, KB, K, o, N); break;
+          case 5: int8_row_dot<5>(w, sc, xr, KB, K, o, N); break;
+          case 6: int8_row_dot<6>(w, sc, xr, KB, K, o, N); break;
+          case 7: int8_row_dot<7>(w, sc, xr, KB, K, o, N); break;
+          default: int8_row_dot<8>(w, sc, xr, KB, K, o, N); break;
         }
-        for (int r = 0; r < rows; ++r) op[(r0 + r) * N + n] = hsum(acc[r]) * xs[r0 + r];
+        for (int64_t r = r0; r < std::min<int64_t>(R, r0 + 8); ++r) op[r * N + n] *= xs[r];
       }
   });
   return out;
