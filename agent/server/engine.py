@@ -121,10 +121,8 @@ class Engine:
                 for j in group:
                     if j.cancelled.is_set():
                         j.push(Finished(error="cancelled"))
-                if len(live) == 1:
-                    self._run_one(live[0])
-                elif live:
-                    self._run_batch(live)
+                if live:
+                    self._run(live)
             except Exception as exc:  # never leave a request waiting on a dead worker
                 for j in group:
                     j.push(Finished(error=f"engine failure: {type(exc).__name__}: {exc}"))
@@ -148,49 +146,46 @@ class Engine:
             self._jobs.put(job)
         return taken
 
-    def _run_one(self, job: _Job) -> None:
-        p = job.params
+    def _run(self, jobs: list[_Job]) -> None:
+        """Streams each generated token to its request; stops once every client has left."""
         stream = None
         try:
-            stream = self.backend.complete(job.prompt, max_tokens=p.max_tokens, stop=list(p.stop),
-                                           temperature=p.temperature, top_p=p.top_p, seed=p.seed,
-                                           logprobs=p.logprobs)
-            for item in stream:
-                job.push(item)
-                if job.cancelled.is_set():
-                    break
-        except Exception as exc:  # a backend failure ends this request, not the server
-            job.push(Finished(error=f"{type(exc).__name__}: {exc}"))
-            return
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-        job.push(Finished(usage=dict(getattr(self.backend, "last_usage", None) or {})))
-
-    def _run_batch(self, jobs: list[_Job]) -> None:
-        p = jobs[0].params
-        self.batches += 1
-        streams = None
-        try:
-            streams = self.backend.complete_batch(
-                [j.prompt for j in jobs], max_tokens=[j.params.max_tokens for j in jobs],
-                stop=list(p.stop), temperature=p.temperature, top_p=p.top_p, seed=p.seed,
-                logprobs=p.logprobs)
-            for index, item in streams:
-                job = jobs[index]
-                if not job.cancelled.is_set():
-                    job.push(item)
+            stream = self._tokens(jobs)
+            for index, item in stream:
+                if not jobs[index].cancelled.is_set():
+                    jobs[index].push(item)
                 elif all(j.cancelled.is_set() for j in jobs):
-                    break  # every client left: stop the whole batch
-        except Exception as exc:
+                    break
+        except Exception as exc:  # a backend failure ends these requests, not the server
             for j in jobs:
                 j.push(Finished(error=f"{type(exc).__name__}: {exc}"))
             return
         finally:
-            close = getattr(streams, "close", None)
-            if close is not None:
-                close()
-        usages = getattr(self.backend, "last_batch_usage", None) or [{} for _ in jobs]
+            if stream is not None:
+                stream.close()
+        if len(jobs) == 1:
+            usages = [getattr(self.backend, "last_usage", None) or {}]
+        else:
+            usages = getattr(self.backend, "last_batch_usage", None) or [{} for _ in jobs]
         for j, usage in zip(jobs, usages):
             j.push(Finished(usage=dict(usage)))
+
+    def _tokens(self, jobs: list[_Job]):
+        """(request index, Generated) from one backend call for all the jobs."""
+        p = jobs[0].params
+        sampling = dict(stop=list(p.stop), temperature=p.temperature, top_p=p.top_p,
+                        seed=p.seed, logprobs=p.logprobs)
+        if len(jobs) == 1:
+            stream = self.backend.complete(jobs[0].prompt, max_tokens=p.max_tokens, **sampling)
+        else:
+            self.batches += 1
+            stream = self.backend.complete_batch([j.prompt for j in jobs],
+                                                 max_tokens=[j.params.max_tokens for j in jobs],
+                                                 **sampling)
+        try:
+            for item in stream:
+                yield item if len(jobs) > 1 else (0, item)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # the runtime frees its cache; a remote engine its connection
