@@ -52,9 +52,9 @@ class MadeUpFunction(Tool):
 def held_out_tasks(counts: dict[str, int], seed: int, known_ids=None) -> tuple[list[Task], int]:
     """Tasks per category, efforts in turn; tasks with ids the model never saw are redrawn
     (a compact model cannot read or write those). -> (tasks, redrawn count)."""
-    rng = random.Random(seed)
     tasks, redrawn = [], 0
     for category in CATEGORIES:
+        rng = random.Random(f"{seed}:{category}")  # the same tasks whatever else is asked for
         for i in range(counts.get(category, 0)):
             for _ in range(1000):
                 task = random_task(rng, category=category, effort=EFFORTS[i % 3],
@@ -171,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=float, default=1.0, help="multiply the task counts")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="sampling temperature (1.0 = the agent's default)")
+    p.add_argument("--only", help="comma-separated categories (run parts in parallel)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    counts = {c: max(1, round(n * args.scale)) for c, n in DEFAULT_COUNTS.items()}
+    counts = {c: max(1, round(n * args.scale)) for c, n in DEFAULT_COUNTS.items()
+              if not args.only or c in args.only.split(",")}
     report = evaluate(args.model, counts, args.seed, args.temperature, args.verbose)
     print(json.dumps(report, indent=2))
     return 0
