@@ -3,10 +3,10 @@
 Rows (token, slot) are sorted by expert so each selected expert is read once per call:
   * experts chosen by few rows (decode, small batches) go through `moe_mxfp4_gemv`, which
     decodes the 4-bit weights in registers: the bytes stream from memory once and no bf16 copy
-    of any expert ever exists;
+    of any expert ever exists (for <= 8 rows the whole block is one C++ call, `moe_rows`);
   * experts chosen by many rows (prefill) are dequantized to bf16 in tiles of rows that stay in
-    the L3 cache and multiplied with torch's bf16 matmul (oneDNN, AVX-512-BF16 / AMX), which is
-    compute-bound there anyway.
+    the L3 cache and multiplied with torch's bf16 matmul (oneDNN: AMX where the CPU has it,
+    AVX512_BF16 on the development machine), which is compute-bound there anyway.
 Accumulation is float32; the clamped SwiGLU runs on the float32 gate/up outputs (one AVX-512
 pass that also rounds to bf16 for the down projection).
 """
