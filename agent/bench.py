@@ -8,12 +8,13 @@ Without --checkpoint a random checkpoint with the real shapes is written once by
 agent.model.random into --out (default ~/.cache/gpt-oss-agent/bench/<config>-l<layers>) and
 reused by later runs. Measured, in order: the machine's memory read bandwidth (in a child
 process, so its buffer does not count in our peak memory), load time (including paging the
-mapped weights in), time to first token of a first (cold) prompt, then time to first token
-and prefill speed on a fresh --prompt-tokens prompt, decode speed at batch 1 (--decode-tokens tokens,
-greedy), decode speed at --batch rows, peak resident memory, and the roofline: the bytes of
-weights one decoded token must read (dense weights, the router, top_k experts' packed MXFP4
-bytes, the unembedding) divided by the read bandwidth gives the fastest possible decode;
-roofline_fraction is the measured decode speed over it.
+mapped weights in), time to first token of a first (cold) prompt, then time to first token and
+prefill speed on a fresh --prompt-tokens prompt, decode speed at batch 1 (--decode-tokens
+tokens, greedy), decode speed at --batch rows, peak resident memory, and the roofline: the
+bytes of weights one decoded token must read (dense weights, the router, top_k experts' packed
+MXFP4 bytes, the unembedding) divided by the read bandwidth gives the fastest possible decode;
+roofline_fraction is the measured decode speed over it. With --dense, the logits' error
+against the checkpoint's own dtype is measured last.
 """
 from __future__ import annotations
 
