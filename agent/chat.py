@@ -231,6 +231,10 @@ def _stream(events, args):
         elif isinstance(event, ev.CommentaryDelta):
             err.write(event.text)
         elif isinstance(event, ev.EffortChosen):
+            if not at_line_start:           # an earlier attempt's answer is being retried
+                out.write("\n")
+                out.flush()
+                at_line_start = True
             err.write(_dim(f"[effort {event.effort}: {event.reason}]") + "\n")
         elif isinstance(event, ev.ToolCallStarted):
             err.write(f"\n→ {event.recipient}: {_clip(event.input)}\n")

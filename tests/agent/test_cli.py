@@ -123,3 +123,11 @@ def test_end_to_end_on_the_embedded_model():
     assert data["effort"] == "low" and data["usage"]["generated_tokens"] > 0
     # The embedded model speaks Harmony: the parser recovers assistant messages from it.
     assert any(m["role"] == "assistant" for m in data["messages"])
+
+
+def test_a_retried_answer_starts_on_its_own_line(tmp_path):
+    model = script(tmp_path, *(FINAL.format(f"{n} try") for n in ("first", "second", "third")), logprob=-3.0)
+    out = agent_cli("--model", model, "--effort", "auto", "hello")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["first try", "second try", "third try"]
+    assert "[effort medium: escalated from low: low confidence 0.05 < 0.35]" in out.stderr
