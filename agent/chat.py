@@ -14,6 +14,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sys
 import threading
 import time
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(vLLM, SGLang, `python -m agent serve`), llamacpp+URL, ollama+URL, chat+URL; "
                         "--model then names the served model")
     p.add_argument("--effort", default="auto", choices=EFFORT_CHOICES, help="reasoning effort (default: auto)")
-    p.add_argument("--tools", default="", help="comma-separated: browser, python, module:function, file.py:function")
+    p.add_argument("--tools", default="python",
+                   help="comma-separated: browser, python, module:function, file.py:function "
+                        "(default: python; '' for none)")
     p.add_argument("--instructions", help="developer instructions (text, or @file)")
     p.add_argument("--max-steps", type=_positive_int, default=12, help="model calls per turn (default 12)")
     p.add_argument("--max-tokens", type=_positive_int, default=8192, help="generated tokens per turn")
@@ -115,13 +118,28 @@ def parse_tools(spec: str) -> list:
     for name in (part.strip() for part in spec.split(",")):
         if not name:
             continue
-        if name in ("browser", "python"):
+        if name == "python":
+            tools.append(_python_tool())
+        elif name == "browser":
             tools.append(name)
         elif ":" in name:
             tools.append(_import_function(name))
         else:
             raise UsageError(f"unknown tool {name!r}: use browser, python, module:function or file.py:function")
     return tools
+
+
+def _python_tool():
+    """The sandboxed python tool. Without bubblewrap the library refuses to run code; the
+    command line, a user's own program on their own machine, runs it unsandboxed (resource
+    limits only) and says so, unless AGENT_PYTHON_SANDBOX chose explicitly."""
+    from agent.tools.python.sandbox import find_bwrap
+    if find_bwrap() is not None or os.environ.get("AGENT_PYTHON_SANDBOX"):
+        return "python"
+    print("warning: bubblewrap (bwrap) not found: the python tool runs code without a sandbox "
+          "(resource limits only); `apt-get install bubblewrap` adds one", file=sys.stderr)
+    from agent.tools.python.tool import PythonTool
+    return PythonTool(sandbox="none")
 
 
 def _import_function(spec: str):

@@ -45,11 +45,34 @@ def test_json_output_keys_with_a_tool_call(tmp_path):
     data = json.loads(out.stdout)
     assert {"final", "effort", "tool_calls", "messages", "usage"} <= set(data)
     assert data["final"] == "42" and data["effort"] == "medium"
-    # No python tool was given: the call is answered as an unknown tool, recorded all the same.
+    # python is the command line's default tool: the call really ran.
     (tool_call,) = data["tool_calls"]
     assert tool_call["recipient"] == "python" and tool_call["input"] == "print(6 * 7)"
-    assert "no tool named" in tool_call["output"]
+    assert tool_call["output"].strip() == "42"
     assert set(data["usage"]) >= {"prompt_tokens", "reused_tokens", "generated_tokens"}
+
+
+def test_no_tools_answers_a_call_as_an_unknown_tool(tmp_path):
+    model = script(tmp_path, call("python", "print(6 * 7)", channel="analysis", json=False),
+                   FINAL.format("42"))
+    out = agent_cli("--model", model, "--tools", "", "--effort", "low", "--json", "What is 6*7?")
+    assert out.returncode == 0, out.stderr
+    (tool_call,) = json.loads(out.stdout)["tool_calls"]
+    assert "no tool named" in tool_call["output"]
+
+
+def test_without_bubblewrap_the_cli_runs_python_unsandboxed_and_says_so(tmp_path):
+    model = script(tmp_path, call("python", "print(6 * 7)", channel="analysis", json=False),
+                   FINAL.format("42"))
+    env = {**ENV, "PATH": str(tmp_path)}  # no bwrap on this PATH
+    env.pop("AGENT_PYTHON_SANDBOX", None)
+    out = subprocess.run([sys.executable, "-m", "agent", "--model", model, "--effort", "low",
+                          "--json", "What is 6*7?"], capture_output=True, text=True, timeout=120,
+                         cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "bubblewrap (bwrap) not found" in out.stderr
+    (tool_call,) = json.loads(out.stdout)["tool_calls"]
+    assert tool_call["output"].strip() == "42"
 
 
 def test_streaming_shows_tools_and_reasoning(tmp_path):
