@@ -44,6 +44,17 @@ def hf_greedy(model, tokens, steps):
 
 @pytest.mark.parametrize("name", list(TINY_CONFIGS))
 def test_logits_and_greedy_match_transformers(checkpoint, name):
+    check_against_transformers(checkpoint, name)
+
+
+@pytest.mark.default_kernels
+def test_dispatched_kernels_match_transformers_in_float32(checkpoint):
+    """A float32 model on whatever agent.kernels dispatches to here stays within the oracle's
+    tolerance too (the fast CPU path must not round float32 activations to bf16)."""
+    check_against_transformers(checkpoint, "mha_topk4")
+
+
+def check_against_transformers(checkpoint, name):
     config = TINY_CONFIGS[name]
     folder = checkpoint(name)
     ours = runtime.load(folder, dtype=torch.float32, experts="packed")
