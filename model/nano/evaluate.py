@@ -74,6 +74,14 @@ def _representable(task: Task, known_ids: set[int]) -> bool:
     return set(prefix) | set(tokens) <= known_ids
 
 
+def analysis_tokens(result) -> int:
+    """Tokens of the turn's analysis messages (not the code sent to python)."""
+    texts = [c.get("text", "") for m in result.messages
+             if m.get("role") == "assistant" and m.get("channel") == "analysis"
+             and not m.get("recipient") for c in m.get("content", [])]
+    return sum(len(encode_text(t)) for t in texts)
+
+
 def judge(task: Task, result) -> tuple[bool, str]:
     """(success, why not) for one task's Result."""
     final = result.final or ""
@@ -138,7 +146,7 @@ def evaluate(model_dir: str, counts: dict[str, int], seed: int, temperature: flo
                 parse_recovered += 1
             else:
                 unrecoverable += 1
-        analysis[task.effort].append(len(encode_text(result.reasoning or "")))
+        analysis[task.effort].append(analysis_tokens(result))
         if not ok:
             failures.append((task.category, task.user, why))
             if verbose:
