@@ -32,10 +32,9 @@ def attention(q, k, v, sinks, q_positions, k_offset=0, window=None, scale=None):
         return reference.attention(q, k, v, sinks, q_positions, k_offset, window, scale)
     g = Hq // Hkv
     scale = D ** -0.5 if scale is None else scale
-    ext = extension()
-    if (ext is not None and Tq <= DECODE_MAX_QUERIES and q.dtype == torch.bfloat16 and D % 16 == 0
+    if (Tq <= DECODE_MAX_QUERIES and q.dtype == torch.bfloat16 and D % 16 == 0
             and D <= 256 and g <= 8 and k.stride(-1) == v.stride(-1) == 1
-            and k.stride(-2) == v.stride(-2) == D):
+            and k.stride(-2) == v.stride(-2) == D and (ext := extension()) is not None):
         out = ext.attention_decode(q, k, v, sinks, q_positions, int(k_offset),
                                    -1 if window is None else int(window), float(scale))
         return out.to(q.dtype)

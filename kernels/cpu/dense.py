@@ -20,15 +20,18 @@ TILE_ROWS = 4096         # int8 rows dequantized at once for many-row inputs
 
 def linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Same contract as agent.kernels.reference.linear."""
-    ext = extension()
     K = x.shape[-1]
     rows = x.numel() // K if K else 0
-    if ext is None or x.requires_grad or K % 32 or rows == 0:
+    dense = isinstance(weight, torch.Tensor)
+    if (x.requires_grad or K % 32 or rows == 0 or dense and (
+            weight.dtype != torch.bfloat16 or rows > BF16_GEMV_MAX_ROWS or not weight.is_contiguous())):
+        return reference.linear(x, weight, bias)
+    # Built only when a kernel will run: float32 (small) models never pay the first-use compile.
+    ext = extension()
+    if ext is None:
         return reference.linear(x, weight, bias)
     flat = x.reshape(rows, K)
-    if isinstance(weight, torch.Tensor):
-        if weight.dtype != torch.bfloat16 or rows > BF16_GEMV_MAX_ROWS or not weight.is_contiguous():
-            return reference.linear(x, weight, bias)
+    if dense:
         out = ext.bf16_gemv(flat.to(torch.bfloat16).contiguous(), weight)
     elif rows <= INT8_GEMV_MAX_ROWS:
         out = ext.int8_gemv(flat.float().contiguous(), weight.q, weight.scales)

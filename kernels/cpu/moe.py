@@ -66,10 +66,11 @@ def _expert_linear(ext, x, blocks, scales, bias, experts, offsets, counts):
 def moe(x: torch.Tensor, router_weight: torch.Tensor, router_bias: torch.Tensor, experts,
         top_k: int, alpha: float = 1.702, limit: float = 7.0) -> torch.Tensor:
     """Same contract as agent.kernels.reference.moe (x [N, H] -> [N, H])."""
-    ext = extension()
     blocks = getattr(experts, "gate_up_blocks", None)
-    # The kernels compute with bf16 activations: float32 models (small ones) keep the reference.
-    if ext is None or blocks is None or x.dtype != torch.bfloat16 or x.requires_grad:
+    # The kernels compute with bf16 activations: float32 models (small ones) keep the reference
+    # and never build the extension.
+    ext = None if blocks is None or x.dtype != torch.bfloat16 or x.requires_grad else extension()
+    if ext is None:
         return reference.moe(x, router_weight, router_bias, experts, top_k, alpha, limit)
     weights, index = route(x, router_weight, router_bias, top_k)
     if index.numel() <= GEMV_MAX_ROWS and blocks.shape[1] % 32 == 0:
