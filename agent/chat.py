@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON result object instead of streaming")
     p.add_argument("--raw", action="store_true", help="print the whole conversation as Harmony text")
     p.add_argument("--seed", type=int, help="sampling seed")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--temperature", type=float,
+                   help="sampling temperature (default: the model's recommendation; 1.0 for gpt-oss)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling (default: the model's, or 1.0)")
     p.add_argument("--show-reasoning", action="store_true", help="stream the analysis channel to stderr")
     p.add_argument("--no-date", action="store_true", help="leave today's date out of the system message")
     return p
@@ -101,7 +102,7 @@ def make_agent(args):
     if args.backend:
         from agent.backends.remote import RemoteBackend
         model = RemoteBackend(args.backend, model=args.model)
-    if args.temperature < 0:
+    if args.temperature is not None and args.temperature < 0:
         raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
     try:
         return Agent(model=model, tools=tools, instructions=instructions, effort=args.effort,

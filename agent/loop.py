@@ -68,8 +68,8 @@ class Agent:
     def __init__(self, model: Any = None, tools: Sequence[Any] = (), instructions: str | None = None,
                  effort: "str | Router" = "auto", *, max_steps: int = 12, max_tokens: int = 8192,
                  max_step_tokens: int = 2048, max_time: float | None = None,
-                 temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
-                 device: str = "cpu", output_retries: int = 2, min_confidence: float | None = 0.35,
+                 temperature: float | None = None, top_p: float | None = None,
+                 seed: int | None = None, device: str = "cpu", output_retries: int = 2, min_confidence: float | None = 0.35,
                  check: Callable[[Result], Any] | None = None, date: str | None = "today",
                  model_identity: str | None = None,
                  progress: Callable[[float, str], None] | None = None):
@@ -284,6 +284,14 @@ class Agent:
                                                "Continue in the Harmony format: think on the analysis "
                                                "channel, call a tool, or answer on the final channel."))
 
+    def sampling(self, backend) -> tuple[float, float]:
+        """temperature and top_p: the user's, else the checkpoint's recommendation (the
+        embedded model decodes greedily), else gpt-oss's (1.0, 1.0)."""
+        defaults = getattr(backend, "sampling_defaults", None) or {}
+        temperature = self.temperature if self.temperature is not None else defaults.get("temperature", 1.0)
+        top_p = self.top_p if self.top_p is not None else defaults.get("top_p", 1.0)
+        return temperature, top_p
+
     def _generate(self, prompt: list[int], max_tokens: int, turn: _Turn, started: float):
         """Stream one completion through the parser, turning deltas into events."""
         from agent.harmony.parse import ContentDelta, MessageStart, StreamParser
@@ -292,8 +300,9 @@ class Agent:
         backend = self.backend
         channel, recipient = None, None
         timed_out = False
+        temperature, top_p = self.sampling(backend)
         completion = backend.complete(prompt, max_tokens=max_tokens, stop=[RETURN, CALL],
-                                      temperature=self.temperature, top_p=self.top_p,
+                                      temperature=temperature, top_p=top_p,
                                       seed=self.seed, logprobs=self.min_confidence is not None)
         generated = 0
         final_logprobs: list[float] = []

@@ -176,6 +176,19 @@ def read_json(path: Path) -> dict:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
 
 
+def sampling_defaults(folder: Path) -> dict:
+    """The checkpoint's recommended sampling, from Hugging Face's generation_config.json:
+    {"temperature", "top_p"}; `do_sample: false` means greedy. Empty when the file is absent
+    (callers then use gpt-oss's own recommendation, temperature 1.0 and top_p 1.0)."""
+    path = Path(folder) / "generation_config.json"
+    if not path.is_file():
+        return {}
+    data = read_json(path)
+    if data.get("do_sample") is False:
+        return {"temperature": 0.0, "top_p": 1.0}
+    return {key: float(data[key]) for key in ("temperature", "top_p") if key in data}
+
+
 # Shapes of the released models and of a tiny test model (layers can be overridden).
 PRESETS = {
     "20b": dict(vocab_size=201088, hidden_size=2880, intermediate_size=2880, num_hidden_layers=24,

@@ -24,7 +24,7 @@ from agent.kernels import DenseExperts, Int8Weight, PackedExperts
 
 from .cache import KVCache
 from .checkpoint import CheckpointError, load_tensors
-from .config import GptOssConfig
+from .config import GptOssConfig, sampling_defaults
 from .download import MODELS, default_dir
 
 DENSE_AUTO_BYTES = 256 << 20  # dense=None: dequantize experts up front if they fit in this
@@ -73,6 +73,7 @@ class GptOss:
         if experts not in (None, "packed", "dense"):
             raise ValueError(f"experts must be None, 'packed' or 'dense', got {experts!r}")
         self.config = config
+        self.sampling_defaults: dict = {}  # the checkpoint's recommended sampling (see load)
         self.device = torch.device(device)
         self.dtype = dtype or _default_dtype(config, self.device)
         self.int8 = dense == "int8"
@@ -308,4 +309,6 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
             raise CheckpointError(f"{path}: no such checkpoint folder (run `python -m agent "
                                   f"download {path.name}` or pass the checkpoint's folder)")
     config, tensors = load_tensors(Path(path))
-    return GptOss(config, tensors, device, dtype, dense, experts)
+    model = GptOss(config, tensors, device, dtype, dense, experts)
+    model.sampling_defaults = sampling_defaults(Path(path))
+    return model

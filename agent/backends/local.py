@@ -54,6 +54,11 @@ class LocalBackend:
             kwargs["progress"] = progress
         return cls(load(str(path), **kwargs))
 
+    @property
+    def sampling_defaults(self) -> dict:
+        """The checkpoint's recommended temperature / top_p (its generation_config.json)."""
+        return dict(getattr(self.model, "sampling_defaults", None) or {})
+
     def complete(self, prompt: list[int], *, max_tokens: int, stop: Sequence[int] = (),
                  temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
                  logprobs: bool = False) -> Iterator[Generated]:
