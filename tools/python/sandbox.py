@@ -97,13 +97,14 @@ def bwrap_command(bwrap: str, limits: Limits, workspace: Path, capture_dir: Path
             argv += ["--ro-bind", d, d]
     for name in ETC_FILES:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+    # After the private /tmp, so an interpreter or venv that lives under /tmp stays visible.
     for d in python_dirs():
         argv += _parent_dirs(d) + ["--ro-bind", d, d]
     # bwrap would create missing parents as 0700 root, closed to the unprivileged uid.
     argv += _parent_dirs(WORKSPACE) + _parent_dirs(INSIDE_CAPTURE_DIR)
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
-             "--bind", str(workspace), WORKSPACE,
+    argv += ["--bind", str(workspace), WORKSPACE,
              "--bind", str(capture_dir), INSIDE_CAPTURE_DIR,
              "--ro-bind", str(WORKER), INSIDE_WORKER,
              "--chdir", WORKSPACE, "--clearenv"]
