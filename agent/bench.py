@@ -28,13 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-# Waiting OpenMP threads sleep instead of spinning. Must be set before torch loads libgomp. On a
-# shared machine a spinning thread burns the core its partner needs: measured here on 2 busy
-# cores, 2-layer 20b: prefill 11 -> 103 tok/s, decode 5.3 -> 11-16 tok/s. The runtime's entry
-# points should set the same (see BENCHMARKS.md).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch  # noqa: E402
+# OMP_WAIT_POLICY=PASSIVE is already set by agent/__init__.py, which runs before this module
+# (measured on 2 busy cores, 2-layer 20b: prefill 11 -> 103 tok/s, decode 5.3 -> 11-16 tok/s).
+import torch
 
 BANDWIDTH_PROBE = """
 import sys, time, torch
