@@ -24,6 +24,7 @@ from agent.events import (CommentaryDelta, Done, EffortChosen, ErrorEvent, Event
                           ReasoningDelta, ToolCallStarted, ToolResultReceived)
 from agent.results import EffortDecision, Result, ToolCall, Usage, find_citations
 from agent.router import Router, router_for
+from agent.tools.toolset import ToolSet
 
 if TYPE_CHECKING:
     from agent.session import Session
@@ -406,57 +407,6 @@ class Agent:
                 and result.confidence < self.min_confidence):
             problems.append(f"low confidence {result.confidence:.2f} < {self.min_confidence:.2f}")
         return problems
-
-
-class ToolSet:
-    """A Toolbox driven from synchronous code: tools are async and some (the python tool)
-    keep state bound to one event loop, so every call runs on this object's own loop thread."""
-
-    def __init__(self, tools: Sequence[Any] = ()):
-        from agent.tools.toolbox import Toolbox
-        self.toolbox = tools if hasattr(tools, "namespace_configs") else Toolbox(tools)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def _run(self, coroutine):
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                            name="agent-tools")
-            self._thread.start()
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-
-    def names(self) -> list[str]:
-        return [t.namespace if t.namespace != "functions" else t.name for t in self.toolbox]
-
-    def recipients(self) -> list[str]:
-        return self.toolbox.recipients()
-
-    def system_namespaces(self) -> list:
-        return self.toolbox.namespace_configs()
-
-    def function_descriptions(self) -> list:
-        return self.toolbox.function_descriptions()
-
-    def author_for(self, recipient: str) -> str:
-        return self.toolbox.author_for(recipient)
-
-    def call(self, recipient: str, arguments: str):
-        from agent.tools.base import ToolResult
-        try:
-            return self._run(self.toolbox.call(recipient, arguments))
-        except Exception as exc:  # the Toolbox already catches tool errors; this is a last guard
-            return ToolResult(f"Error: {recipient} failed: {type(exc).__name__}: {exc}", error=True)
-
-    def close(self) -> None:
-        if self._loop is None:
-            return
-        try:
-            self._run(self.toolbox.close())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-            self._loop = self._thread = None
 
 
 def is_recorded_script(model: Any) -> bool:
