@@ -6,14 +6,16 @@
 
 Without --checkpoint a random checkpoint with the real shapes is written once by
 agent.model.random into --out (default ~/.cache/gpt-oss-agent/bench/<config>-l<layers>) and
-reused by later runs. Measured, in order: the machine's memory read bandwidth (in a child
-process, so its buffer does not count in our peak memory), load time (including paging the
-mapped weights in), time to first token of a first (cold) prompt, then time to first token and
-prefill speed on a fresh --prompt-tokens prompt, decode speed at batch 1 (--decode-tokens
+reused by later runs. Measured, in order: load time (including paging in the mapped weights
+that decoding reads), time to first token of a first (cold) prompt, then time to first token
+and prefill speed on a fresh --prompt-tokens prompt, decode speed at batch 1 (--decode-tokens
 tokens, greedy), decode speed at --batch rows, peak resident memory, and the roofline: the
 bytes of weights one decoded token must read (dense weights, the router, top_k experts' packed
-MXFP4 bytes, the unembedding) divided by the read bandwidth gives the fastest possible decode;
-roofline_fraction is the measured decode speed over it. With --dense, the logits' error
+MXFP4 bytes, the unembedding) divided by the machine's read bandwidth gives the fastest
+possible decode; roofline_fraction is the measured decode speed over it. A VM's bandwidth
+drifts by tens of percent within minutes, so it is measured right before and right after the
+batch-1 decode (sustained reads for ~2 s each, in a child process so the buffer does not count
+in our memory) and the roofline uses their mean. With --dense, the logits' error
 against the checkpoint's own dtype is measured last.
 """
 from __future__ import annotations
@@ -41,15 +43,17 @@ try:
     read = extension().stream_read
 except Exception:  # no C++ kernels: torch's reduction reads the buffer too
     read = lambda b: b.view(torch.int64).sum()
-best = 0.0
-for _ in range(7):
-    t = time.perf_counter(); read(buf); best = max(best, buf.numel() / (time.perf_counter() - t))
-print(best / 1e9)
+read(buf)  # first touch: page the buffer in
+reads, start = 0, time.perf_counter()
+while reads < 3 or time.perf_counter() - start < 2.0:
+    read(buf); reads += 1
+print(reads * buf.numel() / (time.perf_counter() - start) / 1e9)
 """
 
 
 def read_bandwidth_gb_s(threads: int) -> float:
-    """Best of 7 reads of a 1 GiB buffer with `threads` threads (child process)."""
+    """Sustained read bandwidth: a 1 GiB buffer read over and over for ~2 s with `threads`
+    threads (a child process). Sustained, like decoding, not the best single burst."""
     out = subprocess.run([sys.executable, "-c", BANDWIDTH_PROBE, str(threads)],
                          capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -83,10 +87,13 @@ def nbytes(value) -> int:
 
 
 def page_in(model) -> None:
-    """Touch one byte per page of every weight: the loader maps the checkpoint lazily, and a
-    benchmark of prefill should not time the disk or page cache (load_s includes this)."""
+    """Touch one byte per page of every weight decoding reads: the loader maps the checkpoint
+    lazily, and a benchmark of prefill should not time the disk or page cache (load_s includes
+    this). The embedding table is left alone: tokens read one row each, so only the rows of
+    tokens seen become resident (paging all of it in would add 1.16 GB no run ever reads)."""
+    embed = {t.data_ptr() for t in tensors_of(model.embed)}
     for t in tensors_of(model):
-        if t.numel():
+        if t.numel() and t.data_ptr() not in embed:
             t.reshape(-1).view(torch.uint8)[::4096].sum()
 
 
@@ -124,8 +131,6 @@ def run(args) -> dict:
     result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
               "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
               "load_average": round(os.getloadavg()[0], 2), "torch": torch.__version__}
-    # the machine's bandwidth, with every core: the roofline does not shrink with --threads
-    result["read_bandwidth_gb_s"] = round(read_bandwidth_gb_s(os.cpu_count() or 1), 2)
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, args.out)
     result["checkpoint"] = str(path)
 
@@ -147,7 +152,9 @@ def run(args) -> dict:
     result["ttft_cold_s"] = round(time.perf_counter() - start, 3)
     model.reset()
 
-    # batch 1: time to first token (= prefill + one projection), then the decode steps
+    # batch 1: time to first token (= prefill + one projection), then the decode steps;
+    # the bandwidth with every core (the roofline does not shrink with --threads) around them
+    bandwidth_before = read_bandwidth_gb_s(os.cpu_count() or 1)
     stamps = []
     start = time.perf_counter()
     for _ in model.generate(prompt, max_tokens=args.decode_tokens + 1, temperature=0.0):
@@ -158,6 +165,10 @@ def run(args) -> dict:
     decode_s = stamps[-1] - stamps[0]
     result["decode_tok_s"] = round((len(stamps) - 1) / decode_s, 3) if len(stamps) > 1 else 0.0
     result["rss_decode_gb"] = round(rss_gb()[0], 2)
+    bandwidth_after = read_bandwidth_gb_s(os.cpu_count() or 1)
+    result["read_bandwidth_before_after_gb_s"] = [round(bandwidth_before, 2),
+                                                  round(bandwidth_after, 2)]
+    result["read_bandwidth_gb_s"] = round((bandwidth_before + bandwidth_after) / 2, 2)
 
     if args.batch > 1:
         rows = [torch.randint(0, c.vocab_size, (32,), generator=gen).tolist() for _ in range(args.batch)]
