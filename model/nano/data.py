@@ -128,7 +128,7 @@ def sample_batch(rng: random.Random, size: int) -> tuple[list[int], list[tuple]]
     """`size` transcripts that share one system message (effort, date, tools), so the
     trainer computes it once: -> (system tokens, [(tokens, mask, task), ...])."""
     effort, date = rng.choice(EFFORTS), random_date(rng)
-    browser, with_functions = rng.random() < 0.5, rng.random() < 0.55
+    browser, with_functions = rng.random() < 0.5, rng.random() < 0.6
     # sometimes no python section (an agent started without tools): still use python
     python = rng.random() < 0.9
     prefix, rows = None, []

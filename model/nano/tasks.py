@@ -280,11 +280,13 @@ def string_task(rng: random.Random, effort: str) -> Task:
                f"The code is {code}.", "I should copy the string exactly, spaces included.",
                "Then I report the output unchanged."),
               ("Run it in python.", "Let me call python.", "Call python now.")))
+    # the output starts a line wherever it is repeated: a word after a space is another token
+    # (" Cheese" vs "Che" "ese"), and respelling is beyond a model this small
     after = _after(rng, effort, (
-        f"python printed {out}.", f"Result: {out}.", f"The output is {out}."), (
-        "That answers the question.", f"Answer: {out}."))
-    final = _pick(rng, (f"The answer is {out}.", f"{out}", f"Result: {out}",
-                        f"It is {out}.", f"Here it is: {out}"))
+        f"python printed:\n{out}", f"Result:\n{out}", f"The output is:\n{out}"), (
+        "That answers the question.", "I will give that exact output."))
+    final = _pick(rng, (f"The answer is:\n{out}", f"{out}", f"Result:\n{out}",
+                        f"Here it is:\n{out}"))
     return Task("string", effort, user, recipient="python", arguments=code, tool_output=out,
                 answer=out, analysis=analysis, after=after, final=final)
 
@@ -388,7 +390,7 @@ def function_task(rng: random.Random, effort: str) -> Task:
         f"The tool returned {key} {out}.", f"Result: {out}.", f"{name} says {out}."), (
         "Report it to the user.", f"So the {subject} is {out}."))
     final = _pick(rng, (f"The {subject} for {joined} is {out}.", f"The {subject} is {out}.",
-                        f"{subject.capitalize()}: {out}", f"It is {out}."))
+                        f"It is {out}."))
     return Task("function", effort, user, functions=[s for s, _, _ in specs],
                 recipient=f"functions.{name}", arguments=arguments, call_args=args,
                 tool_output=result, answer=out, analysis=analysis, after=after, final=final)
@@ -444,10 +446,10 @@ def random_task(rng: random.Random, category: str | None = None, effort: str | N
     """A task; `with_functions` forces whether the developer message lists functions
     (function tasks always do; other tasks then get functions that do not fit)."""
     if with_functions is None:
-        with_functions = rng.random() < 0.55
+        with_functions = rng.random() < 0.6
     if category is None:
         if with_functions:
-            category = "function" if rng.random() < 0.6 else _pick(rng, CATEGORIES[:3] + ("direct",))
+            category = "function" if rng.random() < 0.65 else _pick(rng, CATEGORIES[:3] + ("direct",))
         else:
             category = rng.choices(CATEGORIES[:3] + ("direct",), (0.36, 0.24, 0.24, 0.16))[0]
     effort = effort or _pick(rng, EFFORTS)

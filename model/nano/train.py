@@ -1,6 +1,6 @@
 """Train the nano model on freshly sampled Harmony transcripts (reproducible: fixed seed).
 
-    python -m agent.model.nano.train --out /tmp/nano_run --minutes 75
+    python -m agent.model.nano.train --out /tmp/nano_run     # the shipped model's recipe
 
 Every batch is new data (data.sample_batch), so there is no epoch and no overfitting to a
 fixed set. The schedule (warmup, cosine decay) runs over `--steps` steps (reproducible), or
@@ -103,7 +103,7 @@ def train(args) -> None:
     while True:
         # the schedule follows steps when a step budget is given (bit-reproducible), else time
         progress = step / args.steps if args.steps else (time.time() - train_start) / budget
-        if progress >= 1.0 or time.time() - train_start >= budget:
+        if progress >= 1.0 or time.time() - start >= budget:  # the cap counts setup too
             break
         if not model.layers[0].mlp.fake_quant and progress >= args.quant_from:
             model.set_fake_quant(True)
@@ -152,16 +152,17 @@ def log(out: Path, line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
-    p.add_argument("--minutes", type=float, default=75)
-    p.add_argument("--steps", type=int, default=0,
+    p.add_argument("--minutes", type=float, default=90,
+                   help="wall-clock cap (with --steps 0: the schedule's length)")
+    p.add_argument("--steps", type=int, default=10_000,
                    help="schedule over N steps (reproducible); 0: over --minutes of wall time")
     p.add_argument("--init", help="continue training from this exported checkpoint folder")
     p.add_argument("--warmup", type=float, default=0.03, help="warmup share of the time")
-    p.add_argument("--threads", type=int, default=1,
-                   help="1 beats 2 on a shared 2-core machine (no OpenMP spin contention)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="use 1 on a machine shared with other work (OpenMP threads contend)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=24)
-    p.add_argument("--pool", type=int, default=1,
+    p.add_argument("--batch", type=int, default=12)
+    p.add_argument("--pool", type=int, default=2,
                    help="sample batch*pool transcripts, train on a window of similar lengths")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--balance", type=float, default=0.01, help="router load-balance weight")
@@ -169,14 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-every", type=float, default=5)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--vocab-examples", type=int, default=60_000)
-    p.add_argument("--tie", action="store_true",
-                   help="train embedding and unembedding as one tensor (exported twice)")
+    p.add_argument("--untied", dest="tie", action="store_false",
+                   help="train embedding and unembedding apart (default: one tensor, exported "
+                        "twice, which makes copying from the context easy to learn)")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--intermediate", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--kv-heads", type=int, default=2)
-    p.add_argument("--head-dim", type=int, default=32)
+    p.add_argument("--head-dim", type=int, default=64)
     p.add_argument("--experts", type=int, default=8)
     p.add_argument("--top-k", type=int, default=2)
     train(p.parse_args(argv))
