@@ -25,6 +25,7 @@ from agent.kernels import DenseExperts, Int8Weight, PackedExperts
 from .cache import KVCache
 from .checkpoint import CheckpointError, load_tensors
 from .config import GptOssConfig, sampling_defaults
+from .memory import in_huge_pages
 from .download import MODELS, default_dir
 
 DENSE_AUTO_BYTES = 256 << 20  # dense=None: dequantize experts up front if they fit in this
@@ -87,10 +88,15 @@ class GptOss:
         self.inv_freq = self.inv_freq.to(self.device)
         release = getattr(tensors, "release", lambda name: None)
 
+        # a big model on the CPU streams its weights every token: keep them in huge pages
+        huge_pages = self.device.type == "cpu" and not small
+
         def take(name: str, dtype: torch.dtype, convert=lambda t: t):
             """tensors[name] on our device and dtype; if that copied it, the file's pages go."""
             source = tensors[name]
             result = convert(source.to(self.device, dtype))
+            if huge_pages and isinstance(result, torch.Tensor):
+                result = in_huge_pages(result)
             if not isinstance(result, torch.Tensor) or result.data_ptr() != source.data_ptr():
                 release(name)
             return result
@@ -114,21 +120,21 @@ class GptOss:
             release("model.embed_tokens.weight")
         self.norm = exact("model.norm.weight")
         self.unembed = matrix("lm_head.weight")
-        self.layers = [self._layer(i, weight, exact, matrix, tensors)
+        raw = lambda name: take(name, torch.uint8)  # noqa: E731 (packed MXFP4 bytes)
+        self.layers = [self._layer(i, weight, exact, matrix, raw)
                        for i in range(config.num_hidden_layers)]
         self.cache = KVCache(config, 1, self.dtype, self.device)  # the session's, for prefix reuse
         self.stream_owner = None  # the generate() stream allowed to extend self.cache
         self.last_usage = {"prompt_tokens": 0, "reused_tokens": 0, "computed_tokens": 0,
                            "generated_tokens": 0}
 
-    def _layer(self, i, weight, exact, matrix, tensors) -> Layer:
+    def _layer(self, i, weight, exact, matrix, raw) -> Layer:
         p = f"model.layers.{i}."
         e = p + "mlp.experts."
         packed = PackedExperts(
-            tensors[e + "gate_up_proj_blocks"].to(self.device),
-            tensors[e + "gate_up_proj_scales"].to(self.device), weight(e + "gate_up_proj_bias"),
-            tensors[e + "down_proj_blocks"].to(self.device),
-            tensors[e + "down_proj_scales"].to(self.device), weight(e + "down_proj_bias"))
+            raw(e + "gate_up_proj_blocks"), raw(e + "gate_up_proj_scales"),
+            weight(e + "gate_up_proj_bias"),
+            raw(e + "down_proj_blocks"), raw(e + "down_proj_scales"), weight(e + "down_proj_bias"))
         experts = packed if not self.dense_experts else DenseExperts(
             torch.stack([packed.gate_up(j, self.dtype) for j in range(packed.num_experts)]),
             packed.gate_up_bias,

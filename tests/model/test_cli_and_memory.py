@@ -58,18 +58,19 @@ def rss_bytes() -> int:
 
 
 def test_20b_shaped_layer_keeps_experts_packed(tmp_path):
-    """A 20b-shaped layer (32 experts of 2880 x 5760): loading copies no expert bytes, and
-    decoding touches only the selected experts (2 tokens x 4 of 32 here; no dequantized copy)."""
+    """A 20b-shaped layer (32 experts of 2880 x 5760): the experts stay packed MXFP4 in memory
+    (copied once into huge pages at load, never dequantized into a bf16 copy)."""
     config = preset("20b", num_hidden_layers=1, vocab_size=4096)
     write_random(tmp_path, config)
     expert_bytes = 32 * (5760 + 2880) * 90 * 17  # blocks + scales
+    dense_bytes = 2 * 2880 * (4096 + 2 * 512 + 4096 + 4096)  # attention + unembedding, bf16
     before = rss_bytes()
     model = runtime.load(tmp_path, dtype=torch.bfloat16)
     assert model.dense_experts is False
     after_load = rss_bytes()
-    assert after_load - before < 40 << 20
+    assert after_load - before < expert_bytes + dense_bytes + (40 << 20)
     tokens = [g.token for g in model.generate([1], max_tokens=2, temperature=0)]
     assert len(tokens) == 2
-    # Dequantized, these experts would take 3.2 GB in bf16; touching every packed byte would
-    # add 423 MB plus the work space. Two tokens select at most 8 experts (106 MB).
-    assert rss_bytes() - before < expert_bytes
+    # Decoding adds work space only (75-240 MB measured: kernels, allocator arenas); a bf16
+    # copy of the layer's 32 experts would add 1.6 GB.
+    assert rss_bytes() - after_load < 400 << 20
