@@ -89,9 +89,9 @@ def nbytes(value) -> int:
 
 
 def page_in(model) -> None:
-    """Touch one byte per page of every weight decoding reads: the loader maps the checkpoint
-    lazily, and a benchmark of prefill should not time the disk or page cache (load_s includes
-    this). The embedding table is left alone: tokens read one row each, so only the rows of
+    """Touch one byte per page of every weight decoding reads: what the loader left mapped from
+    the checkpoint pages in lazily, and a benchmark of prefill should not time the disk or page
+    cache (load_s includes this). The embedding table is left alone: tokens read one row each, so only the rows of
     tokens seen become resident (paging all of it in would add 1.16 GB no run ever reads)."""
     embed = {t.data_ptr() for t in tensors_of(model.embed)}
     for t in tensors_of(model):
