@@ -47,27 +47,32 @@ inline __m512bh decode_block(const uint8_t* p, __m512i table) {
 template <int R>
 inline void mxfp4_row_dot(const uint8_t* wrow, const uint8_t* srow, int64_t kb,
                           const __m512bh* x[kMaxRows], float* res, __m512i table) {
-  // two accumulators per row: the FMA chain, not the memory, would otherwise set the pace
-  __m512 acc[2][R];
-  for (int r = 0; r < R; ++r) acc[0][r] = acc[1][r] = _mm512_setzero_ps();
+  // A accumulators per row, one block each per step: with fewer, the chain of dependent FMAs
+  // (not memory) sets the pace (2 -> 4 for one row: 4-of-32 20b experts 44.9 -> 47-50 GB/s)
+  constexpr int A = R == 1 ? 4 : 2;
+  __m512 acc[A][R];
+  for (int a = 0; a < A; ++a)
+    for (int r = 0; r < R; ++r) acc[a][r] = _mm512_setzero_ps();
   int64_t b = 0;
-  for (; b + 1 < kb; b += 2) {
-    __m512bh w0 = decode_block(wrow + 16 * b, table);
-    __m512bh w1 = decode_block(wrow + 16 * b + 16, table);
-    __m512 s0 = _mm512_set1_ps(kScale.v[srow[b]]);
-    __m512 s1 = _mm512_set1_ps(kScale.v[srow[b + 1]]);
-    for (int r = 0; r < R; ++r) {
-      acc[0][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w0, load_bf16(x[r] + b)), s0, acc[0][r]);
-      acc[1][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w1, load_bf16(x[r] + b + 1)), s1, acc[1][r]);
+  for (; b + A <= kb; b += A) {
+    for (int a = 0; a < A; ++a) {
+      __m512bh w = decode_block(wrow + 16 * (b + a), table);
+      __m512 s = _mm512_set1_ps(kScale.v[srow[b + a]]);
+      for (int r = 0; r < R; ++r)
+        acc[a][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w, load_bf16(x[r] + b + a)), s, acc[a][r]);
     }
   }
-  if (b < kb) {
-    __m512bh w0 = decode_block(wrow + 16 * b, table);
-    __m512 s0 = _mm512_set1_ps(kScale.v[srow[b]]);
+  for (; b < kb; ++b) {
+    __m512bh w = decode_block(wrow + 16 * b, table);
+    __m512 s = _mm512_set1_ps(kScale.v[srow[b]]);
     for (int r = 0; r < R; ++r)
-      acc[0][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w0, load_bf16(x[r] + b)), s0, acc[0][r]);
+      acc[0][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w, load_bf16(x[r] + b)), s, acc[0][r]);
   }
-  for (int r = 0; r < R; ++r) res[r] = hsum(_mm512_add_ps(acc[0][r], acc[1][r]));
+  for (int r = 0; r < R; ++r) {
+    __m512 sum = acc[0][r];
+    for (int a = 1; a < A; ++a) sum = _mm512_add_ps(sum, acc[a][r]);
+    res[r] = hsum(sum);
+  }
 }
 
 void check_mxfp4(const at::Tensor& blocks, const at::Tensor& scales) {
