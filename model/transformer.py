@@ -120,7 +120,9 @@ class GptOss:
             release("model.embed_tokens.weight")
         self.norm = exact("model.norm.weight")
         self.unembed = matrix("lm_head.weight")
-        raw = lambda name: take(name, torch.uint8)  # noqa: E731 (packed MXFP4 bytes)
+        # packed MXFP4 bytes: kept (in huge pages) unless the experts are dequantized anyway
+        raw = ((lambda name: tensors[name].to(self.device)) if self.dense_experts  # noqa: E731
+               else (lambda name: take(name, torch.uint8)))
         self.layers = [self._layer(i, weight, exact, matrix, raw)
                        for i in range(config.num_hidden_layers)]
         self.cache = KVCache(config, 1, self.dtype, self.device)  # the session's, for prefix reuse
