@@ -135,7 +135,11 @@ def route(x: torch.Tensor, router_weight: torch.Tensor, router_bias: torch.Tenso
           top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Router: top_k experts per token, softmax over the selected logits.
     x [N, H] -> (weights [N, top_k], expert indices [N, top_k])."""
-    logits = F.linear(x, router_weight.to(x.dtype), router_bias.to(x.dtype))
+    return select_experts(F.linear(x, router_weight.to(x.dtype), router_bias.to(x.dtype)), top_k)
+
+
+def select_experts(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Router logits [N, E] -> (softmax over the top_k logits, their expert indices)."""
     top, index = torch.topk(logits, top_k, dim=-1, sorted=True)
     return top.softmax(dim=-1), index
 
