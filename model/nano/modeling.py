@@ -144,6 +144,10 @@ class NanoGptOss(nn.Module):
         self.cfg = cfg
         self.register_buffer("vocab_ids", vocab_ids.long(), persistent=True)
         n = len(vocab_ids)
+        # full id -> local row (-1 for ids outside the vocabulary)
+        lookup = torch.full((cfg.vocab_size,), -1, dtype=torch.long)
+        lookup[self.vocab_ids] = torch.arange(n)
+        self.register_buffer("lookup", lookup, persistent=False)
         self.embed = nn.Parameter(torch.randn(n, cfg.hidden_size) * 0.02)
         self.layers = nn.ModuleList(Block(cfg, cfg.window(i)) for i in range(cfg.num_hidden_layers))
         self.norm = nn.Parameter(torch.ones(cfg.hidden_size))
@@ -188,9 +192,7 @@ class NanoGptOss(nn.Module):
         return full
 
     def to_local(self, ids: torch.Tensor) -> torch.Tensor:
-        lookup = torch.full((self.cfg.vocab_size,), -1, dtype=torch.long)
-        lookup[self.vocab_ids] = torch.arange(len(self.vocab_ids))
-        local = lookup[ids]
+        local = self.lookup[ids]
         if (local < 0).any():
             raise ValueError(f"token id {int(ids[local < 0][0])} is not in the nano vocabulary")
         return local

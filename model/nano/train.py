@@ -86,8 +86,6 @@ def train(args) -> None:
                           num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
                           num_local_experts=args.experts, num_experts_per_tok=args.top_k)
         model = NanoGptOss(cfg, vocab, tie=args.tie)
-    model.lookup = torch.full((cfg.vocab_size,), -1, dtype=torch.long)
-    model.lookup[vocab] = torch.arange(len(vocab))
     params = sum(p.numel() for p in model.parameters())
     log(out, f"vocab {len(vocab)} ids, {params / 1e6:.2f}M parameters, config {cfg}, "
              f"setup {time.time() - start:.0f}s")
