@@ -31,8 +31,10 @@ import sys
 import time
 from pathlib import Path
 
-# OMP_WAIT_POLICY=PASSIVE is already set by agent/__init__.py, which runs before this module
-# (measured on 2 busy cores, 2-layer 20b: prefill 11 -> 103 tok/s, decode 5.3 -> 11-16 tok/s).
+# OMP_WAIT_POLICY=PASSIVE and a short GOMP_SPINCOUNT are already set by agent/__init__.py, which
+# runs before this module (measured on 2 busy cores, 2-layer 20b: prefill 11 -> 103 tok/s,
+# decode 5.3 -> 11-16 tok/s against endless spinning; the short spin then saves ~6 ms per 24-layer
+# token of waking threads).
 import torch
 
 BANDWIDTH_PROBE = """
@@ -132,6 +134,7 @@ def run(args) -> dict:
     torch.set_num_threads(args.threads)
     result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
               "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+              "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", ""),
               "load_average": round(os.getloadavg()[0], 2), "torch": torch.__version__}
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, args.out)
     result["checkpoint"] = str(path)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +92,25 @@ class SafetensorsFiles:
         if end > start:
             self._maps[info.file].madvise(mmap.MADV_DONTNEED, start, end - start)
 
+    def prefetch(self, name: str) -> None:
+        """Read a mapped tensor's bytes into the page cache on a background thread. The pages
+        join the process (and its resident size) only when touched, and a first touch is then
+        a minor fault, not a disk read (~6 ms per embedding row on the development VM, where
+        MADV_WILLNEED and fadvise start no read-ahead; plain reads do)."""
+        info = self.infos.get(name)
+        if info is not None:
+            threading.Thread(target=_read_through, args=(info.file, info.start, info.end),
+                             daemon=True, name=f"prefetch {name}").start()
+
+
+def _read_through(file: Path, start: int, end: int, chunk: int = 8 << 20) -> None:
+    try:
+        with open(file, "rb", buffering=0) as handle:
+            for offset in range(start, end, chunk):
+                os.pread(handle.fileno(), min(chunk, end - offset), offset)
+    except OSError:  # only a speed-up: the mapping still reads the file on demand
+        pass
+
 
 class CheckpointTensors(dict):
     """Canonical name -> tensor, able to release the file pages behind a name."""
@@ -101,6 +122,9 @@ class CheckpointTensors(dict):
 
     def release(self, name: str) -> None:
         self.store.release(self.origin.get(name, name))
+
+    def prefetch(self, name: str) -> None:
+        self.store.prefetch(self.origin.get(name, name))
 
 
 def _read_header(file: Path) -> dict[str, TensorInfo]:

@@ -12,6 +12,7 @@ The heavy operations go through `agent.kernels`, which picks an implementation p
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from agent.kernels import DenseExperts, Int8Weight, PackedExperts
 from .cache import KVCache
 from .checkpoint import CheckpointError, load_tensors
 from .config import GptOssConfig, sampling_defaults
-from .memory import in_huge_pages
+from .memory import HUGE_PAGE, huge_page_empty, in_huge_pages
 from .download import MODELS, default_dir
 
 DENSE_AUTO_BYTES = 256 << 20  # dense=None: dequantize experts up front if they fit in this
@@ -42,12 +43,8 @@ Matrix = torch.Tensor | Int8Weight  # a dense weight [out, in], see GptOss._matr
 @dataclass
 class Layer:
     attn_norm: torch.Tensor
-    q_weight: Matrix
-    q_bias: torch.Tensor
-    k_weight: Matrix
-    k_bias: torch.Tensor
-    v_weight: Matrix
-    v_bias: torch.Tensor
+    qkv_weight: Matrix   # q, k and v projections stacked: one pass over x per token
+    qkv_bias: torch.Tensor
     o_weight: Matrix
     o_bias: torch.Tensor
     sinks: torch.Tensor
@@ -91,14 +88,24 @@ class GptOss:
         # a big model on the CPU streams its weights every token: keep them in huge pages
         huge_pages = self.device.type == "cpu" and not small
 
-        def take(name: str, dtype: torch.dtype, convert=lambda t: t):
-            """tensors[name] on our device and dtype; if that copied it, the file's pages go."""
-            source = tensors[name]
-            result = convert(source.to(self.device, dtype))
-            if huge_pages and isinstance(result, torch.Tensor):
+        def take(names: str | tuple[str, ...], dtype: torch.dtype, convert=lambda t: t):
+            """tensors[name] on our device and dtype (several names: stacked along dim 0); if
+            that copied it, the file's pages go."""
+            names = (names,) if isinstance(names, str) else names
+            sources = [tensors[name] for name in names]
+            stacked = len(sources) > 1
+            if stacked:  # straight into its final memory: no second full-size copy
+                shape = (sum(t.shape[0] for t in sources), *sources[0].shape[1:])
+                big = math.prod(shape) * dtype.itemsize >= HUGE_PAGE
+                out = (huge_page_empty(shape, dtype) if huge_pages and big
+                       else torch.empty(shape, dtype=dtype))
+                result = torch.cat([t.to(dtype) for t in sources], out=out)
+            result = convert(result.to(self.device) if stacked else sources[0].to(self.device, dtype))
+            if huge_pages and isinstance(result, torch.Tensor) and not stacked:
                 result = in_huge_pages(result)
-            if not isinstance(result, torch.Tensor) or result.data_ptr() != source.data_ptr():
-                release(name)
+            if not isinstance(result, torch.Tensor) or result.data_ptr() != sources[0].data_ptr():
+                for name in names:
+                    release(name)
             return result
 
         weight = lambda name: take(name, self.dtype)  # noqa: E731
@@ -118,6 +125,8 @@ class GptOss:
         self.embed = self._matrix(embed)
         if self.embed is not tensors["model.embed_tokens.weight"]:
             release("model.embed_tokens.weight")
+        elif huge_pages:  # stays mapped (tokens touch only their rows): read it ahead
+            getattr(tensors, "prefetch", lambda name: None)("model.embed_tokens.weight")
         self.norm = exact("model.norm.weight")
         self.unembed = matrix("lm_head.weight")
         # packed MXFP4 bytes: kept (in huge pages) unless the experts are dequantized anyway
@@ -143,11 +152,10 @@ class GptOss:
             torch.stack([packed.down(j, self.dtype) for j in range(packed.num_experts)]),
             packed.down_bias)
         a = p + "self_attn."
+        qkv = tuple(f"{a}{name}_proj." for name in "qkv")
         return Layer(
             exact(p + "input_layernorm.weight"),
-            matrix(a + "q_proj.weight"), weight(a + "q_proj.bias"),
-            matrix(a + "k_proj.weight"), weight(a + "k_proj.bias"),
-            matrix(a + "v_proj.weight"), weight(a + "v_proj.bias"),
+            matrix(tuple(n + "weight" for n in qkv)), weight(tuple(n + "bias" for n in qkv)),
             matrix(a + "o_proj.weight"), weight(a + "o_proj.bias"), exact(a + "sinks"),
             exact(p + "post_attention_layernorm.weight"),
             weight(p + "mlp.router.weight"), weight(p + "mlp.router.bias"), experts,
@@ -199,9 +207,12 @@ class GptOss:
         c = self.config
         B, T, _ = x.shape
         h = kernels.rms_norm(x, layer.attn_norm, c.rms_norm_eps)
-        q = kernels.linear(h, layer.q_weight, layer.q_bias).view(B, T, c.num_attention_heads, c.head_dim)
-        k = kernels.linear(h, layer.k_weight, layer.k_bias).view(B, T, c.num_key_value_heads, c.head_dim)
-        v = kernels.linear(h, layer.v_weight, layer.v_bias).view(B, T, c.num_key_value_heads, c.head_dim)
+        q, k, v = kernels.linear(h, layer.qkv_weight, layer.qkv_bias).split(
+            [c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim,
+             c.num_key_value_heads * c.head_dim], dim=-1)
+        q = q.view(B, T, c.num_attention_heads, c.head_dim)
+        k = k.view(B, T, c.num_key_value_heads, c.head_dim)
+        v = v.view(B, T, c.num_key_value_heads, c.head_dim)
         q, k = kernels.rope(q, cos, sin), kernels.rope(k, cos, sin)
         keys, values, offset = cache.store(i, positions, k, v, layer.window)
         a = kernels.attention(q, keys, values, layer.sinks, positions, offset, layer.window,

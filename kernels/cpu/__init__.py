@@ -1,13 +1,15 @@
 """The fast CPU path (agent.kernels dispatches here for CPU tensors).
 
 Specialised: `moe` (packed MXFP4 experts: where decode time goes and where prefill flops are),
-`linear` (dense layers: bf16 or int8 GEMV for decode) and `attention` (torch's fused CPU flash
-attention, grouped-query without copies, sinks applied from its log-sum-exp). Every other op
-falls back to agent.kernels.reference. When the C++ extension cannot be built (no AVX512_BF16,
+`linear` (dense layers: bf16 or int8 GEMV for decode), `attention` (torch's fused CPU flash
+attention, grouped-query without copies, sinks applied from its log-sum-exp; a C++ kernel for
+decode), and `rms_norm` / `rope` (one call instead of many small ops). Every other op falls
+back to agent.kernels.reference. When the C++ extension cannot be built (no AVX512_BF16,
 no compiler), for float32 experts or when autograd is needed, these are the reference itself.
-Kernels: mxfp4.cpp (experts), dense.cpp (dense GEMV), module.cpp (bindings), built on first use
-by build.py.
+Kernels: mxfp4.cpp (experts), dense.cpp (dense GEMV), attention.cpp, norm_rope.cpp, module.cpp
+(bindings), built on first use by build.py.
 """
 from .attention import attention  # noqa: F401
 from .dense import linear  # noqa: F401
 from .moe import moe  # noqa: F401
+from .norm_rope import rms_norm, rope  # noqa: F401

@@ -1,5 +1,5 @@
-"""Builds the C++ kernels (module.cpp, mxfp4.cpp, dense.cpp) on first use with
-torch.utils.cpp_extension.
+"""Builds the C++ kernels (module.cpp, mxfp4.cpp, dense.cpp, attention.cpp, norm_rope.cpp) on
+first use with torch.utils.cpp_extension.
 
 Why a small C++ extension rather than torch.compile: decode must read the packed MXFP4 bytes
 at memory speed, which needs a register-level 4-bit -> bf16 decode (vpermw) and bf16 dot
@@ -18,7 +18,8 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SOURCES = [HERE / name for name in ("module.cpp", "mxfp4.cpp", "dense.cpp", "attention.cpp")]
+SOURCES = [HERE / name for name in ("module.cpp", "mxfp4.cpp", "dense.cpp", "attention.cpp",
+                                          "norm_rope.cpp")]
 HEADER = HERE / "kernels.h"
 FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-fopenmp"]
 REQUIRED_CPU_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"}

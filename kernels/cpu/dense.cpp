@@ -3,6 +3,38 @@
 #include "kernels.h"
 
 namespace gptoss {
+namespace {
+
+// The [R, N] result of a GEMV with the bias added and, on request, rounded to bf16 as it is
+// stored (what `linear` returns for bf16 inputs), so no torch op follows the kernel.
+struct GemvOutput {
+  at::Tensor tensor;
+  float* f32 = nullptr;
+  at::BFloat16* b16 = nullptr;
+  const float* bias_f32 = nullptr;
+  const at::BFloat16* bias_b16 = nullptr;
+  int64_t N;
+
+  GemvOutput(int64_t R, int64_t N, const at::TensorOptions& options,
+             const c10::optional<at::Tensor>& bias, bool out_bf16) : N(N) {
+    tensor = at::empty({R, N}, options.dtype(out_bf16 ? at::kBFloat16 : at::kFloat));
+    if (out_bf16) b16 = tensor.data_ptr<at::BFloat16>(); else f32 = tensor.data_ptr<float>();
+    if (bias.has_value() && bias->defined()) {
+      TORCH_CHECK(bias->is_contiguous() && bias->numel() == N &&
+                      (bias->dtype() == at::kFloat || bias->dtype() == at::kBFloat16),
+                  "bias must be contiguous float32 or bf16 [", N, "]");
+      if (bias->dtype() == at::kFloat) bias_f32 = bias->data_ptr<float>();
+      else bias_b16 = bias->data_ptr<at::BFloat16>();
+    }
+  }
+  void store(int64_t r, int64_t n, float v) const {
+    if (bias_f32) v += bias_f32[n];
+    if (bias_b16) v += static_cast<float>(bias_b16[n]);
+    if (b16) b16[r * N + n] = at::BFloat16(v); else f32[r * N + n] = v;
+  }
+};
+
+}  // namespace
 
 // int8 GEMV with one float scale per 32 weights: out[r, n] = sum_k x[r, k] * q[n, k] * s[n, k/32].
 // x is float32 [R, KB*32]; it is quantized per row to int16 (error ~1e-5 of the row's max), so
@@ -20,7 +52,7 @@ inline void int8_block(const int8_t* w, float scale, const int16_t* x, int64_t K
 
 template <int R>
 inline void int8_row_dot(const int8_t* w, const float* scales, const int16_t* x, int64_t kb,
-                         int64_t K, float* out, int64_t stride) {
+                         int64_t K, float* res) {
   __m512 even[R], odd[R];  // two chains: the FMA latency, not memory, would otherwise set the pace
   for (int r = 0; r < R; ++r) even[r] = odd[r] = _mm512_setzero_ps();
   int64_t b = 0;
@@ -29,10 +61,11 @@ inline void int8_row_dot(const int8_t* w, const float* scales, const int16_t* x,
     int8_block<R>(w + b * 32 + 32, scales[b + 1], x + b * 32 + 32, K, odd);
   }
   if (b < kb) int8_block<R>(w + b * 32, scales[b], x + b * 32, K, even);
-  for (int r = 0; r < R; ++r) out[r * stride] = hsum(_mm512_add_ps(even[r], odd[r]));
+  for (int r = 0; r < R; ++r) res[r] = hsum(_mm512_add_ps(even[r], odd[r]));
 }
 
-at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s) {
+at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s,
+                     const c10::optional<at::Tensor>& bias, bool out_bf16) {
   TORCH_CHECK(q.dtype() == at::kChar && q.dim() == 2 && q.is_contiguous() && q.size(1) % 32 == 0,
               "q must be contiguous int8 [N, K] with K a multiple of 32");
   const int64_t N = q.size(0), K = q.size(1), KB = K / 32;
@@ -52,35 +85,35 @@ at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor&
     const float inv = 1.f / xs[r];
     for (int64_t k = 0; k < K; ++k) xq[r * K + k] = (int16_t)std::lrintf(xr[k] * inv);
   }
-  auto out = at::empty({R, N}, x.options());
+  GemvOutput out(R, N, x.options(), bias, out_bf16);
   const int8_t* qp = q.data_ptr<int8_t>();
   const float* sp = s.data_ptr<float>();
-  float* op = out.data_ptr<float>();
   at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
+    float res[8];
     for (int64_t n = begin; n < end; ++n)
       for (int64_t r0 = 0; r0 < R; r0 += 8) {
         const int16_t* xr = xq.data() + r0 * K;
         const int8_t* w = qp + n * K;
         const float* sc = sp + n * KB;
-        float* o = op + r0 * N + n;
-        switch (std::min<int64_t>(8, R - r0)) {
-          case 1: int8_row_dot<1>(w, sc, xr, KB, K, o, N); break;
-          case 2: int8_row_dot<2>(w, sc, xr, KB, K, o, N); break;
-          case 3: int8_row_dot<3>(w, sc, xr, KB, K, o, N); break;
-          case 4: int8_row_dot<4>(w, sc, xr, KB, K, o, N); break;
-          case 5: int8_row_dot<5>(w, sc, xr, KB, K, o, N); break;
-          case 6: int8_row_dot<6>(w, sc, xr, KB, K, o, N); break;
-          case 7: int8_row_dot<7>(w, sc, xr, KB, K, o, N); break;
-          default: int8_row_dot<8>(w, sc, xr, KB, K, o, N); break;
+        const int rows = (int)std::min<int64_t>(8, R - r0);
+        switch (rows) {
+          case 1: int8_row_dot<1>(w, sc, xr, KB, K, res); break;
+          case 2: int8_row_dot<2>(w, sc, xr, KB, K, res); break;
+          case 3: int8_row_dot<3>(w, sc, xr, KB, K, res); break;
+          case 4: int8_row_dot<4>(w, sc, xr, KB, K, res); break;
+          case 5: int8_row_dot<5>(w, sc, xr, KB, K, res); break;
+          case 6: int8_row_dot<6>(w, sc, xr, KB, K, res); break;
+          case 7: int8_row_dot<7>(w, sc, xr, KB, K, res); break;
+          default: int8_row_dot<8>(w, sc, xr, KB, K, res); break;
         }
-        for (int64_t r = r0; r < std::min<int64_t>(R, r0 + 8); ++r) op[r * N + n] *= xs[r];
+        for (int r = 0; r < rows; ++r) out.store(r0 + r, n, res[r] * xs[r0 + r]);
       }
   });
-  return out;
+  return out.tensor;
 }
 
 template <int R>
-inline void bf16_row_dot(const __m512bh* wrow, const __m512bh* x, int64_t kb, float* out, int64_t stride) {
+inline void bf16_row_dot(const __m512bh* wrow, const __m512bh* x, int64_t kb, float* res) {
   __m512 acc[2][R];
   for (int r = 0; r < R; ++r) acc[0][r] = acc[1][r] = _mm512_setzero_ps();
   int64_t b = 0;
@@ -91,41 +124,43 @@ inline void bf16_row_dot(const __m512bh* wrow, const __m512bh* x, int64_t kb, fl
     }
   if (b < kb)
     for (int r = 0; r < R; ++r) acc[0][r] = _mm512_dpbf16_ps(acc[0][r], load_bf16(wrow + b), load_bf16(x + r * kb + b));
-  for (int r = 0; r < R; ++r) out[r * stride] = hsum(_mm512_add_ps(acc[0][r], acc[1][r]));
+  for (int r = 0; r < R; ++r) res[r] = hsum(_mm512_add_ps(acc[0][r], acc[1][r]));
 }
 
 // bf16 GEMV for few rows: out[r, n] = sum_k x[r, k] * w[n, k]; x bf16 [R, K], w bf16 [N, K],
 // K a multiple of 32. torch's bf16 matmul is tuned for big matrices; for one to a few rows it
 // leaves memory bandwidth unused, and the dense layers of one decode step are pure streaming.
 // Each weight vector serves up to 8 rows (16 accumulators in registers).
-at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w) {
+at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
+                     bool out_bf16) {
   TORCH_CHECK(w.dtype() == at::kBFloat16 && w.dim() == 2 && w.is_contiguous() && w.size(1) % 32 == 0,
               "w must be contiguous bf16 [N, K] with K a multiple of 32");
   TORCH_CHECK(x.dtype() == at::kBFloat16 && x.dim() == 2 && x.is_contiguous() && x.size(1) == w.size(1),
               "x must be contiguous bf16 [R, ", w.size(1), "]");
   const int64_t N = w.size(0), K = w.size(1), KB = K / 32, R = x.size(0);
-  auto out = at::empty({R, N}, x.options().dtype(at::kFloat));
+  GemvOutput out(R, N, x.options(), bias, out_bf16);
   const auto* xb = reinterpret_cast<const __m512bh*>(x.data_ptr<at::BFloat16>());
   const auto* wb = reinterpret_cast<const __m512bh*>(w.data_ptr<at::BFloat16>());
-  float* op = out.data_ptr<float>();
   at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) {
+    float res[8];
     for (int64_t n = begin; n < end; ++n)
       for (int64_t r0 = 0; r0 < R; r0 += 8) {
         const __m512bh* xr = xb + r0 * KB;
-        float* o = op + r0 * N + n;
-        switch (std::min<int64_t>(8, R - r0)) {
-          case 1: bf16_row_dot<1>(wb + n * KB, xr, KB, o, N); break;
-          case 2: bf16_row_dot<2>(wb + n * KB, xr, KB, o, N); break;
-          case 3: bf16_row_dot<3>(wb + n * KB, xr, KB, o, N); break;
-          case 4: bf16_row_dot<4>(wb + n * KB, xr, KB, o, N); break;
-          case 5: bf16_row_dot<5>(wb + n * KB, xr, KB, o, N); break;
-          case 6: bf16_row_dot<6>(wb + n * KB, xr, KB, o, N); break;
-          case 7: bf16_row_dot<7>(wb + n * KB, xr, KB, o, N); break;
-          default: bf16_row_dot<8>(wb + n * KB, xr, KB, o, N); break;
+        const int rows = (int)std::min<int64_t>(8, R - r0);
+        switch (rows) {
+          case 1: bf16_row_dot<1>(wb + n * KB, xr, KB, res); break;
+          case 2: bf16_row_dot<2>(wb + n * KB, xr, KB, res); break;
+          case 3: bf16_row_dot<3>(wb + n * KB, xr, KB, res); break;
+          case 4: bf16_row_dot<4>(wb + n * KB, xr, KB, res); break;
+          case 5: bf16_row_dot<5>(wb + n * KB, xr, KB, res); break;
+          case 6: bf16_row_dot<6>(wb + n * KB, xr, KB, res); break;
+          case 7: bf16_row_dot<7>(wb + n * KB, xr, KB, res); break;
+          default: bf16_row_dot<8>(wb + n * KB, xr, KB, res); break;
         }
+        for (int r = 0; r < rows; ++r) out.store(r0 + r, n, res[r]);
       }
   });
-  return out;
+  return out.tensor;
 }
 
 // Reads every byte of buf once with AVX-512 loads on all threads (the benchmark's measure of

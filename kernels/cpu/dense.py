@@ -31,16 +31,20 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.T
     if ext is None:
         return reference.linear(x, weight, bias)
     flat = x.reshape(rows, K)
+    if bias is not None and not bias.is_contiguous():
+        bias = bias.contiguous()
+    # the GEMVs add the bias and round to bf16 as they store: no torch op after them
+    to_bf16 = x.dtype == torch.bfloat16
     if dense:
-        out = ext.bf16_gemv(flat.to(torch.bfloat16).contiguous(), weight)
+        out = ext.bf16_gemv(flat.to(torch.bfloat16).contiguous(), weight, bias, to_bf16)
     elif rows <= INT8_GEMV_MAX_ROWS:
-        out = ext.int8_gemv(flat.float().contiguous(), weight.q, weight.scales)
+        out = ext.int8_gemv(flat.float().contiguous(), weight.q, weight.scales, bias, to_bf16)
     else:
         out = torch.empty(rows, weight.shape[0], dtype=torch.float32)
         a = flat.to(torch.bfloat16)
         for start in range(0, weight.shape[0], TILE_ROWS):
             tile = weight[start:start + TILE_ROWS].to(torch.bfloat16)
             out[:, start:start + TILE_ROWS] = a @ tile.t()
-    if bias is not None:
-        out += bias.float()
+        if bias is not None:
+            out += bias.float()
     return out.to(x.dtype).view(*x.shape[:-1], out.shape[-1])

@@ -16,6 +16,15 @@ inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 // Unaligned load of 32 bf16: tensors (e.g. mmap'd safetensors) need not be 64-byte aligned.
 inline __m512bh load_bf16(const __m512bh* p) { return (__m512bh)_mm512_loadu_si512(p); }
 
+// 16 bf16 values (raw bits) -> 16 floats (exact: bf16 is the top half of a float)
+inline __m512 bf16x16_to_ps(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(
+      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+inline __m512 bf16x16_to_ps_raw(__m256bh v) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)v), 16));
+}
+
 constexpr int kMaxRows = 4;  // activation rows sharing one decoded weight block
 
 // exp(x) for 16 floats: 2^(x log2 e) split as 2^n * 2^f, |f| <= 1/2, 2^f by a degree-6
@@ -43,13 +52,23 @@ at::Tensor moe_rows(const at::Tensor& x, const at::Tensor& index, const at::Tens
                     const at::Tensor& gu_blocks, const at::Tensor& gu_scales, const at::Tensor& gu_bias,
                     const at::Tensor& dn_blocks, const at::Tensor& dn_scales, const at::Tensor& dn_bias,
                     double alpha, double limit);
+at::Tensor moe_decode(const at::Tensor& x, const at::Tensor& router_w, const at::Tensor& router_b,
+                      int64_t top_k, const at::Tensor& gu_blocks, const at::Tensor& gu_scales,
+                      const at::Tensor& gu_bias, const at::Tensor& dn_blocks, const at::Tensor& dn_scales,
+                      const at::Tensor& dn_bias, double alpha, double limit);
 // attention.cpp
 at::Tensor attention_decode(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
                             int64_t window, double scale);
+// norm_rope.cpp
+at::Tensor rms_norm_bf16(const at::Tensor& x, const at::Tensor& w, double eps);
+at::Tensor rope_bf16(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 // dense.cpp
-at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w);
-at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s);
+// bias (float32 or bf16 [N]) is added; out_bf16 rounds the result to bf16, else float32
+at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
+                     bool out_bf16);
+at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s,
+                     const c10::optional<at::Tensor>& bias, bool out_bf16);
 int64_t stream_read(const at::Tensor& buf);
 
 }  // namespace gptoss

@@ -3,7 +3,8 @@
 Rows (token, slot) are sorted by expert so each selected expert is read once per call:
   * experts chosen by few rows (decode, small batches) go through `moe_mxfp4_gemv`, which
     decodes the 4-bit weights in registers: the bytes stream from memory once and no bf16 copy
-    of any expert ever exists (for <= 8 rows the whole block is one C++ call, `moe_rows`);
+    of any expert ever exists (for <= 8 rows the whole block, routing included, is one C++
+    call, `moe_decode`);
   * experts chosen by many rows (prefill) are dequantized to bf16 in tiles of rows that stay in
     the L3 cache and multiplied with torch's bf16 matmul (oneDNN: AMX where the CPU has it,
     AVX512_BF16 on the development machine), which is compute-bound there anyway.
@@ -72,12 +73,14 @@ def moe(x: torch.Tensor, router_weight: torch.Tensor, router_bias: torch.Tensor,
     ext = None if blocks is None or x.dtype != torch.bfloat16 or x.requires_grad else extension()
     if ext is None:
         return reference.moe(x, router_weight, router_bias, experts, top_k, alpha, limit)
+    if (x.shape[0] * top_k <= GEMV_MAX_ROWS and blocks.shape[1] % 32 == 0
+            and x.shape[1] % 32 == 0 and router_weight.dtype == router_bias.dtype == torch.bfloat16):
+        # decode: routing and the steps of `routed_experts` in one C++ call (no per-op overhead)
+        return ext.moe_decode(x.contiguous(), router_weight, router_bias, top_k,
+                              experts.gate_up_blocks, experts.gate_up_scales, experts.gate_up_bias,
+                              experts.down_blocks, experts.down_scales, experts.down_bias,
+                              alpha, limit)
     weights, index = route(x, router_weight, router_bias, top_k)
-    if index.numel() <= GEMV_MAX_ROWS and blocks.shape[1] % 32 == 0:
-        # decode: the steps of `routed_experts` in one C++ call (no per-op overhead)
-        return ext.moe_rows(x, index, weights.float(), experts.gate_up_blocks, experts.gate_up_scales,
-                            experts.gate_up_bias, experts.down_blocks, experts.down_scales,
-                            experts.down_bias, alpha, limit).to(x.dtype)
     return routed_experts(ext, x, weights, index, experts, alpha, limit)
 
 

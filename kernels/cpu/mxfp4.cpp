@@ -270,3 +270,48 @@ at::Tensor moe_rows(const at::Tensor& x, const at::Tensor& index, const at::Tens
 }
 
 }  // namespace gptoss
+
+namespace gptoss {
+
+// Decode's whole MoE block in one call: router logits (bf16 GEMV plus bias, rounded to bf16 as
+// `linear` returns them), the top_k experts per row (highest logit first, ties to the lower
+// index), softmax over the chosen logits (rounded to bf16, as the reference computes it in the
+// activations' dtype), then moe_rows. x bf16 [T, H]; router_w bf16 [E, H]; router_b bf16 [E].
+// Returns bf16 [T, H].
+at::Tensor moe_decode(const at::Tensor& x, const at::Tensor& router_w, const at::Tensor& router_b,
+                      int64_t top_k, const at::Tensor& gu_blocks, const at::Tensor& gu_scales,
+                      const at::Tensor& gu_bias, const at::Tensor& dn_blocks, const at::Tensor& dn_scales,
+                      const at::Tensor& dn_bias, double alpha, double limit) {
+  TORCH_CHECK(x.dtype() == at::kBFloat16 && x.dim() == 2 && x.is_contiguous() && x.size(1) % 32 == 0,
+              "x must be contiguous bf16 [T, H] with H a multiple of 32");
+  TORCH_CHECK(router_w.dtype() == at::kBFloat16 && router_w.dim() == 2 && router_w.size(1) == x.size(1) &&
+                  router_b.dtype() == at::kBFloat16 && router_b.numel() == router_w.size(0),
+              "router weight must be bf16 [E, H] and bias bf16 [E]");
+  const int64_t T = x.size(0), E = router_w.size(0);
+  TORCH_CHECK(top_k >= 1 && top_k <= E, "top_k must be in [1, ", E, "]");
+  const at::Tensor logits = bf16_gemv(x, router_w.contiguous(), router_b.contiguous(), true);
+  auto index = at::empty({T, top_k}, x.options().dtype(at::kLong));
+  auto weights = at::empty({T, top_k}, x.options().dtype(at::kFloat));
+  const auto* lp = logits.data_ptr<at::BFloat16>();
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<int64_t> order(E);
+    for (int64_t e = 0; e < E; ++e) order[e] = e;
+    const at::BFloat16* row = lp + t * E;
+    std::partial_sort(order.begin(), order.begin() + top_k, order.end(), [&](int64_t a, int64_t b) {
+      const float fa = row[a], fb = row[b];
+      return fa > fb || (fa == fb && a < b);
+    });
+    const float top = row[order[0]];
+    float total = 0.f;
+    std::vector<float> p(top_k);
+    for (int64_t j = 0; j < top_k; ++j) total += p[j] = std::exp(static_cast<float>(row[order[j]]) - top);
+    for (int64_t j = 0; j < top_k; ++j) {
+      index.data_ptr<int64_t>()[t * top_k + j] = order[j];
+      weights.data_ptr<float>()[t * top_k + j] = static_cast<float>(at::BFloat16(p[j] / total));
+    }
+  }
+  return moe_rows(x, index, weights, gu_blocks, gu_scales, gu_bias, dn_blocks, dn_scales, dn_bias,
+                  alpha, limit).to(at::kBFloat16);
+}
+
+}  // namespace gptoss

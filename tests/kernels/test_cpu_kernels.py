@@ -90,7 +90,8 @@ def test_kernels_accept_unaligned_tensors():
                              experts, offsets)
     assert torch.equal(got, want)
     w = torch.randn(50, 96, generator=gen).to(torch.bfloat16)
-    assert torch.equal(ext.bf16_gemv(unaligned(x), unaligned(w)), ext.bf16_gemv(x, w))
+    assert torch.equal(ext.bf16_gemv(unaligned(x), unaligned(w), None, False),
+                       ext.bf16_gemv(x, w, None, False))
     assert torch.equal(ext.mxfp4_dequantize_bf16(unaligned(blocks[0]), unaligned(scales[0])),
                        ext.mxfp4_dequantize_bf16(blocks[0], scales[0]))
 
@@ -121,7 +122,7 @@ def test_int8_gemv_equals_dequantized_matmul():
     x = torch.randn(6, 96, generator=gen)
     weight = (q.double().view(45, 3, 32) * s.double()[..., None]).view(45, 96)
     want = x.double() @ weight.T
-    got = ext.int8_gemv(x, q, s)
+    got = ext.int8_gemv(x, q, s, None, False)
     # activations are quantized to int16 per row: error ~ 3e-5 of the row's largest value
     torch.testing.assert_close(got.double(), want, rtol=0, atol=3e-4 * want.abs().max().item())
 
@@ -261,3 +262,29 @@ def test_decode_attention_reads_cache_slices_and_handles_queries_that_see_nothin
         torch.testing.assert_close(got.double(), want, rtol=2e-2, atol=2e-2)
         assert torch.equal(got[1, 0], torch.zeros(Hq, D, dtype=torch.bfloat16))
 
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 2880), (2, 7, 96), (300, 64)])
+def test_rms_norm_matches_reference(shape):
+    gen = torch.Generator().manual_seed(shape[-1])
+    x = (torch.randn(shape, generator=gen) * 3).to(torch.bfloat16)
+    w = torch.randn(shape[-1], generator=gen)
+    assert kernels.implementation("rms_norm", "cpu").__module__ == "agent.kernels.cpu.norm_rope"
+    got = kernels.rms_norm(x, w, 1e-5)
+    want = reference.rms_norm(x.double(), w.double(), 1e-5)
+    assert got.dtype == torch.bfloat16 and got.shape == x.shape
+    torch.testing.assert_close(got.double(), want, rtol=8e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("B,T,heads,D", [(1, 1, 64, 64), (2, 5, 3, 32), (1, 40, 8, 128)])
+def test_rope_matches_reference(B, T, heads, D):
+    gen = torch.Generator().manual_seed(T * heads)
+    x = torch.randn(B, T, heads, D, generator=gen).to(torch.bfloat16)
+    positions = torch.randint(0, 100_000, (B, T), generator=gen)
+    inv_freq, concentration = kernels.yarn_frequencies(D, 150000.0, 32.0, 4096, 32.0, 1.0)
+    cos, sin = kernels.rope_tables(positions, inv_freq, concentration)
+    got = kernels.rope(x, cos, sin)
+    # the oracle rounds cos/sin to bf16 as both implementations do, then works in float64
+    want = reference.rope(x.double(), cos.to(torch.bfloat16).double(), sin.to(torch.bfloat16).double())
+    assert got.dtype == torch.bfloat16 and got.shape == x.shape
+    torch.testing.assert_close(got.double(), want, rtol=8e-3, atol=8e-3 * want.abs().max().item())

@@ -147,7 +147,7 @@ def test_int8_dense_weights_stay_close(checkpoint):
     folder = checkpoint("base")
     exact = runtime.load(folder, dtype=torch.float32).logits(tokens)
     model = runtime.load(folder, dtype=torch.float32, dense="int8")
-    assert isinstance(model.unembed, Int8Weight) and isinstance(model.layers[0].q_weight, Int8Weight)
+    assert isinstance(model.unembed, Int8Weight) and isinstance(model.layers[0].qkv_weight, Int8Weight)
     assert (model.logits(tokens) - exact).abs().max() <= 0.05 * exact.abs().max()
     wide = runtime.load(checkpoint("wide_top1"), dtype=torch.float32, dense="int8")
     assert isinstance(wide.layers[0].o_weight, torch.Tensor)  # in = 6 heads x 8 = 48
