@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, help="nucleus sampling (default: the model's, or 1.0)")
     p.add_argument("--show-reasoning", action="store_true", help="stream the analysis channel to stderr")
     p.add_argument("--no-date", action="store_true", help="leave today's date out of the system message")
+    p.add_argument("--no-strict-tools", action="store_true",
+                   help="do not constrain tool calls to declared tools and their argument schemas "
+                        "(the in-process runtime constrains them by default)")
     return p
 
 
@@ -108,7 +111,8 @@ def make_agent(args):
         return Agent(model=model, tools=tools, instructions=instructions, effort=args.effort,
                      max_steps=args.max_steps, max_tokens=args.max_tokens, max_time=args.max_time,
                      temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                     device=args.device, date=None if args.no_date else "today")
+                     device=args.device, date=None if args.no_date else "today",
+                     strict_tools=not args.no_strict_tools)
     except (ValueError, TypeError, ImportError) as exc:
         raise UsageError(str(exc)) from None
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
+import inspect
 import math
 import queue
 import threading
@@ -64,6 +66,9 @@ class Agent:
     tools: Tool objects, @tool functions, or the names "browser" / "python".
     effort: "auto" (routed, escalates), "low" | "medium" | "high" (fixed), or a Router.
     Limits per turn: max_steps generations, max_tokens generated tokens in all, max_time seconds.
+    strict_tools: on a backend that can restrict tokens (the local runtime), a tool call can
+    only name a declared tool, and its JSON arguments must fit a flat parameters schema
+    (see agent/harmony/constraint.py); other backends ignore it.
     """
 
     def __init__(self, model: Any = None, tools: Sequence[Any] = (), instructions: str | None = None,
@@ -72,7 +77,7 @@ class Agent:
                  temperature: float | None = None, top_p: float | None = None,
                  seed: int | None = None, device: str = "cpu", output_retries: int = 2, min_confidence: float | None = 0.35,
                  check: Callable[[Result], Any] | None = None, date: str | None = "today",
-                 model_identity: str | None = None,
+                 model_identity: str | None = None, strict_tools: bool = True,
                  progress: Callable[[float, str], None] | None = None):
         self.model = model
         self.instructions = instructions
@@ -88,6 +93,7 @@ class Agent:
         self.date = datetime.date.today().isoformat() if date == "today" else date
         self.model_identity = model_identity
         self.progress = progress
+        self.strict_tools = strict_tools
         self.toolset = ToolSet(tools)
         self._backend = model if callable(getattr(model, "complete", None)) else None
         self._backend_lock = threading.Lock()
@@ -295,6 +301,7 @@ class Agent:
 
     def _generate(self, prompt: list[int], max_tokens: int, turn: _Turn, started: float):
         """Stream one completion through the parser, turning deltas into events."""
+        from agent.harmony.constraint import tool_call_constraint
         from agent.harmony.parse import ContentDelta, MessageStart, StreamParser
         from agent.harmony.tokenizer import CALL, RETURN
         parser = StreamParser(role="assistant")
@@ -302,9 +309,14 @@ class Agent:
         channel, recipient = None, None
         timed_out = False
         temperature, top_p = self.sampling(backend)
+        constrained = {}
+        if self.strict_tools and _takes_constraint(type(backend)):
+            constraint = tool_call_constraint(self.toolset.argument_schemas())
+            constrained = {"constraint": constraint} if constraint is not None else {}
         completion = backend.complete(prompt, max_tokens=max_tokens, stop=[RETURN, CALL],
                                       temperature=temperature, top_p=top_p,
-                                      seed=self.seed, logprobs=self.min_confidence is not None)
+                                      seed=self.seed, logprobs=self.min_confidence is not None,
+                                      **constrained)
         generated = 0
         final_logprobs: list[float] = []
         try:
@@ -407,6 +419,15 @@ class Agent:
                 and result.confidence < self.min_confidence):
             problems.append(f"low confidence {result.confidence:.2f} < {self.min_confidence:.2f}")
         return problems
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_constraint(backend_type: type) -> bool:
+    """Whether a backend's complete() has a `constraint` parameter (the local runtime's)."""
+    try:
+        return "constraint" in inspect.signature(getattr(backend_type, "complete")).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
 
 
 def is_recorded_script(model: Any) -> bool:

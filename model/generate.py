@@ -5,6 +5,12 @@ then top_p (nucleus, 1 = off), then a draw from a torch.Generator seeded with `s
 reproduces a run exactly (and row i of a batch matches a single run with the same seed).
 Logprobs are the model's own log-probabilities (log_softmax of the raw logits), independent of
 the sampling settings.
+
+A `constraint` (an object with `allows(token) -> bool` and `advance(token)`, e.g.
+agent.harmony.constraint.ToolCallConstraint) restricts each pick to the tokens it allows: greedy
+takes the best allowed token, sampling draws from the distribution restricted to them. When no
+token the model can produce is allowed, the step is unconstrained. Without one, nothing changes
+(same tokens, same random stream).
 """
 from __future__ import annotations
 
@@ -36,11 +42,16 @@ class Sampler:
         else:
             self.generator.manual_seed(seed)
 
-    def __call__(self, logits: torch.Tensor) -> int:
-        """logits [vocab] float32 -> token id."""
+    def __call__(self, logits: torch.Tensor, constraint=None) -> int:
+        """logits [vocab] float32 -> token id (one the constraint allows, if there is one)."""
         logits = logits.float().cpu()
         if self.temperature <= 0:
-            return int(torch.argmax(logits))
+            token = int(torch.argmax(logits))
+            if constraint is None or constraint.allows(token):
+                return token
+            best = best_allowed(logits, constraint)
+            return token if best is None else best
+        raw = logits
         logits = logits / self.temperature
         if 0 < self.top_k < logits.numel():
             kth = torch.topk(logits, self.top_k).values[-1]
@@ -51,7 +62,62 @@ class Sampler:
             before = torch.cumsum(sorted_probs, dim=0) - sorted_probs  # mass of better tokens
             sorted_probs = sorted_probs.masked_fill(before >= self.top_p, 0.0)
             probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-        return int(torch.multinomial(probs, 1, generator=self.generator))
+        token = int(torch.multinomial(probs, 1, generator=self.generator))
+        if constraint is None or constraint.allows(token):
+            return token
+        return self._draw_allowed(probs, raw, constraint, token)
+
+    def _draw_allowed(self, probs: torch.Tensor, logits: torch.Tensor, constraint,
+                      drawn: int) -> int:
+        """A draw from `probs` restricted to allowed tokens: redraw without each rejected
+        token a few times (the mass is usually on allowed ones), then mask exactly. `logits`
+        are the raw ones, for when top_k / top_p left no allowed token."""
+        probs = probs.clone()
+        token = drawn
+        for _ in range(REDRAWS):
+            probs[token] = 0.0
+            if not bool(probs.any()):
+                break
+            token = int(torch.multinomial(probs, 1, generator=self.generator))
+            if constraint.allows(token):
+                return token
+        probs[token] = 0.0
+        candidates = [t for t in torch.nonzero(probs).flatten().tolist() if constraint.allows(t)]
+        if candidates:
+            pick = torch.multinomial(probs[candidates], 1, generator=self.generator)
+            return candidates[int(pick)]
+        # top_k / top_p cut every allowed token: take the most likely one the model can write
+        best = best_allowed(logits, constraint)
+        return drawn if best is None else best
+
+
+REDRAWS = 16     # rejected draws before the sampler masks the whole distribution
+FIRST_LOOK = 64  # best tokens greedy checks before it scans the whole vocabulary
+
+
+def best_allowed(logits: torch.Tensor, constraint) -> int | None:
+    """The highest-logit token the constraint allows (None: none the model can produce)."""
+    return next((token for token in _by_logit(logits) if constraint.allows(token)), None)
+
+
+def _by_logit(logits: torch.Tensor) -> Iterator[int]:
+    """Token ids from the highest logit down, without -inf ones (tokens a compact checkpoint
+    cannot produce); the whole vocabulary is sorted only if the first FIRST_LOOK do not do."""
+    look = min(FIRST_LOOK, logits.numel())
+    values, ids = torch.topk(logits, look)
+    yield from _finite(values, ids)
+    finite = int((logits > float("-inf")).sum())
+    if finite > look:
+        seen = set(ids.tolist())
+        values, ids = torch.topk(logits, finite)  # sorted, and only the producible tokens
+        yield from (token for token in _finite(values, ids) if token not in seen)
+
+
+def _finite(values: torch.Tensor, ids: torch.Tensor) -> Iterator[int]:
+    for value, token in zip(values.tolist(), ids.tolist()):
+        if value == float("-inf"):
+            return
+        yield token
 
 
 def _logprob(logits: torch.Tensor, token: int) -> float:
@@ -70,14 +136,15 @@ def _check(prompt: Sequence[int], max_tokens: int, vocab: int) -> None:
 
 def generate(model, prompt_tokens: Sequence[int], max_tokens: int = 256,
              stop_tokens: Sequence[int] = (), temperature: float = 1.0, top_p: float = 1.0,
-             top_k: int = 0, seed: int | None = None, logprobs: bool = False
-             ) -> Iterator[Generated]:
+             top_k: int = 0, seed: int | None = None, logprobs: bool = False,
+             constraint=None) -> Iterator[Generated]:
     """Stream tokens for one prompt on the model's session cache.
 
     The cache keeps the longest prefix it shares with the prompt (at least the last prompt
     token is recomputed, for its logits) and prefills only the rest; model.last_usage counts
     prompt, reused, computed and generated tokens. A stop token is yielded, then generation
-    ends; it is not fed back into the cache.
+    ends; it is not fed back into the cache. `constraint` restricts the tokens (module doc);
+    it is told each generated token.
     """
     prompt = [int(t) for t in prompt_tokens]
     _check(prompt, max_tokens, model.config.vocab_size)
@@ -86,11 +153,14 @@ def generate(model, prompt_tokens: Sequence[int], max_tokens: int = 256,
     context = model.config.max_position_embeddings
     if len(prompt) > context:
         raise ValueError(f"prompt of {len(prompt)} tokens exceeds the context of {context}")
-    return _stream(model, prompt, max_tokens, stops, sampler, logprobs, context)
+    if constraint is not None and not (callable(getattr(constraint, "allows", None))
+                                       and callable(getattr(constraint, "advance", None))):
+        raise TypeError(f"constraint must have allows(token) and advance(token), got {constraint!r}")
+    return _stream(model, prompt, max_tokens, stops, sampler, logprobs, context, constraint)
 
 
 @torch.inference_mode()
-def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context):
+def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context, constraint=None):
     cache: KVCache = model.cache
     model.stream_owner = owner = object()  # a newer generate() call takes the cache over
     reused = min(common_prefix(cache.tokens[0], prompt), len(prompt) - 1)
@@ -104,7 +174,9 @@ def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context):
     hidden = model.forward([prompt[reused:]], cache)[0, -1]
     while True:
         logits = model.project(hidden)
-        token = sampler(logits)
+        token = sampler(logits, constraint)
+        if constraint is not None:
+            constraint.advance(token)
         usage["generated_tokens"] += 1
         yield Generated(token, _logprob(logits, token) if logprobs else None)
         if token in stops or usage["generated_tokens"] >= max_tokens or cache.length() >= context:

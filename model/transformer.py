@@ -246,11 +246,13 @@ class GptOss:
 
     def generate(self, prompt_tokens: Sequence[int], max_tokens: int = 256,
                  stop_tokens: Sequence[int] = (), temperature: float = 1.0, top_p: float = 1.0,
-                 top_k: int = 0, seed: int | None = None, logprobs: bool = False) -> Iterator:
-        """Stream Generated(token, logprob) for one prompt, reusing the cached prefix."""
+                 top_k: int = 0, seed: int | None = None, logprobs: bool = False,
+                 constraint=None) -> Iterator:
+        """Stream Generated(token, logprob) for one prompt, reusing the cached prefix;
+        `constraint` restricts the tokens (see agent.model.generate)."""
         from .generate import generate
         return generate(self, prompt_tokens, max_tokens, stop_tokens, temperature, top_p, top_k,
-                        seed, logprobs)
+                        seed, logprobs, constraint)
 
     def generate_batch(self, prompts: Sequence[Sequence[int]],
                        max_tokens: int | Sequence[int] = 256, stop_tokens: Sequence[int] = (),

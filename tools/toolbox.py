@@ -80,6 +80,13 @@ class Toolbox:
         """Developer-message `functions` namespace entries, in registration order."""
         return [d for t in self.tools if (d := t.tool_description()) is not None]
 
+    def argument_schemas(self) -> dict[str, dict | None]:
+        """Every recipient -> the JSON Schema of its arguments (None: free-form, e.g. code)."""
+        schemas = {f"functions.{d.name}": d.parameters for d in self.function_descriptions()}
+        for config in self.namespace_configs():
+            schemas.update({f"{config.name}.{d.name}": d.parameters for d in config.tools})
+        return {recipient: schemas.get(recipient) for recipient in self.recipients()}
+
     def resolve(self, recipient: str) -> Tool | None:
         recipient = recipient.strip()
         if recipient in self._by_recipient:

@@ -32,6 +32,10 @@ class ToolSet:
     def recipients(self) -> list[str]:
         return self.toolbox.recipients()
 
+    def argument_schemas(self) -> dict:
+        schemas = getattr(self.toolbox, "argument_schemas", None)
+        return schemas() if schemas is not None else dict.fromkeys(self.recipients())
+
     def system_namespaces(self) -> list:
         return self.toolbox.namespace_configs()
 

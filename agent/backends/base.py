@@ -25,7 +25,9 @@ def empty_usage() -> dict[str, int]:
 @runtime_checkable
 class Backend(Protocol):
     """`complete` yields tokens until a stop token (included) or `max_tokens`;
-    `last_usage` then describes that call: prompt, reused-from-cache, computed, generated."""
+    `last_usage` then describes that call: prompt, reused-from-cache, computed, generated.
+    A backend that can restrict tokens (the local runtime) also takes `constraint=` (an
+    object with `allows(token)` / `advance(token)`); the loop passes it only to those."""
 
     last_usage: dict
 

@@ -61,11 +61,12 @@ class LocalBackend:
 
     def complete(self, prompt: list[int], *, max_tokens: int, stop: Sequence[int] = (),
                  temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
-                 logprobs: bool = False) -> Iterator[Generated]:
+                 logprobs: bool = False, constraint=None) -> Iterator[Generated]:
+        """`constraint` (allows/advance, e.g. a ToolCallConstraint) restricts each token."""
         self.last_usage = empty_usage()
         stream = self.model.generate(list(prompt), max_tokens=max_tokens, stop_tokens=list(stop),
                                      temperature=temperature, top_p=top_p, seed=seed,
-                                     logprobs=logprobs)
+                                     logprobs=logprobs, constraint=constraint)
         try:
             for item in stream:
                 yield Generated(int(item.token), getattr(item, "logprob", None))

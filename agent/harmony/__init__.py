@@ -2,7 +2,9 @@
 
     from agent.harmony import Conversation, Message, Role, SystemContent, DeveloperContent
     from agent.harmony import render_conversation_for_completion, StreamParser, parse_completion
+    from agent.harmony import ToolCallConstraint      # strict tool calls while sampling
 """
+from .constraint import ToolCallConstraint
 from .messages import (Author, ChannelConfig, Conversation, DeveloperContent, Message,
                        ReasoningEffort, ResponseFormat, Role, SystemContent, TextContent,
                        ToolDescription, ToolNamespaceConfig)
@@ -21,5 +23,5 @@ __all__ = [
     "ParseResult", "StreamParser", "parse_completion", "Renderer", "render",
     "render_conversation", "render_conversation_for_completion",
     "render_conversation_for_training", "stop_tokens", "stop_tokens_for_assistant_actions",
-    "schema_to_typescript", "VocabularyError", "get_encoding",
+    "schema_to_typescript", "VocabularyError", "get_encoding", "ToolCallConstraint",
 ]

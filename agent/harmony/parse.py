@@ -236,6 +236,12 @@ class StreamParser:
         return self._header if self.state == CONTENT else None
 
     @property
+    def header_in_progress(self) -> Optional[tuple[Optional[Role], list[int]]]:
+        """While a header is being read: (its role if already known, else None: the header
+        names it; its tokens so far)."""
+        return (self._next_role, list(self._header_tokens)) if self.state == HEADER else None
+
+    @property
     def current_text(self) -> str:
         return "".join(self._text) if self.state == CONTENT else ""
 

@@ -126,3 +126,10 @@ def encode_text(text: str) -> list[int]:
 def decode(tokens: list[int]) -> str:
     """Decode ids to text (invalid UTF-8 becomes U+FFFD)."""
     return get_encoding().decode(tokens)
+
+
+@functools.lru_cache(maxsize=None)
+def token_bytes(token: int) -> bytes:
+    """One token's bytes (a special token gives its `<|name|>` text); cached, as constrained
+    decoding asks for the same few thousand tokens again and again."""
+    return get_encoding().decode_single_token_bytes(token)

@@ -1,11 +1,13 @@
 """Evaluate the nano model on held-out tasks through the real agent loop and real tools.
 
     python -m agent.model.nano.evaluate [--model DIR] [--tasks 350] [--seed 1000]
+                                        [--no-strict-tools]
 
 The tasks come from tasks.py with a seed the trainer never uses. Each one runs in
 `agent.Agent` (the embedded model via the local backend, the sandboxed `python` tool, and
 the task's made-up developer functions, which record their calls and return the task's
-result) at the task's reasoning effort. Success means:
+result) at the task's reasoning effort, with strict (grammar-constrained) tool calls unless
+--no-strict-tools. Success means:
   arithmetic / unit / string: a `python` call whose real output is the expected value, and
     the final answer contains it;
   function: the first call goes to the right `functions.NAME` with exactly the expected JSON
@@ -111,7 +113,7 @@ def judge(task: Task, result) -> tuple[bool, str]:
 
 
 def evaluate(model_dir: str, counts: dict[str, int], seed: int, temperature: float,
-             verbose: bool = False, max_tokens: int = 1200) -> dict:
+             verbose: bool = False, max_tokens: int = 1200, strict_tools: bool = True) -> dict:
     from agent import Agent
     from agent.backends.local import LocalBackend
     from agent.model.checkpoint import load_tensors
@@ -131,7 +133,7 @@ def evaluate(model_dir: str, counts: dict[str, int], seed: int, temperature: flo
                               for f in task.functions]
         with Agent(model=backend, tools=tools, effort=task.effort, temperature=temperature,
                    seed=seed + i, max_steps=6, max_tokens=max_tokens,
-                   max_step_tokens=max_tokens // 2) as agent:
+                   max_step_tokens=max_tokens // 2, strict_tools=strict_tools) as agent:
             result = agent.run(task.user)
         ok, why = judge(task, result)
         stops[result.stop_reason] += 1
@@ -153,6 +155,7 @@ def evaluate(model_dir: str, counts: dict[str, int], seed: int, temperature: flo
                 print(f"FAIL [{task.category}/{task.effort}] {task.user!r}: {why}", file=sys.stderr)
     report = {
         "tasks": len(tasks), "redrawn_unknown_tokens": redrawn, "temperature": temperature,
+        "strict_tools": strict_tools,
         "seconds": round(time.time() - started),
         "success": {c: f"{wins[c]}/{totals[c]} ({100 * wins[c] / totals[c]:.1f}%)"
                     for c in CATEGORIES if totals[c]},
@@ -180,11 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=1.0,
                    help="sampling temperature (1.0 = the agent's default)")
     p.add_argument("--only", help="comma-separated categories (run parts in parallel)")
+    p.add_argument("--no-strict-tools", action="store_true",
+                   help="let tool calls name any recipient and send any arguments")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     counts = {c: max(1, round(n * args.scale)) for c, n in DEFAULT_COUNTS.items()
               if not args.only or c in args.only.split(",")}
-    report = evaluate(args.model, counts, args.seed, args.temperature, args.verbose)
+    report = evaluate(args.model, counts, args.seed, args.temperature, args.verbose,
+                      strict_tools=not args.no_strict_tools)
     print(json.dumps(report, indent=2))
     return 0
 

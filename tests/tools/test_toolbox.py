@@ -38,6 +38,16 @@ def test_builtins_by_name_and_recipients():
         Toolbox([3])
 
 
+def test_argument_schemas_for_every_recipient():
+    box = Toolbox(["browser", lookup, Broken()])
+    schemas = box.argument_schemas()
+    assert list(schemas) == box.recipients()
+    assert schemas["functions.lookup"] == {"type": "object", "required": ["key"],
+                                           "properties": {"key": {"type": "string"}}}
+    assert schemas["browser.search"]["required"] == ["query"]
+    assert schemas["functions.broken"] is None  # a tool without a description: free-form
+
+
 def test_system_message_equals_openai_harmony(harmony_encoding):
     import openai_harmony as oh
 
