@@ -116,9 +116,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torch.Te
         visible = visible & (k_pos[None, None, :] > q_pos - window)
     scores = scores.masked_fill(~visible[:, None, None], float("-inf"))
     sink = sinks.float().view(1, Hkv, group, 1, 1).expand(B, Hkv, group, Tq, 1)
-    logits = torch.cat((scores, sink), dim=-1)
-    logits = logits - logits.amax(dim=-1, keepdim=True)
-    probs = logits.softmax(dim=-1)[..., :-1]
+    # softmax subtracts the row max itself (a separate max would only cost autograd time)
+    probs = torch.cat((scores, sink), dim=-1).softmax(dim=-1)[..., :-1]
     out = torch.einsum("bhgqk,bkhd->bqhgd", probs, v.float())
     return out.reshape(B, Tq, Hq, D).to(q.dtype)
 
