@@ -18,9 +18,11 @@ HUGE_PAGE = 2 << 20
 
 def huge_page_empty(shape, dtype: torch.dtype) -> torch.Tensor:
     """An uninitialized CPU tensor in anonymous memory advised (MADV_HUGEPAGE) to use huge
-    pages; where the kernel has none it is ordinary memory."""
+    pages; where the kernel has none, or it is smaller than one, it is ordinary memory."""
     count = math.prod(shape)
-    size = max(HUGE_PAGE, -(-count * dtype.itemsize // HUGE_PAGE) * HUGE_PAGE)
+    if count * dtype.itemsize < HUGE_PAGE:
+        return torch.empty(shape, dtype=dtype)
+    size = -(-count * dtype.itemsize // HUGE_PAGE) * HUGE_PAGE
     buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:
         buffer.madvise(mmap.MADV_HUGEPAGE)

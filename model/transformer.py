@@ -12,7 +12,6 @@ The heavy operations go through `agent.kernels`, which picks an implementation p
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from agent.kernels import DenseExperts, Int8Weight, PackedExperts
 from .cache import KVCache
 from .checkpoint import CheckpointError, load_tensors
 from .config import GptOssConfig, sampling_defaults
-from .memory import HUGE_PAGE, huge_page_empty, in_huge_pages
+from .memory import huge_page_empty, in_huge_pages
 from .download import MODELS, default_dir
 
 DENSE_AUTO_BYTES = 256 << 20  # dense=None: dequantize experts up front if they fit in this
@@ -89,20 +88,18 @@ class GptOss:
         huge_pages = self.device.type == "cpu" and not small
 
         def take(names: str | tuple[str, ...], dtype: torch.dtype, convert=lambda t: t):
-            """tensors[name] on our device and dtype (several names: stacked along dim 0); if
-            that copied it, the file's pages go."""
+            """tensors[name] on our device and dtype (a tuple of names: stacked along dim 0,
+            straight into its final memory); if that copied, the file's pages go."""
             names = (names,) if isinstance(names, str) else names
             sources = [tensors[name] for name in names]
-            stacked = len(sources) > 1
-            if stacked:  # straight into its final memory: no second full-size copy
+            if len(sources) == 1:
+                result = convert(sources[0].to(self.device, dtype))
+                if huge_pages and isinstance(result, torch.Tensor):
+                    result = in_huge_pages(result)
+            else:
                 shape = (sum(t.shape[0] for t in sources), *sources[0].shape[1:])
-                big = math.prod(shape) * dtype.itemsize >= HUGE_PAGE
-                out = (huge_page_empty(shape, dtype) if huge_pages and big
-                       else torch.empty(shape, dtype=dtype))
-                result = torch.cat([t.to(dtype) for t in sources], out=out)
-            result = convert(result.to(self.device) if stacked else sources[0].to(self.device, dtype))
-            if huge_pages and isinstance(result, torch.Tensor) and not stacked:
-                result = in_huge_pages(result)
+                out = (huge_page_empty if huge_pages else torch.empty)(shape, dtype=dtype)
+                result = convert(torch.cat([t.to(dtype) for t in sources], out=out).to(self.device))
             if not isinstance(result, torch.Tensor) or result.data_ptr() != sources[0].data_ptr():
                 for name in names:
                     release(name)
