@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--minutes", type=float, default=90,
                    help="wall-clock cap (with --steps 0: the schedule's length)")
-    p.add_argument("--steps", type=int, default=11_000,
+    p.add_argument("--steps", type=int, default=10_000,
                    help="schedule over N steps (reproducible); 0: over --minutes of wall time")
     p.add_argument("--init", help="continue training from this exported checkpoint folder")
     p.add_argument("--warmup", type=float, default=0.03, help="warmup share of the time")
