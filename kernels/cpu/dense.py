@@ -31,9 +31,8 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.T
     if ext is None:
         return reference.linear(x, weight, bias)
     flat = x.reshape(rows, K)
-    if bias is not None and not bias.is_contiguous():
-        bias = bias.contiguous()
     # the GEMVs add the bias and round to bf16 as they store: no torch op after them
+    bias = None if bias is None else bias.contiguous()
     to_bf16 = x.dtype == torch.bfloat16
     if dense:
         out = ext.bf16_gemv(flat.to(torch.bfloat16).contiguous(), weight, bias, to_bf16)

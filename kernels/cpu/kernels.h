@@ -48,10 +48,6 @@ at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const a
                           const at::Tensor& bias, const at::Tensor& experts, const at::Tensor& offsets);
 at::Tensor mxfp4_dequantize_bf16(const at::Tensor& blocks, const at::Tensor& scales);
 at::Tensor swiglu_bf16(const at::Tensor& h, double alpha, double limit, int64_t width);
-at::Tensor moe_rows(const at::Tensor& x, const at::Tensor& index, const at::Tensor& weights,
-                    const at::Tensor& gu_blocks, const at::Tensor& gu_scales, const at::Tensor& gu_bias,
-                    const at::Tensor& dn_blocks, const at::Tensor& dn_scales, const at::Tensor& dn_bias,
-                    double alpha, double limit);
 at::Tensor moe_decode(const at::Tensor& x, const at::Tensor& router_w, const at::Tensor& router_b,
                       int64_t top_k, const at::Tensor& gu_blocks, const at::Tensor& gu_scales,
                       const at::Tensor& gu_bias, const at::Tensor& dn_blocks, const at::Tensor& dn_scales,

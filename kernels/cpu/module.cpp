@@ -8,7 +8,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("moe_mxfp4_gemv", &moe_mxfp4_gemv, "grouped MXFP4 GEMV over selected experts");
   m.def("mxfp4_dequantize_bf16", &mxfp4_dequantize_bf16, "one expert MXFP4 -> bf16");
   m.def("swiglu_bf16", &swiglu_bf16, "clamped SwiGLU, interleaved float32 -> bf16");
-  m.def("moe_rows", &moe_rows, "routed experts for a few rows, in one call");
   m.def("moe_decode", &moe_decode, "router, top-k and routed experts for a few rows, in one call");
   m.def("attention_decode", &attention_decode, "attention with sinks for a few queries");
   m.def("rms_norm_bf16", &rms_norm_bf16, "RMSNorm of bf16 rows");

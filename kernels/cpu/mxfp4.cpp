@@ -226,10 +226,10 @@ at::Tensor swiglu_bf16(const at::Tensor& h, double alpha, double limit, int64_t 
 // by expert, gate/up GEMV, fused SwiGLU, down GEMV, and the routing-weighted sum per token.
 // Saves the ~20 small torch ops (~0.3 ms) the same steps cost from Python, per layer and token.
 // x bf16 [T, H]; index int64 [T, k]; weights float32 [T, k]. Returns float32 [T, H].
-at::Tensor moe_rows(const at::Tensor& x, const at::Tensor& index, const at::Tensor& weights,
-                    const at::Tensor& gu_blocks, const at::Tensor& gu_scales, const at::Tensor& gu_bias,
-                    const at::Tensor& dn_blocks, const at::Tensor& dn_scales, const at::Tensor& dn_bias,
-                    double alpha, double limit) {
+static at::Tensor moe_rows(const at::Tensor& x, const at::Tensor& index, const at::Tensor& weights,
+                           const at::Tensor& gu_blocks, const at::Tensor& gu_scales, const at::Tensor& gu_bias,
+                           const at::Tensor& dn_blocks, const at::Tensor& dn_scales, const at::Tensor& dn_bias,
+                           double alpha, double limit) {
   TORCH_CHECK(index.dtype() == at::kLong && weights.dtype() == at::kFloat && index.dim() == 2 &&
                   weights.sizes() == index.sizes() && index.size(0) == x.size(0),
               "index must be int64 [T, k] and weights float32 [T, k]");
@@ -268,10 +268,6 @@ at::Tensor moe_rows(const at::Tensor& x, const at::Tensor& index, const at::Tens
   }
   return out;
 }
-
-}  // namespace gptoss
-
-namespace gptoss {
 
 // Decode's whole MoE block in one call: router logits (bf16 GEMV plus bias, rounded to bf16 as
 // `linear` returns them), the top_k experts per row (highest logit first, ties to the lower
