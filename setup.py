@@ -21,6 +21,7 @@ setup(
     package_dir=package_dir,
     package_data={
         "agent.prompts": ["*.jinja", "**/*.jinja"],
+        "agent.harmony": ["o200k_base.tiktoken.gz"],
         "agent.model": ["nano/*.json", "nano/*.safetensors", "nano/*.bin"],
         "agent.kernels": ["cpu/*.cpp", "cpu/*.h"],
     },

