@@ -26,7 +26,7 @@ from .cache import KVCache
 from .checkpoint import CheckpointError, load_tensors
 from .config import GptOssConfig, sampling_defaults
 from .memory import huge_page_empty, in_huge_pages
-from .download import MODELS, default_dir
+from .download import MODELS, find_checkpoint, repo_id
 
 DENSE_AUTO_BYTES = 256 << 20  # dense=None: dequantize experts up front if they fit in this
 BF16_AUTO_PARAMS = 1e9        # dtype=None on CPU: bf16 above this many parameters, else fp32
@@ -309,7 +309,8 @@ def _experts_fit(config: GptOssConfig, dtype: torch.dtype) -> bool:
 def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
          dense: str | None = None, experts: str | None = None) -> GptOss:
     """Load a checkpoint folder (HF, original, compact), "nano" (the embedded model) or
-    "gpt-oss-20b" / "gpt-oss-120b" (the folder `python -m agent download` fills).
+    "gpt-oss-20b" / "openai/gpt-oss-120b" (its snapshot in the Hugging Face cache, which
+    `python -m agent download` fills).
 
     dtype None: bf16 on CUDA; on CPU bf16 for big models, float32 for small ones.
     dense: None (or "bf16"/"fp32": no change) keeps attention, embedding and unembedding
@@ -321,11 +322,11 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
     if str(path) == "nano":
         from . import nano  # the embedded model's package; imported only when asked for
         path = nano.path()
-    elif str(path) in MODELS and not Path(path).exists():
-        path = default_dir(str(path))  # where `python -m agent download NAME` puts it
-        if not path.exists():
-            raise CheckpointError(f"{path}: no such checkpoint folder (run `python -m agent "
-                                  f"download {path.name}` or pass the checkpoint's folder)")
+    elif repo_id(str(path)) in MODELS.values() and not Path(path).exists():
+        name, path = str(path), find_checkpoint(str(path))  # the HF cache, or the old folder
+        if path is None:
+            raise CheckpointError(f"{name}: no such checkpoint folder (run `python -m agent "
+                                  f"download {name}` or pass the checkpoint's folder)")
     config, tensors = load_tensors(Path(path))
     model = GptOss(config, tensors, device, dtype, dense, experts)
     model.sampling_defaults = sampling_defaults(Path(path))

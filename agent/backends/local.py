@@ -17,8 +17,10 @@ class ModelNotFound(FileNotFoundError):
 
 
 def resolve_model_path(model: str | os.PathLike | None) -> Path:
-    """None -> the embedded nano model; an existing path -> itself; a known name -> its download
-    folder. Anything else is a clear error, never a hub download."""
+    """None -> the embedded nano model; an existing path -> itself; a name (`gpt-oss-20b`) or
+    Hugging Face repo id (`openai/gpt-oss-20b`) -> its snapshot in the Hugging Face cache,
+    else the folder older versions of `python -m agent download` filled. Anything else is a
+    clear error, never a hub download."""
     if model is None:
         from agent.model import nano
         path = Path(nano.path())
@@ -29,12 +31,14 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
     path = Path(model).expanduser()
     if path.exists():
         return path
-    from agent.model.download import default_dir
+    from agent.model.download import find_checkpoint, hub_cache, repo_id
+    found = find_checkpoint(str(model))
+    if found is not None:
+        return found
     name = str(model).split("/")[-1]
-    if default_dir(name).exists():
-        return default_dir(name)
     hint = f"; run `python -m agent download {name}` first" if name in KNOWN_NAMES else ""
-    raise ModelNotFound(f"model {str(model)!r}: no such checkpoint folder{hint}")
+    where = f" and not in the Hugging Face cache {hub_cache()}" if repo_id(str(model)) else ""
+    raise ModelNotFound(f"model {str(model)!r}: no such checkpoint folder{where}{hint}")
 
 
 class LocalBackend:
