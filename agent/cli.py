@@ -4,6 +4,7 @@
     python -m agent                     interactive chat (agent.chat)
     python -m agent harmony render|parse FILE   Harmony interop (agent.harmony.cli)
     python -m agent tool NAME ARGS      run one tool as the model would see it (agent.tools.cli)
+    python -m agent mcp [--http PORT]   the python and browser tools as an MCP server (agent.tools.mcp.server)
     python -m agent serve [...]         OpenAI-compatible server (agent.server.cli)
     python -m agent download NAME       fetch real gpt-oss weights (agent.model.download)
 """
@@ -15,6 +16,7 @@ import sys
 SUBCOMMANDS = {
     "harmony": "agent.harmony.cli",
     "tool": "agent.tools.cli",
+    "mcp": "agent.tools.mcp.server",
     "serve": "agent.server.cli",
     "download": "agent.model.download",
 }

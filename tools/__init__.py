@@ -7,17 +7,19 @@
         "Current weather in a city."
         ...
 
-    toolbox = Toolbox(["browser", "python", get_weather])
+    toolbox = Toolbox(["browser", "python", get_weather, MCPServer.stdio("my-mcp-server")])
     result = await toolbox.call("functions.get_weather", '{"city": "Paris"}')
 
-The browser and python packages load on first use, so importing this stays cheap.
+A function tool also comes from a raw JSON Schema and a callable (`SchemaTool`, or
+`@tool(schema=...)`), and an MCP server (`MCPServer`) brings all of its tools at once.
+The browser, python and mcp packages load on first use, so importing this stays cheap.
 """
-from agent.tools.base import Tool, ToolError, ToolResult
-from agent.tools.function import FunctionTool, tool
+from agent.tools.base import Tool, ToolError, ToolProvider, ToolResult
+from agent.tools.function import FunctionTool, SchemaTool, tool
 from agent.tools.toolbox import Toolbox
 
-__all__ = ["BrowserTool", "FunctionTool", "PythonTool", "Tool", "ToolError", "ToolResult",
-           "Toolbox", "tool"]
+__all__ = ["BrowserTool", "FunctionTool", "MCPServer", "PythonTool", "SchemaTool", "Tool",
+           "ToolError", "ToolProvider", "ToolResult", "Toolbox", "tool"]
 
 
 def __getattr__(name: str):
@@ -27,4 +29,7 @@ def __getattr__(name: str):
     if name == "PythonTool":
         from agent.tools.python import PythonTool
         return PythonTool
+    if name == "MCPServer":
+        from agent.tools.mcp import MCPServer
+        return MCPServer
     raise AttributeError(f"module 'agent.tools' has no attribute {name!r}")

@@ -69,6 +69,18 @@ class Tool(ABC):
         return f"<{type(self).__name__} {', '.join(self.recipients())}>"
 
 
+class ToolProvider(ABC):
+    """A source of several tools behind one connection (an MCP server). The Toolbox asks for
+    its tools when it is added and closes it with the others."""
+
+    @abstractmethod
+    def tools(self) -> list[Tool]:
+        """The tools, connecting first if needed (blocking: it is called from sync setup)."""
+
+    def close(self) -> None:
+        """Disconnect. Blocking, safe to call twice; `tools()` may connect again after it."""
+
+
 def parse_json_arguments(recipient: str, arguments: str) -> dict[str, Any]:
     """The model's argument text as a JSON object, or a ToolError saying what is wrong."""
     text = strip_code_fence(arguments or "")

@@ -4,11 +4,12 @@
     python -m agent tool browser.open '{"id": "https://example.org"}'
     echo 'print(2+2)' | python -m agent tool python -
     python -m agent tool functions.add '{"a": 1, "b": 2}' --tools mymodule:add
+    python -m agent tool functions.add '{"a": 1, "b": 2}' --mcp "python my_server.py"
 
 ARGS is the JSON arguments, or the code for `python`; `-` reads it from stdin.
 Exit status: 0 when the tool ran (even if it reported an error to the model, which is then
 printed like any result), 2 for an unknown tool or unusable arguments, 3 when the tool cannot
-be set up here (no bubblewrap, a bad --search-folder or --tools); messages go to stderr.
+be set up here (no bubblewrap, a bad --search-folder, --tools or --mcp); messages go to stderr.
 `--state FILE` keeps the browser's pages between invocations, so `browser.find` and link ids
 work across commands. External checks use this command; keep it stable.
 """
@@ -34,23 +35,30 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m agent tool",
         description="Run one tool call and print what the model would see.")
     p.add_argument("name", help="browser.search | browser.open | browser.find | python | "
-                                "functions.NAME (with --tools)")
+                                "functions.NAME (with --tools or --mcp)")
     p.add_argument("args", nargs="?", default="",
                    help="JSON arguments, or code for python; '-' reads stdin")
+    add_tool_options(p)
+    p.add_argument("--state", metavar="FILE", help="browser pages kept between invocations")
+    p.add_argument("--tools", action="append", default=[], metavar="MODULE:ATTR",
+                   help="load function tools (a @tool, a typed function, or a list of them)")
+    p.add_argument("--mcp", action="append", default=[], metavar="'COMMAND ARGS' | URL",
+                   help="load an MCP server's tools as functions.NAME (repeatable)")
+    return p
+
+
+def add_tool_options(p: argparse.ArgumentParser) -> None:
+    """How the built-ins are set up (shared with `python -m agent mcp`)."""
     p.add_argument("--allow-private", action="store_true",
                    help="let the browser open loopback/private/link-local addresses")
     p.add_argument("--search-folder", metavar="DIR",
                    help="search a local folder of documents instead of DuckDuckGo")
     p.add_argument("--search-base-url", metavar="URL",
                    help="with --search-folder: results link to URL/<relative path>")
-    p.add_argument("--state", metavar="FILE", help="browser pages kept between invocations")
     p.add_argument("--timeout", type=float, default=None,
                    help="python: wall-clock seconds per call; browser: seconds per fetch")
     p.add_argument("--unsandboxed", action="store_true",
                    help="python without bubblewrap (unsafe; for machines without bwrap)")
-    p.add_argument("--tools", action="append", default=[], metavar="MODULE:ATTR",
-                   help="load function tools (a @tool, a typed function, or a list of them)")
-    return p
 
 
 def load_functions(specs: list[str]) -> list[Tool]:
@@ -73,8 +81,9 @@ def build_tool(options, namespace: str) -> Tool:
         fetcher = Fetcher(allow_private=options.allow_private,
                           **({"timeout": options.timeout} if options.timeout else {}))
         browser = BrowserTool(backend, fetcher=fetcher)
-        if options.state and Path(options.state).exists():
-            browser.load_state(json.loads(Path(options.state).read_text()))
+        state = getattr(options, "state", None)
+        if state and Path(state).exists():
+            browser.load_state(json.loads(Path(state).read_text()))
         return browser
     from agent.tools.python import PythonTool
     return PythonTool(sandbox="none" if options.unsandboxed else "bwrap",
@@ -90,12 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         if namespace in ("browser", "python"):
             toolbox = Toolbox([build_tool(options, namespace)])
         else:
-            toolbox = Toolbox(load_functions(options.tools))
+            from agent.tools.mcp import MCPServer
+            servers = [MCPServer.from_spec(spec) for spec in options.mcp]
+            toolbox = Toolbox([*load_functions(options.tools), *servers])
     except Exception as e:
         print(f"error: {e}", file=sys.stderr)
         return UNAVAILABLE
     if toolbox.resolve(name) is None:
-        known = ", ".join(toolbox.recipients()) or "none loaded (use --tools MODULE:ATTR)"
+        known = (", ".join(toolbox.recipients())
+                 or "none loaded (use --tools MODULE:ATTR or --mcp COMMAND)")
         print(f"error: unknown tool {name!r}; known: {known}", file=sys.stderr)
         asyncio.run(toolbox.close())
         return USAGE_ERROR

@@ -3,8 +3,11 @@
 The JSON Schema comes from the type hints through pydantic and is then simplified to the
 subset Harmony's TypeScript-like rendering understands: `$ref`s inlined, titles dropped,
 `Optional[X]` as `X` marked nullable, unions of plain types as a `type` list, other unions as
-`oneOf`. Descriptions come from the docstring (summary and per-argument lines) or from
-`Annotated[..., Field(description=...)]`.
+`oneOf`. Descriptions come from the docstring (Google, NumPy, reST or Epydoc style, read by
+docstring-parser) or from `Annotated[..., Field(description=...)]`.
+
+`SchemaTool` is the other form tools come in (MCP servers, OpenAI-style tool lists): a raw
+JSON Schema and a callable, the arguments checked with jsonschema before the call.
 """
 from __future__ import annotations
 
@@ -16,55 +19,30 @@ import re
 import sys
 from typing import Any, Callable
 
+import docstring_parser
+import jsonschema
 import pydantic
 
 from agent.tools.base import (BUILTIN_NAMESPACES, InvalidArguments, Tool, ToolError,
                               ToolResult, format_validation_error, invalid_arguments_result,
                               parse_json_arguments)
 
-_ARG_HEADERS = ("args:", "arguments:", "parameters:", "params:")
-_OTHER_HEADERS = ("returns:", "return:", "raises:", "yields:", "examples:", "example:", "note:")
-
 
 def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
-    """(summary, {arg: description}) from Google style `Args:` or Sphinx `:param x:` lines."""
-    if not doc:
+    """(description, {arg: description}) from a Google, NumPy, reST or Epydoc docstring."""
+    if not doc or not doc.strip():
         return "", {}
-    lines = inspect.cleandoc(doc).splitlines()
-    summary: list[str] = []
-    args: dict[str, str] = {}
-    section, current, entry_indent = "summary", None, None
-    for raw in lines:
-        line = raw.strip()
-        low = line.lower()
-        indent = len(raw) - len(raw.lstrip())
-        sphinx = re.match(r":param\s+(?:[^:]*\s)?(\w+):\s*(.*)", line)
-        if sphinx:
-            current, section = sphinx.group(1), "sphinx"
-            args[current] = sphinx.group(2).strip()
-        elif low in _ARG_HEADERS:
-            section, current, entry_indent = "args", None, None
-        elif low in _OTHER_HEADERS or low.startswith((":return", ":raise", ":rtype")):
-            section, current = "other", None
-        elif section == "summary":
-            summary.append(line)
-        elif section in ("args", "sphinx") and line:
-            entry = re.match(r"(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)", line)
-            if section == "args" and entry_indent is None:
-                entry_indent = indent
-            is_entry = entry and section == "args" and indent == entry_indent
-            if is_entry:
-                current = entry.group(1)
-                args[current] = entry.group(2).strip()
-            elif current:  # a continuation line of the current argument
-                args[current] = (args[current] + " " + line).strip()
-    text = "\n".join(summary).strip()
-    return text, args
+    try:
+        parsed = docstring_parser.parse(inspect.cleandoc(doc))
+    except docstring_parser.ParseError:  # not any known style: all of it describes the tool
+        return inspect.cleandoc(doc), {}
+    args = {p.arg_name: " ".join(p.description.split()) for p in parsed.params if p.description}
+    return (parsed.description or "").strip(), args
 
 
 def harmony_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A pydantic JSON Schema reduced to what Harmony renders: no $defs/$ref/titles/anyOf."""
-    defs = schema.get("$defs", {})
+    """A JSON Schema reduced to what Harmony renders: no $defs/$ref/titles/anyOf."""
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
 
     def simplify(node: Any, seen: tuple[str, ...] = ()) -> Any:
         if isinstance(node, list):
@@ -76,10 +54,10 @@ def harmony_schema(schema: dict[str, Any]) -> dict[str, Any]:
             if name in seen:  # a recursive model: describe the inner level loosely
                 return {"type": "object"}
             extra = {k: v for k, v in node.items() if k != "$ref"}
-            return simplify({**defs[name], **extra}, seen + (name,))
+            return simplify({**defs.get(name, {}), **extra}, seen + (name,))  # unknown: any
         out: dict[str, Any] = {}
         for key, value in node.items():
-            if key in ("title", "$defs"):
+            if key in ("title", "$defs", "definitions", "$schema", "$id"):
                 continue
             if key == "properties":
                 out[key] = {name: simplify(prop, seen) for name, prop in value.items()}
@@ -131,18 +109,10 @@ class FunctionTool(Tool):
         """localns: names for string annotations besides the module's (the definer's locals)."""
         self.fn = fn
         self._localns = localns or {}
-        self.name = name or fn.__name__
-        if self.name in BUILTIN_NAMESPACES:
-            raise ValueError(
-                f"tool name {self.name!r} is reserved for the built-in {self.name} tool "
-                f"(gpt-oss would send it raw {'code' if self.name == 'python' else 'text'} "
-                f"instead of JSON); rename the function or pass @tool(name=...)")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
-            raise ValueError(f"tool name {self.name!r} must be an identifier (letters, digits, _)")
+        self.name = check_name(name or fn.__name__)
         summary, arg_docs = parse_docstring(fn.__doc__)
         self.description = description if description is not None else summary
         self.timeout = timeout
-        self.is_async = inspect.iscoroutinefunction(fn)
         self.arguments_model = self._arguments_model(fn, arg_docs)
         self.parameters = harmony_schema(self.arguments_model.model_json_schema())
         functools.update_wrapper(self, fn)
@@ -191,18 +161,101 @@ class FunctionTool(Tool):
         except InvalidArguments as e:
             return invalid_arguments_result(e)
         kwargs = {name: getattr(validated, name) for name in self.arguments_model.model_fields}
+        return await run_callable(self.fn, kwargs)
+
+
+def check_name(name: str) -> str:
+    """A function tool's name, or a ValueError saying why the model could not use it."""
+    if name in BUILTIN_NAMESPACES:
+        raise ValueError(
+            f"tool name {name!r} is reserved for the built-in {name} tool (gpt-oss would send "
+            f"it raw {'code' if name == 'python' else 'text'} instead of JSON); rename the "
+            "function or pass @tool(name=...)")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
+        raise ValueError(f"tool name {name!r} must be an identifier (letters, digits, _)")
+    return name
+
+
+async def run_callable(fn: Callable[..., Any], kwargs: dict[str, Any]) -> ToolResult:
+    """Call `fn(**kwargs)`; its return value or its failure as what the model reads."""
+    try:
+        if inspect.iscoroutinefunction(fn):
+            value = await fn(**kwargs)
+        else:  # a thread, so a slow function neither blocks the loop nor escapes the timeout
+            value = await asyncio.to_thread(fn, **kwargs)
+        if inspect.isawaitable(value):  # e.g. an object whose __call__ is async
+            value = await value
+    except ToolError as e:
+        return ToolResult(str(e), error=True)
+    except Exception as e:  # the function's own failure is news for the model, not a crash
+        return ToolResult(f"Error: {type(e).__name__}: {e}", error=True)
+    if isinstance(value, ToolResult):
+        return value
+    return ToolResult(_to_text(value), data=value)
+
+
+class SchemaTool(Tool):
+    """A developer function (`functions.NAME`) from a raw JSON Schema and a callable.
+
+    `fn` (sync or async) gets the validated arguments as keyword arguments and returns a
+    value (shown as text or JSON) or a ToolResult; subclasses override `invoke` instead.
+    """
+    namespace = "functions"
+
+    def __init__(self, name: str, description: str, parameters: dict[str, Any] | None,
+                 fn: Callable[..., Any] | None = None, *, timeout: float | None = 60.0):
+        self.name = check_name(name)
+        self.description = description or ""
+        self.schema = parameters or {"type": "object", "properties": {}}
+        self.validator = argument_validator(self.name, self.schema)
+        self.parameters = harmony_schema(self.schema)
+        self.fn = fn
+        self.timeout = timeout
+
+    tool_description = FunctionTool.tool_description
+
+    async def call(self, recipient: str, arguments: str) -> ToolResult:
         try:
-            if self.is_async:
-                value = await self.fn(**kwargs)
-            else:  # a thread, so a slow function neither blocks the loop nor escapes the timeout
-                value = await asyncio.to_thread(self.fn, **kwargs)
-        except ToolError as e:
-            return ToolResult(str(e), error=True)
-        except Exception as e:  # the function's own failure is news for the model, not a crash
-            return ToolResult(f"Error: {type(e).__name__}: {e}", error=True)
-        if isinstance(value, ToolResult):
-            return value
-        return ToolResult(_to_text(value), data=value)
+            raw = parse_json_arguments(recipient, arguments)
+            check_arguments(recipient, self.validator, raw)
+        except InvalidArguments as e:
+            return invalid_arguments_result(e)
+        return await self.invoke(raw)
+
+    async def invoke(self, arguments: dict[str, Any]) -> ToolResult:
+        """Run the tool on arguments that passed the schema."""
+        if self.fn is None:
+            raise NotImplementedError(f"{type(self).__name__} has no callable; override invoke")
+        return await run_callable(self.fn, arguments)
+
+
+def argument_validator(name: str, schema: dict[str, Any]):
+    """A jsonschema validator for a tool's arguments (the draft the schema names, else the
+    latest), or a ValueError naming the tool when the schema itself is broken."""
+    if not isinstance(schema, dict):
+        raise ValueError(f"tool {name!r}: the parameters schema must be a JSON object, "
+                         f"got {type(schema).__name__}")
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        where = "/".join(str(p) for p in e.absolute_path) or "the top level"
+        raise ValueError(f"tool {name!r}: invalid parameters schema at {where}: "
+                         f"{e.message}") from None
+    return cls(schema)
+
+
+def check_arguments(recipient: str, validator, arguments: dict[str, Any]) -> None:
+    """Raises InvalidArguments naming each failing field (at most five), or returns."""
+    errors = sorted(validator.iter_errors(arguments), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(p) for p in error.absolute_path) or "arguments"
+        message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
+        parts.append(f"{where}: {message}")
+    raise InvalidArguments(f"Invalid arguments for {recipient}: " + "; ".join(parts) + ".")
 
 
 def _has_description(annotation: Any) -> bool:
@@ -213,9 +266,17 @@ def _has_description(annotation: Any) -> bool:
 
 
 def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None,
-         description: str | None = None, timeout: float | None = 60.0):
-    """Decorator: `@tool` or `@tool(name=..., description=..., timeout=...)`."""
-    def wrap(f: Callable[..., Any], localns: dict[str, Any] | None = None) -> FunctionTool:
+         description: str | None = None, timeout: float | None = 60.0,
+         schema: dict[str, Any] | None = None):
+    """Decorator: `@tool` or `@tool(name=..., description=..., timeout=...)`.
+
+    With `schema=` (a JSON Schema of the arguments) the type hints are not read: the function
+    becomes a SchemaTool, its arguments checked against that schema by jsonschema."""
+    def wrap(f: Callable[..., Any], localns: dict[str, Any] | None = None) -> Tool:
+        if schema is not None:
+            summary = parse_docstring(f.__doc__)[0]
+            return SchemaTool(name or f.__name__, summary if description is None else description,
+                              schema, f, timeout=timeout)
         # The decorating frame's locals resolve types defined inside a function (PEP 563).
         localns = localns if localns is not None else sys._getframe(1).f_locals
         return FunctionTool(f, name=name, description=description, timeout=timeout,

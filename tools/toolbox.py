@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Iterable
 
-from agent.tools.base import Tool, ToolResult
+from agent.tools.base import Tool, ToolProvider, ToolResult
 
-ToolSpec = Tool | str | Callable[..., Any]
+ToolSpec = Tool | ToolProvider | str | Callable[..., Any]
 
 
 def builtin_tool(name: str, **options: Any) -> Tool:
@@ -34,27 +34,58 @@ def as_tool(spec: ToolSpec) -> Tool:
     if callable(spec):
         from agent.tools.function import FunctionTool
         return FunctionTool(spec)
-    raise TypeError(f"cannot use {spec!r} as a tool: pass a Tool, 'browser', 'python' "
-                    "or a typed function")
+    raise TypeError(f"cannot use {spec!r} as a tool: pass a Tool, 'browser', 'python', "
+                    "a typed function or an MCP server")
 
 
 class Toolbox:
     def __init__(self, tools: Iterable[ToolSpec] = ()):
         self.tools: list[Tool] = []
+        self.providers: list[ToolProvider] = []
         self._by_recipient: dict[str, Tool] = {}
-        for spec in tools:
-            self.add(spec)
+        try:
+            for spec in tools:
+                self.add(spec)
+        except BaseException:
+            self._close_providers()  # a server started for a toolbox that never came to be
+            raise
 
-    def add(self, spec: ToolSpec) -> Tool:
+    def add(self, spec: ToolSpec) -> Tool | list[Tool]:
+        """Add one tool, or every tool of a provider (returned as a list)."""
+        if isinstance(spec, ToolProvider):
+            try:
+                tools = spec.tools()
+                self._check_free(tools)
+            except BaseException:
+                spec.close()
+                raise
+            self.providers.append(spec)
+            return [self.add(tool) for tool in tools]
         tool = as_tool(spec)
-        for recipient in tool.recipients():
-            if recipient in self._by_recipient:
-                raise ValueError(f"two tools answer to {recipient!r}: "
-                                 f"{self._by_recipient[recipient]!r} and {tool!r}")
+        self._check_free([tool])
         self.tools.append(tool)
         for recipient in tool.recipients():
             self._by_recipient[recipient] = tool
         return tool
+
+    def _check_free(self, tools: list[Tool]) -> None:
+        """A ValueError naming both tools when a recipient would answer to two of them."""
+        taken = dict(self._by_recipient)
+        for tool in tools:
+            for recipient in tool.recipients():
+                if recipient in taken:
+                    raise ValueError(f"two tools answer to {recipient!r}: {taken[recipient]!r} "
+                                     f"and {tool!r}; rename one (MCPServer(..., prefix=...) "
+                                     "renames a server's tools)")
+                taken[recipient] = tool
+
+    def _close_providers(self) -> None:
+        for provider in self.providers:
+            try:
+                provider.close()
+            except Exception:
+                pass  # best effort, as in close()
+        self.providers.clear()
 
     def __iter__(self):
         return iter(self.tools)
@@ -124,3 +155,4 @@ class Toolbox:
                 await tool.close()
             except Exception:
                 pass  # closing is best effort; one tool must not keep others open
+        await asyncio.to_thread(self._close_providers)

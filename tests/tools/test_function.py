@@ -191,6 +191,70 @@ def test_docstring_styles():
     assert google == {"a": "first one", "b": "second: with colon"}
 
 
+def scale_numpy(value: float, factor: float = 2.0) -> float:
+    """Scale a number.
+
+    Parameters
+    ----------
+    value : float
+        The number to
+        scale.
+    factor : float, optional
+        How much.
+
+    Returns
+    -------
+    float
+        The product.
+    """
+    return value * factor
+
+
+def scale_epydoc(value: float, factor: float = 2.0) -> float:
+    """Scale a number.
+
+    @param value: The number to scale.
+    @type value: float
+    @param factor: How much.
+    @return: The product.
+    """
+    return value * factor
+
+
+def scale_rest(value: float, factor: float = 2.0) -> float:
+    """Scale a number.
+
+    :param value: The number to scale.
+    :param factor: How much.
+    :returns: The product.
+    """
+    return value * factor
+
+
+def scale_google(value: float, factor: float = 2.0) -> float:
+    """Scale a number.
+
+    Args:
+        value: The number to scale.
+        factor: How much.
+
+    Returns:
+        The product.
+    """
+    return value * factor
+
+
+@pytest.mark.parametrize("fn", [scale_numpy, scale_epydoc, scale_rest, scale_google])
+def test_every_docstring_style_lands_in_the_schema(fn, harmony_encoding):
+    scale = tool(fn)
+    assert scale.description == "Scale a number."  # no section headers, no Returns text
+    assert scale.parameters["properties"]["value"]["description"] == "The number to scale."
+    assert scale.parameters["properties"]["factor"]["description"] == "How much."
+    text = harmony_developer_text(harmony_encoding, [scale])
+    assert "// Scale a number.\ntype scale_" in text and "// The number to scale.\nvalue: number," in text
+    assert "Parameters" not in text and "----" not in text and "@param" not in text
+
+
 class TreeNode(pydantic.BaseModel):
     label: str
     children: list["TreeNode"] = []
