@@ -25,12 +25,13 @@ def session():
 
 
 def host_processes_with(marker: str) -> list[int]:
+    """Host pids of processes that have `marker` as one of their arguments."""
     found = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
+                    if marker.encode() in f.read().split(b"\0"):
                         found.append(int(pid))
             except OSError:
                 pass
@@ -205,20 +206,26 @@ def test_timeout_output_cannot_be_swapped_for_a_host_file(tmp_path):
 
 
 def test_sandbox_dies_with_its_host_process():
-    """SIGKILL the process that owns a session: the sandbox and its children go with it."""
+    """SIGKILL the process that owns a session while a cell runs: the sandbox and its children
+    go with it."""
     import signal
     import subprocess
     import sys
     marker = f"orphan-{uuid.uuid4().hex}"
     host = subprocess.Popen([sys.executable, "-c", (
+        "import threading, time\n"
         "from agent.tools.python import PythonSession, Limits\n"
-        "s = PythonSession(Limits(timeout=30))\n"
-        f"s.run(\"import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
-        f"'import time; time.sleep(600)', '{marker}'], start_new_session=True)\")\n"
+        "s = PythonSession(Limits(timeout=300))\n"
+        "cell = (\"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
+        f"'import time; time.sleep(600)', '{marker}'], start_new_session=True); time.sleep(600)\")\n"
+        "threading.Thread(target=s.run, args=(cell,), daemon=True).start()\n"
         "print('ready', flush=True)\n"
-        "import time; time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
     try:
         assert host.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 30
+        while not host_processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert host_processes_with(marker)  # the sandboxed sleeper is running
         host.send_signal(signal.SIGKILL)
         host.wait(timeout=10)

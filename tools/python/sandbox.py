@@ -1,14 +1,20 @@
-"""The jail around the python tool's worker: bubblewrap, rlimits, an unprivileged uid.
+"""The jail around the python tool's worker: bubblewrap, seccomp, rlimits, an unprivileged uid.
 
 Inside the sandbox the worker sees a read-only system (/usr, a few files of /etc, the Python
-installation), a private writable workspace at /mnt/data, a private /tmp (a size-capped tmpfs),
-its own /proc and PID namespace, no network (an empty network namespace), and it dies with its
-parent. rlimits cap CPU time, address space, file size and processes.
+installation), a private writable workspace at /mnt/data, a private /tmp and /dev/shm
+(size-capped tmpfs), its own /proc and PID namespace, no network (an empty network namespace),
+and it dies with its parent. bwrap itself starts with a minimal environment (the sandbox can
+read PID 1's), and a seccomp filter (seccomp.py) denies keyrings, namespaces, mounts, tracing,
+BPF, io_uring and the like. rlimits cap each process (CPU time with hard = soft, address space,
+file size, processes); the host's watchdog (limits.py) caps the session as a whole.
 
 rlimits do not bind root (and RLIMIT_NPROC counts per real uid), so the code never runs as
 root: when the host is root, bwrap runs privileged (no user namespace) and the worker drops to a
 fresh high uid of its own before running anything; otherwise bwrap maps the caller into a user
-namespace, where the kernel counts processes per namespace.
+namespace, where the kernel counts processes per namespace, and `--disable-userns` closes
+user namespaces inside. (For a root host `--disable-userns` would need `--unshare-user`, which
+maps the sandbox onto host uid 0, exempt from RLIMIT_NPROC: there the filter's denial of
+unshare, setns and clone's namespace flags is what keeps nested namespaces out.)
 """
 from __future__ import annotations
 
@@ -39,17 +45,24 @@ class SandboxUnavailable(RuntimeError):
 @dataclass
 class Limits:
     timeout: float = 30.0                 # wall-clock seconds per call
-    cpu_seconds: int | None = None        # CPU seconds per call (default: the timeout)
+    cpu_seconds: int | None = None        # CPU seconds per call, all processes (default: timeout)
     memory_bytes: int = 4 << 30           # address space of each process
+    session_memory_bytes: int = 4 << 30   # memory of all processes together, memfds included
+    disk_bytes: int = 1 << 30             # files under /mnt/data together
     file_size_bytes: int = 256 << 20      # largest file a process may write
     max_processes: int = 64               # processes and threads of the sandbox uid
-    tmp_bytes: int = 256 << 20            # size of the private /tmp
+    tmp_bytes: int = 256 << 20            # size of the private /tmp, and of /dev/shm
     output_chars: int = 16000             # longer output is cut in the middle, with a note
 
+    def per_call_cpu_seconds(self) -> int:
+        return int(self.cpu_seconds or max(1, round(self.timeout)))
+
     def rlimits(self) -> dict[str, int]:
-        per_call = int(self.cpu_seconds or max(1, round(self.timeout)))
+        per_call = self.per_call_cpu_seconds()
         return {
-            "RLIMIT_CPU": max(per_call * 100, 3600),  # lifetime cap; each cell gets per_call
+            # a lifetime cap per process, hard = soft so no child can raise it; each cell's
+            # own budget (all processes together) is the watchdog's
+            "RLIMIT_CPU": max(per_call * 100, 3600),
             "RLIMIT_AS": self.memory_bytes,
             "RLIMIT_FSIZE": self.file_size_bytes,
             "RLIMIT_NPROC": self.max_processes,
@@ -76,13 +89,14 @@ def python_dirs() -> list[str]:
 
 
 def bwrap_command(bwrap: str, limits: Limits, workspace: Path, capture_dir: Path,
-                  sandbox_uid: int) -> tuple[list[str], dict]:
-    """The bwrap argv that starts the worker, and the worker's settings."""
+                  sandbox_uid: int, seccomp_fd: int, info_fd: int) -> tuple[list[str], dict]:
+    """The bwrap argv that starts the worker, and the worker's settings. bwrap reads the
+    filter from `seccomp_fd` and writes {"child-pid": PID 1's host pid} to `info_fd`."""
     settings = {"rlimits": limits.rlimits(), "output_limit": limits.output_chars,
                 "capture": f"{INSIDE_CAPTURE_DIR}/output"}
     argv = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session",
-            "--hostname", "sandbox"]
+            "--hostname", "sandbox", "--seccomp", str(seccomp_fd), "--info-fd", str(info_fd)]
     if os.geteuid() == 0:
         # Privileged bwrap, no user namespace: the worker drops to `sandbox_uid` itself, so
         # the kernel sees an ordinary unprivileged uid (rlimits bind, root files stay closed).
@@ -97,7 +111,9 @@ def bwrap_command(bwrap: str, limits: Limits, workspace: Path, capture_dir: Path
             argv += ["--ro-bind", d, d]
     for name in ETC_FILES:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    # --dev's own /dev/shm is an uncapped tmpfs: replaced by a capped one
     argv += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
              "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     # After the private /tmp, so an interpreter or venv that lives under /tmp stays visible.
     for d in python_dirs():
@@ -131,7 +147,8 @@ def sandbox_environment() -> dict[str, str]:
     return env
 
 
-def unsandboxed_command(limits: Limits, workspace: Path, capture_dir: Path) -> tuple[list[str], dict]:
+def unsandboxed_command(limits: Limits, workspace: Path,
+                        capture_dir: Path) -> tuple[list[str], dict]:
     """The worker as a plain child process: rlimits only, same user, network on."""
     settings = {"rlimits": limits.rlimits(), "output_limit": limits.output_chars,
                 "capture": str(capture_dir / "output")}

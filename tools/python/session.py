@@ -1,9 +1,12 @@
 """A stateful Python session: one sandboxed worker process, restarted when it dies or hangs.
 
 Blocking and thread-safe (callers run it in a thread), so it works from any event loop.
+A watchdog (limits.py) measures the running sandbox; a lock file marks the session's folder as
+alive, so the next session removes folders whose host was killed.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -17,12 +20,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.tools.python import seccomp
+from agent.tools.python.limits import (Watchdog, namespace_members, pid_namespace,
+                                       session_members)
 from agent.tools.python.sandbox import (Limits, SandboxUnavailable, bwrap_command,
                                         find_bwrap, sandbox_environment, unsandboxed_command)
 from agent.tools.python.worker import read_capture
 
 STARTUP_SECONDS = 60.0  # a cold interpreter on a loaded machine can be slow
 MAX_REPLY_BYTES = 4 << 20
+ROOT_PREFIX = "agent-python-"
+LOCK_NAME = ".alive"
 
 
 @dataclass
@@ -52,7 +60,9 @@ class PythonSession:
                 + "; install it (apt-get install bubblewrap) or opt into running code "
                 "without a sandbox with PythonTool(sandbox='none') or AGENT_PYTHON_SANDBOX=none "
                 "(unsafe: the code runs as you, with your files and network)")
-        self._root = Path(tempfile.mkdtemp(prefix="agent-python-"))
+        remove_abandoned_folders()
+        self._root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+        self._alive = hold_lock(self._root / LOCK_NAME)
         self.workspace = Path(workspace).resolve() if workspace else self._root / "data"
         self.workspace.mkdir(parents=True, exist_ok=True)
         self._capture_dir = self._root / "out"
@@ -62,35 +72,77 @@ class PythonSession:
             for d in (self.workspace, self._capture_dir):
                 os.chown(d, self.sandbox_uid, self.sandbox_uid)
         self._proc: subprocess.Popen | None = None
+        self._watchdog: Watchdog | None = None
+        self._last_reason: str | None = None
         self._buffer = b""
         self._lock = threading.Lock()
         self.restarts = 0
 
     # -- process lifecycle -------------------------------------------------------------
-    def _command(self) -> tuple[list[str], dict]:
-        if self.sandbox == "bwrap":
-            return bwrap_command(self.bwrap, self.limits, self.workspace, self._capture_dir,
-                                 self.sandbox_uid)
-        return unsandboxed_command(self.limits, self.workspace, self._capture_dir)
-
     def _start(self) -> None:
-        argv, _ = self._command()
         self._stderr = tempfile.TemporaryFile()
-        env = None if self.sandbox == "bwrap" else {**os.environ, **sandbox_environment(),
-                                                   "HOME": str(self.workspace)}
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self._stderr, cwd=self.workspace, env=env,
-                                      start_new_session=True)
         self._buffer = b""
+        if self.sandbox == "bwrap":
+            try:
+                filter_fd = seccomp.filter_fd()
+            except seccomp.SeccompUnavailable as e:
+                raise SandboxUnavailable(f"python tool: {e}") from None
+            info_read, info_write = os.pipe()
+            argv, _ = bwrap_command(self.bwrap, self.limits, self.workspace, self._capture_dir,
+                                    self.sandbox_uid, filter_fd, info_write)
+            try:  # bwrap's own environment is visible inside as PID 1's: it gets nothing
+                self._proc = subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                    cwd="/", env=sandbox_environment(), start_new_session=True,
+                    pass_fds=(filter_fd, info_write))
+            finally:
+                os.close(filter_fd)
+                os.close(info_write)
+        else:
+            argv, _ = unsandboxed_command(self.limits, self.workspace, self._capture_dir)
+            env = {**os.environ, **sandbox_environment(), "HOME": str(self.workspace)}
+            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=self._stderr, cwd=self.workspace, env=env,
+                                          start_new_session=True)
         try:
-            hello = self._read_line(time.monotonic() + STARTUP_SECONDS)
-            if not json.loads(hello).get("ready"):
+            hello = json.loads(self._read_line(time.monotonic() + STARTUP_SECONDS))
+            if not isinstance(hello, dict) or not hello.get("ready"):
                 raise WorkerDied("unexpected greeting")
-        except (WorkerDied, TimeoutError, ValueError) as e:
+            self._watchdog = self._watch(hello, info_read if self.sandbox == "bwrap" else None)
+        except (WorkerDied, TimeoutError, ValueError, OSError) as e:
             detail = self._stderr_text() or str(e)
             self._kill()
             raise SandboxUnavailable(f"python tool: the sandboxed worker failed to start: "
                                      f"{detail.strip().splitlines()[-1] if detail.strip() else e}")
+        finally:
+            if self.sandbox == "bwrap":
+                os.close(info_read)
+
+    def _watch(self, hello: dict, info_fd: int | None) -> Watchdog:
+        """A watchdog on this worker's processes: its PID namespace, or (unsandboxed) its
+        session; PID 1 (bwrap's init) and the worker itself are never strays."""
+        proc = self._proc
+        if info_fd is not None:
+            with os.fdopen(os.dup(info_fd), "rb") as f:
+                init = int(json.loads(f.read(65536))["child-pid"])
+            namespace = pid_namespace(init)
+            members = lambda: namespace_members(namespace)  # noqa: E731
+            keep = {init} | {pid for pid in members() if _inner_pid(pid) == hello.get("pid")}
+        else:
+            members = lambda: session_members(proc.pid)  # noqa: E731
+            keep = {proc.pid}
+
+        def kill() -> None:
+            for pid in (proc.pid, *keep):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        limits = self.limits
+        return Watchdog(members=members, keep=keep, kill=kill,
+                        memory_limit=limits.session_memory_bytes,
+                        cpu_limit=limits.per_call_cpu_seconds(), disk_limit=limits.disk_bytes,
+                        folders=[self.workspace, self._capture_dir])
 
     def _stderr_text(self) -> str:
         try:
@@ -103,6 +155,10 @@ class PythonSession:
         """Kills the sandbox. bwrap's children die with it, and with the PID namespace's init
         gone the kernel kills every process left inside, background ones included."""
         proc, self._proc = self._proc, None
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.stop()
+            self._last_reason = watchdog.reason
         if proc is None:
             return
         try:
@@ -135,6 +191,8 @@ class PythonSession:
         return line.decode("utf-8", "replace")
 
     def _death_reason(self) -> str:
+        if self._watchdog is not None and self._watchdog.reason:
+            return self._watchdog.reason
         proc = self._proc
         try:
             code = proc.wait(timeout=2) if proc else None
@@ -144,15 +202,12 @@ class PythonSession:
             return "stopped"
         signum = -code if code < 0 else code - 128 if code > 128 else None
         if signum == signal.SIGXCPU:
-            return f"exceeded its CPU time limit of {self._cpu_seconds()} seconds"
+            return f"exceeded its CPU time limit of {self.limits.per_call_cpu_seconds()} seconds"
         if signum == signal.SIGKILL:
             return "was killed (SIGKILL; possibly out of memory)"
         if signum:
             return f"was killed by signal {signal.Signals(signum).name}"
         return f"exited with status {code}"
-
-    def _cpu_seconds(self) -> int:
-        return int(self.limits.cpu_seconds or max(1, round(self.limits.timeout)))
 
     # -- running code -------------------------------------------------------------------
     def run(self, code: str, timeout: float | None = None) -> CellResult:
@@ -160,13 +215,14 @@ class PythonSession:
         with self._lock:
             if self._proc is None:
                 self._start()
-            request = json.dumps({"code": code, "cpu_seconds": self._cpu_seconds()}) + "\n"
+            cell = secrets.token_hex(8)  # unknown to the code until this cell runs
+            request = json.dumps({"cell": cell, "code": code}) + "\n"
+            self._watchdog.cell_started()
             try:
                 self._proc.stdin.write(request.encode())
                 self._proc.stdin.flush()
-                reply = json.loads(self._read_line(time.monotonic() + timeout))
-                if not isinstance(reply, dict):
-                    raise WorkerDied("sent a malformed reply")
+                reply = self._reply(cell, time.monotonic() + timeout)
+                self._watchdog.cell_finished()
             except TimeoutError:
                 partial = self._partial_output()
                 self._restart_after_failure()
@@ -174,15 +230,30 @@ class PythonSession:
                         "stopped and restarted: all variables, imports and definitions were "
                         f"lost (files in {'/mnt/data' if self.sandbox == 'bwrap' else self.workspace} remain).]")
                 return CellResult(_join(partial, note), reset=True, timed_out=True)
-            except (WorkerDied, BrokenPipeError, ValueError, OSError):
+            except (WorkerDied, OSError):
                 partial = self._partial_output()
                 reason = self._death_reason()
                 self._restart_after_failure()
                 note = (f"[The Python process {reason}. It was restarted: all variables, "
                         "imports and definitions were lost.]")
                 return CellResult(_join(partial, note), reset=True)
-            return CellResult(format_output(reply.get("output", ""), reply.get("tail", ""),
-                                            int(reply.get("omitted", 0))))
+            return CellResult(format_output(*reply))
+
+    def _reply(self, cell: str, deadline: float) -> tuple[str, str, int]:
+        """(head, tail, omitted) of the reply naming `cell`. Other lines in the channel were
+        written by the code (it can reach the descriptor): skipped, whatever they hold."""
+        while True:
+            try:
+                reply = json.loads(self._read_line(deadline))
+            except ValueError:
+                continue
+            if not isinstance(reply, dict) or reply.get("cell") != cell:
+                continue
+            head, tail, omitted = reply.get("output"), reply.get("tail", ""), reply.get("omitted", 0)
+            if (isinstance(head, str) and isinstance(tail, str) and isinstance(omitted, int)
+                    and omitted >= 0):
+                return head, tail, omitted
+            raise WorkerDied("sent a malformed reply")
 
     def _partial_output(self) -> str:
         try:
@@ -200,6 +271,7 @@ class PythonSession:
         with self._lock:
             self._kill()
         shutil.rmtree(self._root, ignore_errors=True)  # a workspace you passed lives elsewhere
+        self._alive.close()
 
     def __enter__(self) -> "PythonSession":
         return self
@@ -217,8 +289,48 @@ class PythonSession:
 def format_output(head: str, tail: str, omitted: int, empty: str = "(no output)") -> str:
     if omitted:
         head = f"{head}\n[... {omitted} bytes of output omitted ...]\n{tail}"
+    else:
+        head += tail
     head = head.rstrip("\n")
     return head if head.strip() else empty
+
+
+def _inner_pid(pid: int) -> int | None:
+    """A process's pid inside its own PID namespace (the last NSpid field)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def hold_lock(path: Path):
+    """An exclusive lock held as long as the session lives (the kernel drops it at death)."""
+    f = open(path, "w")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    return f
+
+
+def remove_abandoned_folders() -> None:
+    """Removes the folders of sessions whose host died without closing them (killed): ours
+    (same owner), unlocked. A folder without a lock file is one being created: left alone."""
+    base = Path(tempfile.gettempdir())
+    try:
+        candidates = [p for p in base.iterdir() if p.name.startswith(ROOT_PREFIX)]
+    except OSError:
+        return
+    for folder in candidates:
+        try:
+            if folder.is_symlink() or folder.lstat().st_uid != os.geteuid():
+                continue
+            with open(folder / LOCK_NAME, "r") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # alive (locked), being created, or not ours
 
 
 def _join(partial: str, note: str) -> str:

@@ -1,18 +1,21 @@
 """The process that runs the model's code: one long-lived interpreter, like a notebook kernel.
 
 Runs inside the sandbox and imports nothing from this package (only the standard library).
-Protocol, one JSON object per line: the host sends {"code": ..., "cpu_seconds": ...} on stdin,
-the worker answers {"output": ..., "omitted": n} on its original stdout. The code's own stdout
-and stderr (including child processes) go to a fresh capture file per cell, so nothing it
-prints can be mistaken for a protocol line by accident.
+Protocol, one JSON object per line: the host sends {"cell": ID, "code": ...} on stdin, the
+worker answers {"cell": ID, "output": ..., "tail": ..., "omitted": n} on its original stdout.
+ID is a fresh random value per cell: the host takes only the reply that names the cell it is
+waiting for, so a line the code writes into the channel can never pass for a later cell's
+reply. The code's own stdout and stderr (including child processes) go to a fresh capture
+file per cell, so nothing it prints lands in the channel by accident; past the output limit the
+middle is dropped as it is written (only the head is stored and the tail kept in memory).
 
 argv[1] is a JSON object of settings: rlimits to apply, the uid/gid to drop to (when started
 as root), the output limit in characters.
 """
 import ast
+import io
 import json
 import linecache
-import math
 import os
 import resource
 import stat
@@ -55,12 +58,24 @@ def run_cell(code, namespace):
                 namespace["_"] = value
                 print(repr(value))
     except SystemExit as e:
-        print(f"SystemExit: {e.code}", file=sys.stderr)
+        report(f"SystemExit: {e.code}\n")
     except BaseException as e:  # the model reads the traceback, minus this file's frames
         tb = e.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
             tb = tb.tb_next
-        sys.stderr.write("".join(traceback.format_exception(type(e), e, tb)))
+        report("".join(traceback.format_exception(type(e), e, tb)))
+
+
+def report(text):
+    """Writes to the cell's stderr; the cell may have closed or broken it."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except BaseException:
+        try:
+            os.write(2, text.encode("utf-8", "backslashreplace"))
+        except OSError:
+            pass
 
 
 def read_capture(path, limit):
@@ -94,16 +109,42 @@ def redirect_output(path):
     os.close(fd)
 
 
-def set_cpu_budget(seconds):
-    """RLIMIT_CPU counts the whole process life: allow `seconds` more for this cell."""
-    if not seconds:
-        return
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
-    soft = math.ceil(used.ru_utime + used.ru_stime + seconds)
-    if hard != resource.RLIM_INFINITY:
-        soft = min(soft, hard)
-    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+class CappedOutput(io.RawIOBase):
+    """fd 1 for the cell's sys.stdout and sys.stderr: the first `limit` bytes go to the
+    capture file, later ones only into a tail kept in memory, so any amount of output costs
+    neither disk nor memory, and the cell never sees a full file."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.written, self.omitted, self.tail = 0, 0, bytearray()
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return 1
+
+    def write(self, data):
+        data = bytes(data)
+        size = len(data)
+        room = self.limit - self.written
+        if room > 0:
+            head, data = data[:room], data[room:]
+            self.written += len(head)
+            try:
+                os.write(1, head)
+            except OSError:
+                pass  # a child filled the file (RLIMIT_FSIZE): the tail still counts
+        if data:
+            self.omitted += len(data)
+            self.tail += data
+            del self.tail[:-max(1, self.limit // 2)]
+        return size
+
+
+def text_stream(raw):
+    return io.TextIOWrapper(io.BufferedWriter(raw, 8192), encoding="utf-8",
+                            errors="backslashreplace", line_buffering=True)
 
 
 def main():
@@ -118,25 +159,25 @@ def main():
     os.dup2(null, 0)
     os.close(null)
     redirect_output(capture)
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
-                      closefd=False)
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
-                      closefd=False)
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     replies.write(json.dumps({"ready": True, "pid": os.getpid(), "uid": os.getuid()}) + "\n")
     replies.flush()
     for line in requests:
         request = json.loads(line)
         redirect_output(capture)
-        set_cpu_budget(request.get("cpu_seconds"))
+        raw = CappedOutput(limit * 2 // 3)  # the rest of `limit` is the tail
+        sys.stdout = sys.stderr = text_stream(raw)  # fresh: the last cell may have broken them
         run_cell(request["code"], namespace)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except Exception:
+            except BaseException:
                 pass  # the cell may have closed or replaced its streams
         head, tail, omitted = read_capture(capture, limit)
-        reply = {"output": head, "tail": tail, "omitted": omitted}
+        if raw.omitted:  # the file holds the head only; the tail was kept here
+            head, tail = head + tail, raw.tail.decode("utf-8", "replace")
+            omitted += raw.omitted - len(raw.tail)
+        reply = {"cell": request.get("cell"), "output": head, "tail": tail, "omitted": omitted}
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
 

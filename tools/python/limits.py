@@ -1,0 +1,206 @@
+"""Limits that hold for a whole sandbox session, whatever its processes do.
+
+rlimits are per process: a cell that forks a few children, or keeps pages in memfds that no
+process maps, or writes many files, gets past them. The host therefore watches the session
+from outside, in a thread: every process of the sandbox (its PID namespace) is measured, and
+past a limit the sandbox is killed and the model told why.
+
+- memory: anonymous + shared memory of every process (PSS, so forked pages count once) plus the
+  memfds they hold open; /tmp and /dev/shm are size-capped tmpfs on top of that;
+- CPU: the time of every process, live and reaped, since the cell started (a child that raises
+  its own rlimit is charged all the same);
+- disk: the bytes under /mnt/data (and the capture folder);
+- stray processes: whatever a cell left running is killed when it returns.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+CELL_INTERVAL = 0.05   # seconds between checks while a cell runs
+IDLE_INTERVAL = 0.25   # between cells only threads the cell left behind can still act
+DISK_EVERY = 5         # walk the workspace every n-th check
+MAX_FILES = 100_000    # a workspace with more entries counts as over its limit
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _read(path: str) -> str:
+    with open(path, "rb") as f:
+        return f.read().decode("ascii", "replace")
+
+
+def pid_namespace(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/ns/pid")
+
+
+def namespace_members(namespace: str) -> list[int]:
+    """Host pids of the processes in a PID namespace."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.readlink(f"/proc/{name}/ns/pid") == namespace:
+                    pids.append(int(name))
+            except OSError:
+                pass  # gone, or not ours to look at
+    return pids
+
+
+def session_members(sid: int) -> list[int]:
+    """Host pids of the processes in a session (the unsandboxed worker's)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if int(_read(f"/proc/{name}/stat").rsplit(")", 1)[1].split()[3]) == sid:
+                    pids.append(int(name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system time of a process and of the children it reaped."""
+    fields = _read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
+
+
+def memory_bytes(pid: int, seen_memfds: set) -> int:
+    """Proportional anonymous + shared memory of a process, plus memfds it holds that no
+    earlier process did (their pages belong to no mapping once unmapped)."""
+    total = 0
+    for line in _read(f"/proc/{pid}/smaps_rollup").splitlines():
+        if line.startswith(("Pss_Anon:", "Pss_Shmem:")):
+            total += int(line.split()[1]) * 1024
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(f"{fd_dir}/{fd}").startswith("/memfd:"):
+                info = os.stat(f"{fd_dir}/{fd}")
+                if (info.st_dev, info.st_ino) not in seen_memfds:
+                    seen_memfds.add((info.st_dev, info.st_ino))
+                    total += info.st_blocks * 512
+        except OSError:
+            pass
+    return total
+
+
+def disk_bytes(folders: list[Path]) -> int:
+    total, entries, stack = 0, 0, [str(f) for f in folders]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    if entries > MAX_FILES:
+                        return 1 << 62
+                    info = entry.stat(follow_symlinks=False)
+                    total += info.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except OSError:
+            pass
+    return total
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MB"
+
+
+class Watchdog:
+    """Measures one running sandbox and kills it past a limit; `reason` then says why."""
+
+    def __init__(self, *, members, keep: set[int], kill, memory_limit: int, cpu_limit: float,
+                 disk_limit: int, folders: list[Path]):
+        self.members, self.keep, self._kill = members, keep, kill
+        self.memory_limit, self.cpu_limit = memory_limit, cpu_limit
+        self.folders = folders
+        # a workspace already over its limit (an earlier session's files) may shrink, not grow
+        self.disk_limit = max(disk_limit, disk_bytes(folders))
+        self.reason: str | None = None
+        self.peak_memory = 0
+        self._cell_running = False
+        self._cell = self._measured_cell = 0
+        self._cpu_start = self._cpu_last = None
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="python-sandbox-watchdog",
+                                        daemon=True)
+        self._thread.start()
+
+    # O(1), no wake-up: a warm cell's round trip is a fraction of a millisecond, a check a few
+    def cell_started(self) -> None:
+        self._cell += 1
+        self._cell_running = True
+
+    def cell_finished(self) -> None:
+        self._cell_running = False
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def _cpu_total(self, pids: list[int]) -> float:
+        total = 0.0
+        for pid in pids:
+            try:
+                total += cpu_seconds(pid)
+            except (OSError, IndexError, ValueError):
+                pass
+        return total
+
+    def _loop(self) -> None:
+        checks = 0
+        while not self._stopped and self.reason is None:
+            self._wake.wait(CELL_INTERVAL if self._cell_running else IDLE_INTERVAL)
+            self._wake.clear()
+            if self._stopped:
+                return
+            checks += 1
+            try:
+                self.check(disk=checks % DISK_EVERY == 0)
+            except Exception as e:  # measuring must never stop the limits: fail closed
+                self._exceeded(f"could not be measured ({type(e).__name__}: {e})")
+
+    def check(self, disk: bool = True) -> None:
+        pids = self.members()
+        if not self._cell_running:
+            for pid in pids:
+                if pid not in self.keep and not self._cell_running:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+        seen: set = set()
+        memory = 0
+        for pid in pids:
+            try:
+                memory += memory_bytes(pid, seen)
+            except (OSError, ValueError):
+                pass  # exited meanwhile
+        self.peak_memory = max(self.peak_memory, memory)
+        if memory > self.memory_limit:
+            return self._exceeded(f"was stopped: its processes held {_mb(memory)} of memory, "
+                                  f"over the session's limit of {_mb(self.memory_limit)}")
+        # A cell's CPU: since the last check before it started (the cells between two checks
+        # share one budget); time spent between cells by what a cell left is charged too.
+        total = self._cpu_total(pids)
+        if self._cpu_start is None or self._cell != self._measured_cell:
+            self._measured_cell = self._cell
+            self._cpu_start = total if self._cpu_last is None else self._cpu_last
+        self._cpu_last = total
+        if total - self._cpu_start > self.cpu_limit:
+            return self._exceeded(f"exceeded its CPU time limit of {self.cpu_limit:g} seconds")
+        if disk:
+            size = disk_bytes(self.folders)
+            if size > self.disk_limit:
+                return self._exceeded(
+                    f"was stopped: the files in /mnt/data grew to {_mb(size)}, over the "
+                    f"session's limit of {_mb(self.disk_limit)} (they were kept; delete some)")
+
+    def _exceeded(self, reason: str) -> None:
+        self.reason = reason
+        self._kill()
+
