@@ -34,6 +34,7 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives",
              "ssl", "ca-certificates", "passwd", "group", "nsswitch.conf", "hosts",
              "mime.types", "fonts", "matplotlibrc")
+MASKED_PROC_FILES = ("keys", "key-users")
 QUIET_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                  "NUMEXPR_NUM_THREADS")
 
@@ -112,8 +113,10 @@ def bwrap_command(bwrap: str, limits: Limits, workspace: Path, capture_dir: Path
     for name in ETC_FILES:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     # --dev's own /dev/shm is an uncapped tmpfs: replaced by a capped one
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    for name in MASKED_PROC_FILES:  # the names of the host's keys (their contents: seccomp)
+        argv += ["--ro-bind", "/dev/null", f"/proc/{name}"]
+    argv += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
              "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     # After the private /tmp, so an interpreter or venv that lives under /tmp stays visible.
     for d in python_dirs():

@@ -190,9 +190,11 @@ class PythonSession:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode("utf-8", "replace")
 
-    def _death_reason(self) -> str:
+    def _death_reason(self, error: Exception) -> str:
         if self._watchdog is not None and self._watchdog.reason:
             return self._watchdog.reason
+        if isinstance(error, WorkerDied) and str(error) != "closed its output":
+            return str(error)  # alive, but broke the protocol
         proc = self._proc
         try:
             code = proc.wait(timeout=2) if proc else None
@@ -230,9 +232,9 @@ class PythonSession:
                         "stopped and restarted: all variables, imports and definitions were "
                         f"lost (files in {'/mnt/data' if self.sandbox == 'bwrap' else self.workspace} remain).]")
                 return CellResult(_join(partial, note), reset=True, timed_out=True)
-            except (WorkerDied, OSError):
+            except (WorkerDied, OSError) as e:
                 partial = self._partial_output()
-                reason = self._death_reason()
+                reason = self._death_reason(e)
                 self._restart_after_failure()
                 note = (f"[The Python process {reason}. It was restarted: all variables, "
                         "imports and definitions were lost.]")
