@@ -8,6 +8,7 @@ them itself; everything else is fetched over HTTP. Write your own by subclassing
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -75,26 +76,46 @@ class LocalFolderBackend(SearchBackend):
 
     Results point at `file://` URLs this backend serves itself, or, with `base_url`, at the
     same relative paths under that URL (for a folder that a web server also serves).
+    Nothing outside the folder is read: symbolic links are resolved and followed only when
+    they stay inside it, and a document is read up to `max_bytes`.
     """
     source = "local"
 
-    def __init__(self, folder: str | Path, *, base_url: str | None = None):
+    def __init__(self, folder: str | Path, *, base_url: str | None = None,
+                 max_bytes: int = 3_000_000):
         self.folder = Path(folder).resolve()
         if not self.folder.is_dir():
             raise ValueError(f"search folder {folder} does not exist or is not a folder")
         self.base_url = base_url.rstrip("/") + "/" if base_url else None
+        self.max_bytes = max_bytes
 
     def _documents(self):
-        for path in sorted(self.folder.rglob("*")):
-            if path.is_file() and path.suffix.lower() in DOCUMENT_SUFFIXES:
-                yield path
+        """The folder's documents as resolved paths inside it (links out are skipped)."""
+        found = set()
+        for top, _, names in os.walk(self.folder):  # does not descend into linked folders
+            for name in names:
+                path = self._inside(Path(top, name))
+                if path and path.suffix.lower() in DOCUMENT_SUFFIXES:
+                    found.add(path)
+        return sorted(found)
+
+    def _inside(self, path: Path) -> Path | None:
+        """`path` resolved, if it is a file of the folder."""
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError):  # missing, or a loop of links
+            return None
+        return real if real.is_relative_to(self.folder) and real.is_file() else None
 
     def _url(self, path: Path) -> str:
         rel = path.relative_to(self.folder).as_posix()
         return (self.base_url + quote(rel)) if self.base_url else path.as_uri()
 
     def _page(self, path: Path, url: str) -> Page:
-        raw = path.read_text(encoding="utf-8", errors="replace")
+        # O_NOFOLLOW: a file swapped for a link after the check is not opened.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with open(fd, "rb") as handle:
+            raw = handle.read(self.max_bytes).decode("utf-8", errors="replace")
         if path.suffix.lower() in (".html", ".htm"):
             return html_to_page(raw, url)
         first = next((line.strip("# ").strip() for line in raw.splitlines() if line.strip()), "")
@@ -120,8 +141,8 @@ class LocalFolderBackend(SearchBackend):
         return url.startswith("file://")
 
     async def fetch(self, url: str) -> Page:
-        path = Path(unquote(urlparse(url).path)).resolve()
-        if not path.is_relative_to(self.folder) or not path.is_file():
+        path = self._inside(Path(unquote(urlparse(url).path)))
+        if path is None:
             raise FileNotFoundError(f"{url} is not a document of the search folder")
         return self._page(path, url)
 

@@ -1,8 +1,11 @@
 """Fetching pages for the browser: httpx with limits, and no requests to private addresses.
 
 Every hop of a redirect chain is checked, so a public page cannot bounce the browser to
-127.0.0.1 or a cloud metadata address. (The check resolves the name before httpx connects; a
-DNS server that answers differently the second time is not defended against.)
+127.0.0.1 or a cloud metadata address. IPv6 forms that carry an IPv4 address (mapped
+::ffff:a.b.c.d, compatible ::a.b.c.d, NAT64 64:ff9b::/96, 6to4, Teredo) are checked as that
+IPv4 address. (The check resolves the name before httpx connects; a DNS server that answers
+differently the second time is not defended against.) The body is decoded here, bounded while
+it streams (content_encoding.py), and binary bodies are refused whatever their content type.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from typing import Iterable
 from urllib.parse import urljoin, urlparse
 
 import httpx
+
+from agent.tools.browser.content_encoding import ACCEPT, Decoder, DecodingError
 
 USER_AGENT = "Mozilla/5.0 (compatible; gpt-oss-agent browser)"
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
@@ -31,6 +36,30 @@ class Document:
     content_type: str   # e.g. "text/html", lowercase, no parameters
     text: str
     truncated: bool     # the body was longer than the size cap
+
+
+# File signatures worth naming; any other binary body is "binary data".
+SIGNATURES = [(b"\x89PNG\r\n\x1a\n", "PNG image"), (b"GIF8", "GIF image"),
+              (b"\xff\xd8\xff", "JPEG image"), (b"%PDF-", "PDF document"),
+              (b"PK\x03\x04", "ZIP archive"), (b"\x1f\x8b", "gzip data"),
+              (b"\x7fELF", "ELF executable"), (b"\xfd7zXZ\x00", "xz data"),
+              (b"7z\xbc\xaf\x27\x1c", "7-Zip archive"), (b"\x28\xb5\x2f\xfd", "Zstandard data"),
+              (b"OggS", "Ogg media"), (b"wOFF", "WOFF font"), (b"wOF2", "WOFF2 font")]
+# The WHATWG MIME sniffing standard's binary data bytes: no text contains them.
+BINARY_BYTES = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+SNIFF_BYTES = 8192
+
+
+def binary_kind(body: bytes, charset: str | None = None) -> str | None:
+    """What a body is when it is not text ("PNG image", "binary data"), else None."""
+    head = body[:SNIFF_BYTES]
+    for signature, kind in SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    wide = (charset or "").lower().replace("-", "").startswith(("utf16", "utf32"))
+    if wide or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None  # UTF-16 and UTF-32 text has NUL bytes
+    return "binary data" if BINARY_BYTES.search(head) else None
 
 
 def content_type_of(header: str) -> tuple[str, str | None]:
@@ -59,14 +88,28 @@ def decode_body(body: bytes, content_type: str, charset: str | None) -> str:
     return body.decode("latin-1")
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # not global (RFC 8215), Python says it is
+
+
 def parse_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address a connection really reaches: an IPv4 address carried in IPv6 as itself."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return getattr(ip, "ipv4_mapped", None) or ip
+    if ip.version == 4:
+        return ip
+    if ip.ipv4_mapped or ip.sixtofour:
+        return ip.ipv4_mapped or ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]  # the client behind the relay
+    if ip in NAT64 or ip in IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
 
 
 def is_public_address(address: str) -> bool:
     ip = parse_address(address)
-    return ip.is_global and not ip.is_multicast
+    return ip.is_global and not ip.is_multicast and ip not in LOCAL_NAT64
 
 
 class Fetcher:
@@ -115,7 +158,8 @@ class Fetcher:
                                  "loopback and link-local addresses are blocked")
 
     async def _fetch(self, url: str) -> Document:
-        headers = {"User-Agent": self.user_agent, "Accept": "text/html,text/plain;q=0.9,*/*;q=0.5"}
+        headers = {"User-Agent": self.user_agent, "Accept-Encoding": ACCEPT,
+                   "Accept": "text/html,text/plain;q=0.9,*/*;q=0.5"}
         timeout = httpx.Timeout(self.timeout)
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False,
                                      trust_env=self.trust_env, headers=headers) as client:
@@ -131,15 +175,31 @@ class Fetcher:
                                          f"{response.reason_phrase or ''}".rstrip())
                     body, truncated = await self._read_capped(response)
                     ctype, charset = content_type_of(response.headers.get("content-type", ""))
+                    kind = binary_kind(body, charset)
+                    if kind:
+                        raise FetchError(f"refusing binary content: {kind} (served as "
+                                         f"{ctype or 'no content type'})")
                     return Document(url=str(response.url), status=response.status_code,
                                     content_type=ctype, truncated=truncated,
                                     text=decode_body(body, ctype, charset))
         raise FetchError(f"too many redirects (more than {self.max_redirects})")
 
     async def _read_capped(self, response: httpx.Response) -> tuple[bytes, bool]:
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > self.max_bytes:
-                return bytes(body[:self.max_bytes]), True
-        return bytes(body), False
+        """The decoded body, at most max_bytes; True when there was more. The raw body and
+        every decoding layer stop at max_bytes too."""
+        try:
+            decoder = Decoder(response.headers.get("content-encoding", ""), self.max_bytes)
+            body, wire = bytearray(), 0
+            async for chunk in response.aiter_raw():
+                wire += len(chunk)
+                for piece in decoder.decode(chunk):
+                    body += piece
+                    if len(body) > self.max_bytes:
+                        return bytes(body[:self.max_bytes]), True
+                if decoder.over or wire > self.max_bytes:
+                    return bytes(body), True
+            for piece in decoder.decode(b""):  # what the last layers still hold
+                body += piece
+            return bytes(body[:self.max_bytes]), len(body) > self.max_bytes or decoder.over
+        except DecodingError as e:
+            raise FetchError(str(e)) from None

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from urllib.parse import quote, urljoin, urlparse
+
+from lxml import etree
 
 SKIPPED = {"script", "style", "noscript", "template", "svg", "math", "head", "iframe",
            "object", "canvas", "select", "textarea"}
@@ -21,6 +22,13 @@ BLOCKS = {"p", "div", "section", "article", "header", "footer", "nav", "main", "
           "form", "address", "details", "summary", "hr", "fieldset", "caption"}
 VOID = {"br", "img", "hr", "meta", "link", "input", "wbr", "area", "base", "col", "source"}
 SPECIAL = str.maketrans({"【": "〖", "】": "〗", "\u200b": None})
+# Bounds that keep the text linear in the page: deeper lists are shown at this depth, links
+# past the count or the URL length stay plain text, and a shown domain is cut (a long <base>
+# or page URL would otherwise be repeated in every relative link).
+MAX_LIST_DEPTH = 8
+MAX_LINKS = 10_000
+MAX_URL = 2048
+MAX_DOMAIN = 80
 
 
 @dataclass
@@ -80,11 +88,12 @@ def domain_of(url: str) -> str:
     return urlparse(url if "://" in url else "http://" + url).netloc
 
 
-class _TextBuilder(HTMLParser):
-    """One pass over the HTML, writing markdown-ish text and collecting links."""
+class _TextBuilder:
+    """One pass over the HTML, writing markdown-ish text and collecting links: the target of
+    libxml2's HTML parser (linear in the input however broken it is; Python's html.parser
+    is quadratic on unterminated tags such as `<a<a<a...`)."""
 
     def __init__(self, url: str):
-        super().__init__(convert_charrefs=True)
         self.base = url
         self.domain = domain_of(url) if url else ""
         self.out: list[str] = []
@@ -127,8 +136,7 @@ class _TextBuilder(HTMLParser):
             self._tail = (self._tail + "\n" * (count - have))[-2:]
 
     # -- parser callbacks -----------------------------------------------------------------
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
+    def start(self, tag, attrs):
         if tag == "title" and self.title_parts is None:
             self.title_parts = []
             self.skip += 1
@@ -149,7 +157,7 @@ class _TextBuilder(HTMLParser):
             self.newline()
         elif tag == "li":
             kind, number = self.lists[-1] if self.lists else ("ul", 1)
-            indent = "  " * len(self.lists or [0])
+            indent = "  " * min(len(self.lists or [0]), MAX_LIST_DEPTH)
             self.newline()
             self.write(f"{indent}* " if kind == "ul" else f"{indent}{number}. ", raw=True)
             if self.lists:
@@ -180,12 +188,7 @@ class _TextBuilder(HTMLParser):
         elif tag in BLOCKS:
             self.newline(2)
 
-    def handle_startendtag(self, tag, attrs):
-        self.handle_starttag(tag, attrs)
-        if tag not in VOID:
-            self.handle_endtag(tag)
-
-    def handle_endtag(self, tag):
+    def end(self, tag):
         if tag == "title" and self.title_parts is not None and not self.title:
             self.title = " ".join("".join(self.title_parts).split())
             self.skip = max(0, self.skip - 1)
@@ -211,7 +214,7 @@ class _TextBuilder(HTMLParser):
         elif tag in BLOCKS or tag == "tr":
             self.newline(1 if tag == "tr" else 2)
 
-    def handle_data(self, data):
+    def data(self, data):
         if self.title_parts is not None and not self.title and self.skip:
             self.title_parts.append(data)
             return
@@ -230,6 +233,9 @@ class _TextBuilder(HTMLParser):
                 or href.startswith("#"):
             self.write(text)  # image-only links and in-page anchors stay plain text
             return
+        if len(self.base) + len(href) > MAX_URL:  # joining is O(base): not once per link
+            self.write(text)
+            return
         try:
             target = urljoin(self.base, href.strip())
             parsed = urlparse(target)
@@ -242,11 +248,17 @@ class _TextBuilder(HTMLParser):
             return
         link_id = self._ids.get(target)
         if link_id is None:
+            if len(self.urls) >= MAX_LINKS:
+                self.write(text)
+                return
             link_id = self._ids[target] = str(len(self.urls))
             self.urls[link_id] = target
         text = text.replace("†", "‡")
-        suffix = "" if domain == self.domain else f"†{domain}"
+        suffix = "" if domain == self.domain else f"†{domain[:MAX_DOMAIN]}"
         self.write(f"【{link_id}†{text}{suffix}】")
+
+    def close(self) -> None:  # the parser's end of input
+        pass
 
     def text(self) -> str:
         if self.link is not None:
@@ -262,8 +274,9 @@ def html_to_page(html: str, url: str, title: str | None = None,
                  display_url: bool = True) -> Page:
     """Converts an HTML document; `display_url` puts a `URL:` line on top as gpt-oss does."""
     builder = _TextBuilder(url)
-    builder.feed(html)
-    builder.close()
+    parser = etree.HTMLParser(target=builder, recover=True, no_network=True)
+    parser.feed(html)
+    parser.close()
     text = builder.text()
     final_title = title or builder.title or (domain_of(url) if url else "")
     if display_url:
