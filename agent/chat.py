@@ -3,7 +3,7 @@
     python -m agent "What is 17 * 23?"                 stream the answer
     python -m agent --tools python,browser "..."       with tools (also module:function)
     python -m agent --json "..."                       one JSON object: final, effort, tool_calls, ...
-    python -m agent                                    interactive chat (/help for commands)
+    python -m agent                                    interactive chat (agent/repl.py)
 
 Exit codes: 0 a result was produced (partial results say why on stderr), 2 bad flags or
 unknown tools, 3 the model could not be loaded, 130 interrupted.
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 EFFORT_CHOICES = ("auto", "low", "medium", "high")
+FROM_ENVIRONMENT = "$OPENAI_BASE_URL"     # `--backend` given without a URL
 
 
 class UsageError(Exception):
@@ -32,14 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", nargs="*", help="the task; omit it for an interactive chat")
     p.add_argument("--model", help="checkpoint folder or name (default: the embedded model); "
                                    "a .json file of recorded completions replays them")
-    p.add_argument("--backend", metavar="URL",
+    p.add_argument("--backend", metavar="URL", nargs="?", const=FROM_ENVIRONMENT,
                    help="a remote engine instead of the in-process runtime: http://host:port "
                         "(vLLM, SGLang, `python -m agent serve`), llamacpp+URL, ollama+URL, chat+URL; "
-                        "--model then names the served model")
+                        "without a URL, $OPENAI_BASE_URL; the API key is $OPENAI_API_KEY "
+                        "(or $GPT_OSS_AGENT_API_KEY); --model then names the served model")
     p.add_argument("--effort", default="auto", choices=EFFORT_CHOICES, help="reasoning effort (default: auto)")
     p.add_argument("--tools", default="python",
                    help="comma-separated: browser, python, module:function, file.py:function "
                         "(default: python; '' for none)")
+    p.add_argument("--mcp", action="append", default=[], metavar="'COMMAND ARGS' | URL",
+                   help="add an MCP server's tools (a command run over stdio, or a streamable "
+                        "HTTP URL); repeatable")
     p.add_argument("--instructions", help="developer instructions (text, or @file)")
     p.add_argument("--max-steps", type=_positive_int, default=12, help="model calls per turn (default 12)")
     p.add_argument("--max-tokens", type=_positive_int, default=8192, help="generated tokens per turn")
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.task:
             result = run_task(agent, " ".join(args.task), args)
             return 0 if result is not None else 1
+        from agent.repl import interactive
         return interactive(agent, args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -101,10 +107,15 @@ def make_agent(args):
         except OSError as exc:
             raise UsageError(f"--instructions {instructions}: {exc.strerror}") from None
     tools = parse_tools(args.tools)
+    if args.mcp:
+        from agent.tools.mcp import MCPServer
+        try:
+            tools += [MCPServer.from_spec(spec) for spec in args.mcp]  # connected by the Agent
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     model = args.model
     if args.backend:
-        from agent.backends.remote import RemoteBackend
-        model = RemoteBackend(args.backend, model=args.model)
+        model = _remote_backend(args.backend, args.model)
     if args.temperature is not None and args.temperature < 0:
         raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
     try:
@@ -115,6 +126,21 @@ def make_agent(args):
                      strict_tools=not args.no_strict_tools)
     except (ValueError, TypeError, ImportError) as exc:
         raise UsageError(str(exc)) from None
+
+
+def _remote_backend(url: str, model: str | None):
+    """--backend URL, or $OPENAI_BASE_URL; the key as the openai client finds it."""
+    from agent.backends.remote import RemoteBackend
+    if url == FROM_ENVIRONMENT:
+        url = os.environ.get("OPENAI_BASE_URL", "")
+        if not url:
+            raise UsageError("--backend without a URL needs OPENAI_BASE_URL in the environment")
+    if "://" not in url:
+        raise UsageError(f"--backend {url!r} is not a URL (http://host:port, llamacpp+URL, "
+                         "ollama+URL, chat+URL); a bare --backend goes after the task or before "
+                         "another flag")
+    api_key = os.environ.get("GPT_OSS_AGENT_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    return RemoteBackend(url, model=model, api_key=api_key)
 
 
 def parse_tools(spec: str) -> list:
@@ -240,40 +266,91 @@ def run_task(agent, task: str, args, session=None):
 
 
 def _stream(events, args):
-    from agent import events as ev
-    result, at_line_start = None, True
-    out, err = sys.stdout, sys.stderr
-    for event in events:
+    """Print a run's events as they come; returns its Result. Ctrl-C closes the run."""
+    printer = Printer(show_reasoning=args.show_reasoning)
+    try:
+        for event in events:
+            printer.show(event)
+    finally:
+        events.close()
+        printer.end_line()
+    return printer.result
+
+
+class Printer:
+    """The answer goes to stdout, everything else (tool calls, efforts, problems, reasoning)
+    to stderr, and whatever starts a new kind of output starts on its own line even when both
+    streams share one terminal.
+
+    Only the last attempt's answer is the answer. On a terminal it streams as it is generated
+    and an answer that escalation discards is marked as discarded; when stdout is a pipe or
+    a file it receives the final answer alone and discarded attempts are reported on stderr."""
+
+    def __init__(self, show_reasoning: bool = False):
+        self.out, self.err = sys.stdout, sys.stderr
+        self.live = self.out.isatty()
+        self.show_reasoning = show_reasoning
+        self.open_line = None       # the stream whose last line is unfinished, if any
+        self.answer = ""            # the current attempt's answer so far
+        self.result = None
+
+    def show(self, event) -> None:
+        from agent import events as ev
         if isinstance(event, ev.FinalDelta):
-            out.write(event.text)
-            out.flush()
-            at_line_start = event.text.endswith("\n")
-        elif isinstance(event, ev.ReasoningDelta) and args.show_reasoning:
-            err.write(_dim(event.text))
-            err.flush()
+            self.answer += event.text
+            if self.live:
+                self.write(self.out, event.text)
+        elif isinstance(event, ev.ReasoningDelta):
+            if self.show_reasoning:
+                self.write(self.err, event.text, dim=True)
         elif isinstance(event, ev.CommentaryDelta):
-            err.write(event.text)
+            self.write(self.err, event.text)
         elif isinstance(event, ev.EffortChosen):
-            if not at_line_start:           # an earlier attempt's answer is being retried
-                out.write("\n")
-                out.flush()
-                at_line_start = True
-            err.write(_dim(f"[effort {event.effort}: {event.reason}]") + "\n")
+            if event.attempt > 1:
+                self.discard(event.attempt - 1)
+            self.line(self.err, f"[effort {event.effort}: {event.reason}]", dim=True)
         elif isinstance(event, ev.ToolCallStarted):
-            err.write(f"\n→ {event.recipient}: {_clip(event.input)}\n")
+            self.line(self.err, f"→ {event.recipient}: {_clip(event.input)}")
         elif isinstance(event, ev.ToolResultReceived):
-            mark = "✗" if event.error else "←"
-            err.write(f"{mark} {event.recipient}: {_clip(event.output)}\n")
+            self.line(self.err, f"{'✗' if event.error else '←'} {event.recipient}: {_clip(event.output)}")
         elif isinstance(event, ev.ErrorEvent):
-            err.write(_dim(f"[problem: {event.message}]") + "\n")
+            self.line(self.err, f"[problem: {event.message}]", dim=True)
         elif isinstance(event, ev.Done):
-            result = event.result
-    if not at_line_start:
-        out.write("\n")
-    if result is not None and not result.ok:
-        err.write(f"[stopped: {result.reason}]\n")
-    out.flush()
-    return result
+            self.result = event.result
+            if not self.live and event.result.final:
+                self.write(self.out, event.result.final)
+            if not event.result.ok:
+                self.line(self.err, f"[stopped: {event.result.reason}]")
+
+    def discard(self, attempt: int) -> None:
+        """Escalation threw attempt `attempt` away: its answer is not the answer."""
+        if self.answer.strip():
+            if self.live:
+                self.line(self.out, f"[attempt {attempt}'s answer above is discarded; trying again]", dim=True)
+            else:
+                self.line(self.err, f"[discarded attempt {attempt}: {_clip(self.answer)}]", dim=True)
+        self.answer = ""
+
+    def write(self, stream, text: str, dim: bool = False) -> None:
+        if not text:
+            return
+        if self.open_line is not None and self.open_line is not stream:
+            self.end_line()
+        stream.write(_dim(text, stream) if dim else text)
+        stream.flush()
+        self.open_line = None if text.endswith("\n") else stream
+
+    def line(self, stream, text: str, dim: bool = False) -> None:
+        """`text` on a line of its own."""
+        self.end_line()
+        self.write(stream, text, dim)
+        self.write(stream, "\n")
+
+    def end_line(self) -> None:
+        if self.open_line is not None:
+            self.open_line.write("\n")
+            self.open_line.flush()
+            self.open_line = None
 
 
 def harmony_text(messages: list[dict]) -> str:
@@ -289,67 +366,5 @@ def _clip(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + f" … ({len(text)} chars)"
 
 
-def _dim(text: str) -> str:
-    return f"\033[2m{text}\033[0m" if sys.stderr.isatty() else text
-
-
-# ---- interactive chat ---------------------------------------------------------------------
-
-HELP = """commands:
-  /effort auto|low|medium|high   reasoning effort for the next turns
-  /tools NAME,NAME               replace the tools (browser, python, module:function)
-  /reset                         forget the conversation
-  /save FILE                     save the transcript as JSON
-  /load FILE                     resume a saved transcript
-  /quit                          leave (Ctrl-D works too)"""
-
-
-def interactive(agent, args) -> int:
-    from agent.router import router_for
-    from agent.session import TranscriptError
-    session = agent.session()
-    tty = sys.stdin.isatty()
-    if tty:
-        print("gpt-oss agent — type a task, /help for commands, Ctrl-D to leave", file=sys.stderr)
-    while True:
-        try:
-            line = input("> " if tty else "")
-        except EOFError:
-            return 0
-        line = line.strip()
-        if not line:
-            continue
-        if not line.startswith("/"):
-            run_task(agent, line, args, session=session)
-            continue
-        command, _, rest = line.partition(" ")
-        rest = rest.strip()
-        try:
-            if command in ("/quit", "/exit"):
-                return 0
-            elif command == "/help":
-                print(HELP)
-            elif command == "/effort":
-                if rest not in EFFORT_CHOICES:
-                    raise UsageError(f"effort must be one of {', '.join(EFFORT_CHOICES)}")
-                agent.router, agent.effort = router_for(rest), rest
-                print(f"effort: {rest}")
-            elif command == "/tools":
-                agent.set_tools(parse_tools(rest))
-                print("tools: " + (", ".join(agent.toolset.names()) or "none"))
-            elif command == "/reset":
-                session.reset()
-                print("conversation cleared")
-            elif command == "/save":
-                if not rest:
-                    raise UsageError("/save needs a file name")
-                print(f"saved {len(session.messages)} messages to {session.save(rest)}")
-            elif command == "/load":
-                if not rest:
-                    raise UsageError("/load needs a file name")
-                session.load(rest)
-                print(f"loaded {len(session.messages)} messages from {rest}")
-            else:
-                raise UsageError(f"unknown command {command}; /help lists them")
-        except (UsageError, TranscriptError, ValueError, TypeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+def _dim(text: str, stream=None) -> str:
+    return f"\033[2m{text}\033[0m" if (stream or sys.stderr).isatty() else text

@@ -148,9 +148,59 @@ def test_end_to_end_on_the_embedded_model():
     assert any(m["role"] == "assistant" for m in data["messages"])
 
 
-def test_a_retried_answer_starts_on_its_own_line(tmp_path):
+def test_only_the_last_attempt_is_the_answer(tmp_path):
     model = script(tmp_path, *(FINAL.format(f"{n} try") for n in ("first", "second", "third")), logprob=-3.0)
     out = agent_cli("--model", model, "--effort", "auto", "hello")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["first try", "second try", "third try"]
+    assert out.stdout == "third try\n"          # escalation discarded the first two
     assert "[effort medium: escalated from low: low confidence 0.05 < 0.35]" in out.stderr
+    assert "[discarded attempt 1: first try]" in out.stderr
+    assert "[discarded attempt 2: second try]" in out.stderr
+
+
+def test_reasoning_and_answer_never_share_a_line(tmp_path):
+    model = script(tmp_path, THINK.format("I will say hi") + FINAL.format("Hi."))
+    out = subprocess.run([sys.executable, "-m", "agent", "--model", model, "--tools", "",
+                          "--show-reasoning", "hello"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=120, cwd=ROOT, env=ENV)
+    assert out.returncode == 0, out.stdout
+    lines = out.stdout.splitlines()     # stdout and stderr in one stream, as on a terminal
+    assert "I will say hi" in lines and lines[-1] == "Hi."
+
+
+def test_bare_backend_flag_uses_openai_base_url_and_key(tmp_path):
+    """A real HTTP server on loopback records what the command line sends it."""
+    import http.server
+    import threading
+    seen = []
+
+    class Engine(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = b'{"error": {"message": "bad key"}}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Engine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {**ENV, "OPENAI_BASE_URL": f"http://127.0.0.1:{server.server_port}/v1",
+               "OPENAI_API_KEY": "sk-test-123"}
+        env.pop("GPT_OSS_AGENT_API_KEY", None)
+        out = subprocess.run([sys.executable, "-m", "agent", "--backend", "--model", "gpt-oss-120b",
+                              "--tools", "", "--json", "hi"], capture_output=True, text=True,
+                             timeout=120, cwd=ROOT, env=env)
+    finally:
+        server.shutdown()
+    assert seen and seen[0] == ("/v1/completions", "Bearer sk-test-123")
+    assert "HTTP 401" in json.loads(out.stdout)["reason"]       # the engine's refusal, stated
+    env.pop("OPENAI_BASE_URL")
+    out = subprocess.run([sys.executable, "-m", "agent", "--backend", "--tools", "", "hi"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert out.returncode == 2 and "needs OPENAI_BASE_URL" in out.stderr

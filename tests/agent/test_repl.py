@@ -1,0 +1,148 @@
+"""The interactive chat driven in a pseudo-terminal (pexpect), as a person types into it:
+recorded completions stand in for the model, the tools and the terminal are real.
+
+What the chat holds is read back from the transcripts it saves (/save), not from its output.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import FINAL, THINK, call
+
+pexpect = pytest.importorskip("pexpect")
+
+ROOT = Path(__file__).resolve().parents[2]
+UP = "\x1b[A"
+WAIT_TOOL = '''
+import asyncio
+
+async def wait(seconds: int) -> str:
+    """Wait a number of seconds."""
+    await asyncio.sleep(seconds)
+    return "done waiting"
+'''
+
+
+@pytest.fixture
+def chat(tmp_path):
+    """chat(*completions, flags...) -> a pexpect child running `python -m agent` at a prompt."""
+    children = []
+    tool_file = tmp_path / "waiting.py"
+    tool_file.write_text(WAIT_TOOL)
+    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm", "INPUTRC": "/dev/null",
+           "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+
+    def start(*completions: str, flags: tuple = (), logprob: float | None = None):
+        script = tmp_path / f"script{len(children)}.json"
+        script.write_text(json.dumps({"completions": list(completions), "logprob": logprob}))
+        child = pexpect.spawn(sys.executable, ["-m", "agent", "--model", str(script), "--effort", "low",
+                                               "--tools", f"{tool_file}:wait", *flags],
+                              cwd=str(ROOT), env=env, encoding="utf-8", timeout=60,
+                              dimensions=(40, 200))
+        children.append(child)
+        child.expect_exact("> ")
+        return child
+
+    yield start
+    for child in children:
+        child.close(force=True)
+
+
+def saved_user_messages(child, path: Path) -> list[str]:
+    child.sendline(f"/save {path}")
+    child.expect_exact(f"to {path}")
+    child.expect_exact("> ")
+    messages = json.loads(path.read_text())["messages"]
+    return [m["content"][0]["text"] for m in messages if m["role"] == "user"]
+
+
+def test_ctrl_c_cancels_the_running_turn_and_keeps_the_chat(chat, tmp_path):
+    child = chat(FINAL.format("first answer"), call("functions.wait", '{"seconds": 60}'),
+                 FINAL.format("third answer"))
+    child.sendline("hello")
+    child.expect_exact("first answer")
+    child.expect_exact("> ")
+    child.sendline("wait a minute")
+    child.expect_exact("→ functions.wait")        # the tool is running: the turn is under way
+    child.sendintr()
+    child.expect_exact("[cancelled; the conversation keeps its 2 earlier messages]")
+    child.expect_exact("> ")
+    child.sendline("again")                       # the chat goes on after the cancelled turn
+    child.expect_exact("third answer")
+    child.expect_exact("> ")
+    assert saved_user_messages(child, tmp_path / "t.json") == ["hello", "again"]
+    child.sendintr()                              # Ctrl-C at the prompt only clears the line
+    child.expect_exact("> ")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_history_recall_within_and_across_chats(chat, tmp_path):
+    child = chat(FINAL.format("four"), FINAL.format("four again"))
+    child.sendline("what is two plus two")
+    child.expect_exact("four")
+    child.expect_exact("> ")
+    child.send(UP + "\r")                         # the arrow recalls the last line
+    child.expect_exact("four again")
+    child.expect_exact("> ")
+    assert saved_user_messages(child, tmp_path / "a.json") == ["what is two plus two"] * 2
+    child.sendeof()                               # Ctrl-D leaves and saves the history
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    history = (tmp_path / ".cache" / "gpt-oss-agent" / "chat_history").read_text()
+    assert "what is two plus two" in history
+
+    later = chat(FINAL.format("four, still"))     # a new chat reads that history
+    later.send(UP + UP + "\r")                    # skip the /save line, recall the question
+    later.expect_exact("four, still")
+    later.expect_exact("> ")
+    assert saved_user_messages(later, tmp_path / "b.json") == ["what is two plus two"]
+
+
+def test_multi_line_messages_and_the_tools_command(chat, tmp_path):
+    child = chat(FINAL.format("got the block"), FINAL.format("got the continued line"))
+    child.sendline('"""')
+    child.expect_exact("... ")
+    child.sendline("line one")
+    child.sendline('line two"""')
+    child.expect_exact("got the block")
+    child.expect_exact("> ")
+    child.sendline("first part \\")
+    child.expect_exact("... ")
+    child.sendline("second part")
+    child.expect_exact("got the continued line")
+    child.expect_exact("> ")
+    assert saved_user_messages(child, tmp_path / "m.json") == [
+        "line one\nline two", "first part \nsecond part"]
+    child.sendline("/tools")                      # shows them, removes nothing
+    child.expect_exact("tools: functions.wait")
+    child.expect_exact("> ")
+    child.sendline("/tools none")
+    child.expect_exact("tools: none")
+
+
+def test_shown_reasoning_ends_its_line_before_the_answer(chat):
+    child = chat(THINK.format("thinking it over") + FINAL.format("the answer"),
+                 flags=("--show-reasoning",))
+    child.sendline("question")
+    child.expect_exact("thinking")
+    child.expect(r"over(\x1b\[0m)?\r\nthe answer\r\n")   # the answer starts a new line
+
+
+def test_answers_that_escalation_discards_are_marked(chat):
+    child = chat(*(FINAL.format(f"answer {n}") for n in (1, 2, 3)), flags=("--effort", "auto"),
+                 logprob=-3.0)                     # low confidence: low -> medium -> high
+    child.sendline("question")
+    for attempt in (1, 2):
+        child.expect_exact(f"answer {attempt}")
+        child.expect_exact(f"[attempt {attempt}'s answer above is discarded; trying again]")
+    child.expect_exact("answer 3")
+    child.expect_exact("> ")
