@@ -212,7 +212,7 @@ def _block_text(block: Any) -> str:
     if kind == "text":
         return block.text
     if kind in ("image", "audio"):
-        size = len(block.data or "") * 3 // 4  # base64
+        size = len((block.data or "").rstrip("=")) * 3 // 4  # the base64 text decoded
         return f"[{kind} ({block.mime_type}, {size} bytes): not shown]"
     if kind == "resource":
         resource = block.resource

@@ -159,22 +159,25 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not names:
         print(f"error: --tools takes python and/or browser, not {options.tools!r}", file=sys.stderr)
         return 2
+    sock = None
+    if options.http is not None:  # the port first: a taken one is the commonest failure
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", options.http))
+        except OSError as e:
+            sock.close()
+            print(f"error: cannot listen on 127.0.0.1:{options.http}: {e.strerror}",
+                  file=sys.stderr)
+            return 3
     try:
         server, sessions = build_server(lambda: Toolbox([build_tool(options, n) for n in names]))
     except Exception as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    if options.http is None:
+    if sock is None:
         asyncio.run(serve_stdio(server, sessions))
         return 0
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", options.http))
-    except OSError as e:
-        print(f"error: cannot listen on 127.0.0.1:{options.http}: {e.strerror}", file=sys.stderr)
-        asyncio.run(sessions.close())
-        return 3
     print(f"serving MCP on http://127.0.0.1:{sock.getsockname()[1]}/mcp", file=sys.stderr,
           flush=True)
     try:
