@@ -1,7 +1,7 @@
 """gpt-oss agents on a local, in-process runtime.
 
-Public API: `Agent`, `tool`, `Session`. Heavy modules (torch, the runtime) load lazily, so
-`import agent` stays cheap for the command line and for tool-only use.
+Public API: `Agent`, `tool`, `Session`, `MCPServer`. Heavy modules (torch, the runtime) load
+lazily, so `import agent` stays cheap for the command line and for tool-only use.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GOMP_SPINCOUNT", "3000")
 
 __version__ = "0.1.0"
-__all__ = ["Agent", "Session", "tool"]
+__all__ = ["Agent", "MCPServer", "Session", "tool"]
 
 
 def __getattr__(name: str):
@@ -31,4 +31,7 @@ def __getattr__(name: str):
     if name == "tool":
         from agent.tools.function import tool
         return tool
+    if name == "MCPServer":
+        from agent.tools.mcp import MCPServer
+        return MCPServer
     raise AttributeError(f"module 'agent' has no attribute {name!r}")
