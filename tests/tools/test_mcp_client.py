@@ -58,6 +58,13 @@ SERVER = textwrap.dedent('''
         return text
 
     @app.tool()
+    async def nap(seconds: float) -> str:
+        """Sleep a while."""
+        import anyio
+        await anyio.sleep(seconds)
+        return "awake"
+
+    @app.tool()
     def picture() -> Image:
         """A tiny picture."""
         return Image(data=b"\\x89PNG\\r\\n\\x1a\\n" + b"\\0" * 92, format="png")
@@ -141,7 +148,8 @@ def test_agent_calls_a_stdio_server_and_stops_it_on_close(script, quiet, tmp_pat
     agent = Agent(backend, tools=[server], effort="low", date=None)
     pid = int(pidfile.read_text())
     assert agent.toolset.recipients() == ["functions.add", "functions.weather", "functions.refuse",
-                                          "functions.echo_text", "functions.picture"]
+                                          "functions.echo_text", "functions.nap",
+                                          "functions.picture"]
     result = agent.run("Use every tool")
     assert result.final == "Done." and result.ok
     add, weather, refuse, echo, picture, bad = result.tool_calls
@@ -220,6 +228,19 @@ def test_name_collisions_are_reported_and_a_prefix_resolves_them(http_url):
     try:
         assert "functions.add" in box.recipients() and "functions.fx_add" in box.recipients()
         assert asyncio.run(box.call("functions.fx_add", '{"a": 1, "b": 2}')).text == "3"
+    finally:
+        asyncio.run(box.close())
+
+
+def test_a_slow_call_times_out_and_the_session_goes_on(http_url):
+    box = Toolbox([MCPServer.http(http_url, timeout=0.5)])
+    try:
+        started = time.monotonic()
+        slow = asyncio.run(box.call("functions.nap", '{"seconds": 20}'))
+        assert slow.error and slow.text == ("Error: functions.nap did not finish within 0.5 "
+                                            "seconds and was cancelled.")
+        assert time.monotonic() - started < 5
+        assert asyncio.run(box.call("functions.add", '{"a": 1, "b": 1}')).text == "2"
     finally:
         asyncio.run(box.close())
 

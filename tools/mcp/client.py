@@ -227,7 +227,9 @@ def _block_text(block: Any) -> str:
 def _label(target: Any) -> str:
     if isinstance(target, str):
         return target
-    return shlex.join([target.command, *target.args])
+    if hasattr(target, "command"):  # StdioServerParameters
+        return shlex.join([target.command, *target.args])
+    return type(target).__name__  # another mcp Transport
 
 
 def _reason(error: BaseException) -> str:
