@@ -17,27 +17,40 @@ import argparse
 import random
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
 from agent.harmony import tokenizer as tk
 from agent.harmony.messages import (Author, DeveloperContent, Message, ReasoningEffort, Role,
                                     SystemContent, ToolDescription, ToolNamespaceConfig)
-from agent.harmony.render import default_renderer, has_function_tools
+from agent.harmony.render import default_renderer, drop_analysis, has_function_tools
+from agent.model.nano import realistic
 from agent.model.nano.tasks import EFFORTS, Task, random_task
 
 INSTRUCTIONS = ("You are a helpful assistant.", "Answer concisely.",
                 "Use the tools when they help.", "Be precise and brief.")
 
 
-def system_message(effort: str, date: str | None, browser: bool, python: bool = True) -> Message:
+def sandboxed_python() -> ToolNamespaceConfig:
+    """The python section as the agent's sandboxed tool writes it (its timeout, drive and
+    network sentence), not openai-harmony's default wording."""
+    from agent.tools.python.tool import DESCRIPTION
+    return ToolNamespaceConfig(name="python", tools=[], description=DESCRIPTION.format(
+        timeout="30.0", drive="/mnt/data", network="Internet access for this session is disabled."))
+
+
+def system_message(effort: str, date: str | None, browser: bool,
+                   python: bool | str = True) -> Message:
+    """python: True (openai-harmony's wording), "sandbox" (the agent's sandboxed tool), False."""
     content = SystemContent.new().with_reasoning_effort(ReasoningEffort(effort))
     if date:
         content = content.with_conversation_start_date(date)
     if browser:
         content = content.with_tools(ToolNamespaceConfig.browser())
     if python:
-        content = content.with_tools(ToolNamespaceConfig.python())
+        content = content.with_tools(sandboxed_python() if python == "sandbox"
+                                     else ToolNamespaceConfig.python())
     return Message.from_role_and_content(Role.SYSTEM, content)
 
 
@@ -55,7 +68,7 @@ def developer_message(task: Task, instructions: str | None) -> Message | None:
 
 
 def prompt_messages(task: Task, date: str | None = None, browser: bool = True,
-                    instructions: str | None = None, python: bool = True) -> list[Message]:
+                    instructions: str | None = None, python: bool | str = True) -> list[Message]:
     messages = [system_message(task.effort, date, browser, python)]
     developer = developer_message(task, instructions)
     if developer is not None:
@@ -99,21 +112,40 @@ def random_instructions(rng: random.Random) -> str | None:
 
 
 def render_example(task: Task, date: str | None, browser: bool, instructions: str | None,
-                   python: bool = True) -> tuple[list[int], list[int], list[bool]]:
-    """-> (system-message tokens, rest of the transcript, loss mask over the rest)."""
+                   python: bool | str = True, history: list[Task] = (),
+                   keep_analysis: bool = False
+                   ) -> tuple[list[int], list[int], list[bool]]:
+    """-> (system-message tokens, rest of the transcript, loss mask over the rest).
+
+    `history`: earlier turns of a session (their tasks' functions are declared too), shown as
+    the loop shows them: earlier analysis dropped as openai-harmony drops it (the first step
+    of a turn), or kept (`keep_analysis`: the steps after a tool call). Loss: this turn only."""
     renderer = default_renderer()
+    if history:
+        declared = {}
+        for t in [*history, task]:
+            for f in t.functions:
+                declared.setdefault(f.name, f)
+        task = replace(task, functions=list(declared.values()))
     prompt = prompt_messages(task, date, browser, instructions, python)
+    earlier = []
+    for turn in history:
+        earlier += [Message.from_role_and_content(Role.USER, turn.user)] + assistant_messages(turn)
+    if earlier and not keep_analysis:
+        earlier = drop_analysis(earlier)
+    prompt = prompt[:-1] + earlier + prompt[-1:]
     transcript = prompt + assistant_messages(task)
     functions = has_function_tools(transcript)
     prefix = renderer.render(prompt[0], functions)
     tokens: list[int] = []
     mask: list[bool] = []
     previous = None
-    for message in transcript[1:]:
+    learn_from = len(prompt) - 1  # the current user message
+    for i, message in enumerate(transcript[1:], start=1):
         ids = renderer.render(message, functions)
-        if message.author.role == Role.ASSISTANT and message.channel == "final":
+        if message.author.role == Role.ASSISTANT and message.channel == "final" and i >= learn_from:
             ids[-1] = tk.RETURN
-        if message.author.role == Role.ASSISTANT:
+        if message.author.role == Role.ASSISTANT and i >= learn_from:
             # after a user/tool message the loop appends `<|start|>assistant` itself
             skip = 2 if previous != Role.ASSISTANT else 0
             mask += [False] * skip + [True] * (len(ids) - skip)
@@ -124,28 +156,45 @@ def render_example(task: Task, date: str | None, browser: bool, instructions: st
     return prefix, tokens, mask
 
 
-def sample_batch(rng: random.Random, size: int) -> tuple[list[int], list[tuple]]:
+def draw_task(rng: random.Random, realistic_share: float, **kwargs) -> Task:
+    """A task from the realistic generator (realistic.py) or the original one (tasks.py)."""
+    source = realistic.random_task if rng.random() < realistic_share else random_task
+    return source(rng, **kwargs)
+
+
+def sample_batch(rng: random.Random, size: int, realistic_share: float = 0.0,
+                 session_share: float = 0.0) -> tuple[list[int], list[tuple]]:
     """`size` transcripts that share one system message (effort, date, tools), so the
-    trainer computes it once: -> (system tokens, [(tokens, mask, task), ...])."""
+    trainer computes it once: -> (system tokens, [(tokens, mask, task), ...]).
+    `realistic_share` of the tasks come from realistic.py; `session_share` of the rows are
+    the last turn of a 2-3 turn session (each turn a new task)."""
     effort, date = rng.choice(EFFORTS), random_date(rng)
     browser, with_functions = rng.random() < 0.5, rng.random() < 0.6
-    # sometimes no python section (an agent started without tools): still use python
+    # sometimes no python section (an agent started without tools): still use python; with
+    # realistic tasks mostly the wording of the agent's own sandboxed tool
     python = rng.random() < 0.9
+    if python and rng.random() < 0.8 * realistic_share:
+        python = "sandbox"
     prefix, rows = None, []
     for _ in range(size):
-        task = random_task(rng, effort=effort, with_functions=with_functions)
+        task = draw_task(rng, realistic_share, effort=effort, with_functions=with_functions)
+        history = []
+        if rng.random() < session_share:
+            history = [draw_task(rng, realistic_share, effort=rng.choice(EFFORTS),
+                                 with_functions=with_functions)
+                       for _ in range(rng.choice((1, 1, 2)))]
         prefix, tokens, mask = render_example(task, date, browser, random_instructions(rng),
-                                              python)
+                                              python, history, rng.random() < 0.5)
         rows.append((tokens, mask, task))
     return prefix, rows
 
 
-def generate(count: int, seed: int) -> list[dict]:
+def generate(count: int, seed: int, realistic_share: float = 0.0) -> list[dict]:
     """`count` independent examples (for the vocabulary and statistics)."""
     rng = random.Random(seed)
     examples = []
     for _ in range(count):
-        task = random_task(rng)
+        task = draw_task(rng, realistic_share)
         prefix, tokens, mask = render_example(task, random_date(rng), rng.random() < 0.5,
                                               random_instructions(rng))
         examples.append({"prefix": prefix, "tokens": tokens, "mask": mask,

@@ -2,6 +2,7 @@
 
     python -m agent.model.nano.evaluate [--model DIR] [--tasks 350] [--seed 1000]
                                         [--no-strict-tools]
+    python -m agent.model.nano.evaluate --handwritten    # tests/data/nano_eval.jsonl
 
 The tasks come from tasks.py with a seed the trainer never uses. Each one runs in
 `agent.Agent` (the embedded model via the local backend, the sandboxed `python` tool, and
@@ -185,8 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="comma-separated categories (run parts in parallel)")
     p.add_argument("--no-strict-tools", action="store_true",
                    help="let tool calls name any recipient and send any arguments")
+    p.add_argument("--handwritten", action="store_true",
+                   help="the hand-written tasks of tests/data/nano_eval.jsonl (handwritten.py)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    if args.handwritten:
+        from agent.model.nano import handwritten
+        only = set(args.only.split(",")) if args.only else None
+        print(json.dumps(handwritten.evaluate(args.model, args.verbose, only), indent=2,
+                         ensure_ascii=False))
+        return 0
     counts = {c: max(1, round(n * args.scale)) for c, n in DEFAULT_COUNTS.items()
               if not args.only or c in args.only.split(",")}
     report = evaluate(args.model, counts, args.seed, args.temperature, args.verbose,

@@ -27,10 +27,10 @@ from agent.model.nano import data, export
 from agent.model.nano.modeling import NanoGptOss, nano_config
 
 
-def build_vocab(examples: int, seed: int) -> torch.Tensor:
+def build_vocab(examples: int, seed: int, realistic_share: float = 0.0) -> torch.Tensor:
     """The ids that occur in `examples` sampled transcripts, plus every 1-3 digit number."""
     ids: set[int] = set()
-    for ex in data.generate(examples, seed):
+    for ex in data.generate(examples, seed, realistic_share):
         ids.update(ex["prefix"])
         ids.update(ex["tokens"])
     for n in range(1000):
@@ -40,9 +40,10 @@ def build_vocab(examples: int, seed: int) -> torch.Tensor:
     return torch.tensor(sorted(ids))
 
 
-def make_batch(model: NanoGptOss, rng: random.Random, size: int, pool: int = 1):
+def make_batch(model: NanoGptOss, rng: random.Random, size: int, pool: int = 1,
+               realistic_share: float = 0.0, session_share: float = 0.0):
     """-> (prefix [P], inputs [B,S], targets [B,S], loss mask [B,S]) in local ids."""
-    prefix, rows = data.sample_batch(rng, size * pool)
+    prefix, rows = data.sample_batch(rng, size * pool, realistic_share, session_share)
     lookup = model.lookup
     rows = [r for r in rows if (lookup[torch.tensor(r[0])] >= 0).all()]  # drop rare OOV rows
     if pool > 1:  # a window of similar lengths from the sorted pool: less padding
@@ -75,8 +76,9 @@ def train(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    if args.init:  # continue from an exported checkpoint (its vocabulary and weights)
-        model = export.load(args.init).train()
+    if args.init:  # continue from an exported checkpoint (its weights; vocabulary grown)
+        model = grown(export.load(args.init), args) if args.grow_vocab else export.load(args.init)
+        model.train()
         model.set_fake_quant(False)
         cfg, vocab = model.cfg, model.vocab_ids
     else:
@@ -108,7 +110,8 @@ def train(args) -> None:
             log(out, f"step {step}: experts fake-quantized to MXFP4 from now on")
         for group in opt.param_groups:
             group["lr"] = learning_rate(progress, args.lr, args.warmup)
-        prefix, inputs, targets, mask = make_batch(model, rng, args.batch, args.pool)
+        prefix, inputs, targets, mask = make_batch(model, rng, args.batch, args.pool,
+                                                   args.realistic, args.sessions)
         hidden = model(prefix, inputs)
         logits = model.local_logits(hidden[mask])
         loss = F.cross_entropy(logits, targets[mask])
@@ -130,6 +133,27 @@ def train(args) -> None:
             last_save = time.time()
     save(model, out, step, running, time.time() - train_start)
     log(out, f"done: {step} steps, {(time.time() - start) / 60:.1f} min in all")
+
+
+def grown(base: NanoGptOss, args) -> NanoGptOss:
+    """`base` with rows added for the ids the current data mix uses that it lacks (new rows
+    drawn at the trained rows' scale), embedding and unembedding tied as in the recipe."""
+    new_ids = build_vocab(args.vocab_examples, args.seed + 1, args.realistic)
+    vocab = torch.unique(torch.cat([base.vocab_ids, new_ids]))
+    model = NanoGptOss(base.cfg, vocab, tie=args.tie)
+    with torch.no_grad():
+        rows = model.lookup[base.vocab_ids]
+        scale = base.embed.std().item()
+        model.embed.normal_(0.0, scale)
+        model.embed[rows] = base.embed
+        if not args.tie:
+            model.lm_head.normal_(0.0, scale)
+            model.lm_head[rows] = base.lm_head
+        others = dict(base.named_parameters())
+        for name, param in model.named_parameters():
+            if name not in ("embed", "lm_head"):
+                param.copy_(others[name])
+    return model
 
 
 def save(model: NanoGptOss, out: Path, step: int, loss: float | None, seconds: float) -> None:
@@ -168,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-every", type=float, default=5)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--vocab-examples", type=int, default=60_000)
+    p.add_argument("--realistic", type=float, default=0.0,
+                   help="share of tasks from realistic.py (the rest from tasks.py)")
+    p.add_argument("--sessions", type=float, default=0.0,
+                   help="share of transcripts that are the last turn of a multi-turn session")
+    p.add_argument("--grow-vocab", action="store_true",
+                   help="with --init: add rows for ids of the data mix the checkpoint lacks")
     p.add_argument("--untied", dest="tie", action="store_false",
                    help="train embedding and unembedding apart (default: one tensor, exported "
                         "twice, which makes copying from the context easy to learn)")
