@@ -13,6 +13,7 @@ import secrets
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -318,7 +319,8 @@ def hold_lock(path: Path):
 
 def remove_abandoned_folders() -> None:
     """Removes the folders of sessions whose host died without closing them (killed): ours
-    (same owner), unlocked. A folder without a lock file is one being created: left alone."""
+    (same owner) and unlocked. One without a lock file is being created, unless it is older
+    than a minute (an older version's, or a host killed in between)."""
     base = Path(tempfile.gettempdir())
     try:
         candidates = [p for p in base.iterdir() if p.name.startswith(ROOT_PREFIX)]
@@ -326,13 +328,20 @@ def remove_abandoned_folders() -> None:
         return
     for folder in candidates:
         try:
-            if folder.is_symlink() or folder.lstat().st_uid != os.geteuid():
+            info = folder.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
                 continue
-            with open(folder / LOCK_NAME, "r") as f:
+            try:
+                f = open(folder / LOCK_NAME, "r")
+            except FileNotFoundError:
+                if time.time() - info.st_mtime > 60:
+                    shutil.rmtree(folder, ignore_errors=True)
+                continue
+            with f:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 shutil.rmtree(folder, ignore_errors=True)
         except OSError:
-            pass  # alive (locked), being created, or not ours
+            pass  # alive (locked), or gone meanwhile
 
 
 def _join(partial: str, note: str) -> str:
