@@ -14,6 +14,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import sys
 import threading
@@ -61,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-strict-tools", action="store_true",
                    help="do not constrain tool calls to declared tools and their argument schemas "
                         "(the in-process runtime constrains them by default)")
+    p.add_argument("--approve", action="store_true",
+                   help="ask on the terminal before python code or a function runs; a declined "
+                        "call is reported to the model")
+    p.add_argument("--trace", metavar="FILE",
+                   help="append OpenTelemetry spans (run, attempt, model call, tool call) to FILE "
+                        "as JSON lines")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log what the library does to stderr (-v info, -vv debug)")
     return p
 
 
@@ -73,17 +82,32 @@ def _positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    _log_to_stderr(args.verbose)
     try:
-        agent = make_agent(args)
+        traces = _trace_provider(args.trace)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        _load_model(agent, quiet=args.json)
-    except Exception as exc:
-        print(f"error: cannot load the model: {exc}", file=sys.stderr)
-        return 3
+        return _run(args, traces)
+    finally:
+        if traces is not None:
+            traces.shutdown()       # flushes the trace file
+
+
+def _run(args, traces) -> int:
+    from agent.tracing import get_tracer
     try:
+        agent = make_agent(args, tracer=None if traces is None else get_tracer(traces))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        try:
+            _load_model(agent, quiet=args.json)
+        except Exception as exc:
+            print(f"error: cannot load the model: {exc}", file=sys.stderr)
+            return 3
         if args.task:
             result = run_task(agent, " ".join(args.task), args)
             return 0 if result is not None else 1
@@ -96,9 +120,26 @@ def main(argv: list[str] | None = None) -> int:
         agent.close()
 
 
+def _log_to_stderr(verbosity: int) -> None:
+    """The library logs under "agent"; without -v only its warnings show."""
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("agent").setLevel(level)
+
+
+def _trace_provider(path: str | None):
+    if path is None:
+        return None
+    from agent.tracing import json_lines_provider
+    try:
+        return json_lines_provider(path)
+    except OSError as exc:
+        raise UsageError(f"--trace {path}: {exc.strerror}") from None
+
+
 # ---- setup --------------------------------------------------------------------------------
 
-def make_agent(args):
+def make_agent(args, tracer=None):
     from agent.loop import Agent
     instructions = args.instructions
     if instructions and instructions.startswith("@"):
@@ -116,6 +157,9 @@ def make_agent(args):
     model = args.model
     if args.backend:
         model = _remote_backend(args.backend, args.model)
+    hooks = {"approve": ask_on_terminal} if args.approve else {}
+    if tracer is not None:
+        hooks["tracer"] = tracer
     if args.temperature is not None and args.temperature < 0:
         raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
     try:
@@ -123,7 +167,7 @@ def make_agent(args):
                      max_steps=args.max_steps, max_tokens=args.max_tokens, max_time=args.max_time,
                      temperature=args.temperature, top_p=args.top_p, seed=args.seed,
                      device=args.device, date=None if args.no_date else "today",
-                     strict_tools=not args.no_strict_tools)
+                     strict_tools=not args.no_strict_tools, **hooks)
     except (ValueError, TypeError, ImportError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -158,6 +202,21 @@ def parse_tools(spec: str) -> list:
         else:
             raise UsageError(f"unknown tool {name!r}: use browser, python, module:function or file.py:function")
     return tools
+
+
+def ask_on_terminal(recipient: str, arguments: str) -> bool | str:
+    """--approve: python code and functions run only after a yes on the terminal (the call
+    itself was just shown); the browser only reads and is not asked about."""
+    if not (recipient == "python" or recipient.startswith("functions.")):
+        return True
+    try:
+        with open("/dev/tty", "r+") as terminal:
+            terminal.write(f"run {recipient}? [y/N] ")
+            terminal.flush()
+            answer = terminal.readline().strip().lower()
+    except OSError:
+        return "there is no terminal to ask the user for approval"
+    return True if answer in ("y", "yes") else "the user declined it"
 
 
 def _python_tool():
