@@ -143,7 +143,8 @@ class PythonSession:
         return Watchdog(members=members, keep=keep, kill=kill,
                         memory_limit=limits.session_memory_bytes,
                         cpu_limit=limits.per_call_cpu_seconds(), disk_limit=limits.disk_bytes,
-                        folders=[self.workspace, self._capture_dir])
+                        # unsandboxed, the code can write anywhere: no folder to watch
+                        folders=[self.workspace, self._capture_dir] if info_fd is not None else [])
 
     def _stderr_text(self) -> str:
         try:
