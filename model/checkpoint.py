@@ -19,6 +19,7 @@ raises CheckpointError with one line naming the file and the tensor or field.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import struct
@@ -35,7 +36,9 @@ DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
           "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
           "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
           "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+ITEMSIZE = {name: dtype.itemsize for name, dtype in DTYPES.items()}
 FLOATS = {"F64", "F32", "F16", "BF16"}
+MAX_HEADER = 100_000_000  # the format's own limit on the JSON header
 EXPERT_PARTS = ("gate_up_proj_blocks", "gate_up_proj_scales", "gate_up_proj_bias",
                 "down_proj_blocks", "down_proj_scales", "down_proj_bias")
 
@@ -61,6 +64,9 @@ class SafetensorsFiles:
         self._maps: dict[Path, mmap.mmap] = {}
         for file in files:
             for name, info in _read_header(file).items():
+                if name in self.infos:
+                    raise CheckpointError(f"{file}: tensor {name!r} is also in "
+                                          f"{self.infos[name].file.name}")
                 self.infos[name] = info
 
     def __contains__(self, name: str) -> bool:
@@ -128,33 +134,84 @@ class CheckpointTensors(dict):
 
 
 def _read_header(file: Path) -> dict[str, TensorInfo]:
-    size = file.stat().st_size
-    with open(file, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{file}: truncated safetensors file ({size} bytes, no header)")
-        (length,) = struct.unpack("<Q", head)
-        if 8 + length > size:
-            raise CheckpointError(f"{file}: truncated safetensors file (header needs {length} "
-                                  f"bytes, file has {size})")
-        try:
-            header = json.loads(handle.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CheckpointError(f"{file}: corrupt safetensors header") from None
-    base = 8 + length
+    """Every entry checked against the file before anything is mapped: a known dtype, a shape of
+    natural numbers, offsets inside the data whose length is the shape's elements times the
+    item size, and no two tensors sharing bytes."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{file}: truncated safetensors file ({size} bytes, no header)")
+            (length,) = struct.unpack("<Q", head)
+            if length > MAX_HEADER:
+                raise CheckpointError(f"{file}: safetensors header of {length} bytes is over the "
+                                      f"format's limit of {MAX_HEADER}")
+            if 8 + length > size:
+                raise CheckpointError(f"{file}: truncated safetensors file (header needs {length} "
+                                      f"bytes, file has {size})")
+            raw = handle.read(length)
+    except OSError as exc:
+        raise CheckpointError(f"{file}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise CheckpointError(f"{file}: corrupt safetensors header (not JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{file}: corrupt safetensors header (not a JSON object)")
+    base, data_size = 8 + length, size - 8 - length
     infos = {}
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        start, end = entry["data_offsets"]
-        if entry["dtype"] not in DTYPES:
-            raise CheckpointError(f"{file}: tensor {name!r} has unsupported dtype {entry['dtype']}")
-        if base + end > size:
-            raise CheckpointError(f"{file}: truncated file: tensor {name!r} ends at byte "
-                                  f"{base + end}, file has {size}")
-        infos[name] = TensorInfo(file, entry["dtype"], tuple(entry["shape"]), base + start,
-                                 base + end)
+        infos[name] = _entry(file, name, entry, base, data_size)
+    previous = None
+    for info in sorted((i for i in infos.items() if i[1].end > i[1].start),
+                       key=lambda item: item[1].start):
+        if previous is not None and info[1].start < previous[1].end:
+            raise CheckpointError(f"{file}: tensors {previous[0]!r} and {info[0]!r} overlap "
+                                  f"(bytes {info[1].start - base} to {previous[1].end - base})")
+        previous = info
     return infos
+
+
+def _entry(file: Path, name: str, entry, base: int, data_size: int) -> TensorInfo:
+    def bad(problem: str):
+        return CheckpointError(f"{file}: tensor {name!r} {problem}")
+
+    if not isinstance(entry, dict):
+        raise bad("has no header entry object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPES:
+        raise bad(f"has unsupported dtype {json.dumps(dtype)[:40]}")
+    natural = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
+    if not isinstance(shape, list) or len(shape) > 16 or not all(map(natural, shape)):
+        raise bad(f"has an invalid shape {json.dumps(shape)[:60]}")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(natural, offsets)) \
+            or offsets[0] > offsets[1]:
+        raise bad(f"has invalid data_offsets {json.dumps(offsets)[:60]}")
+    start, end = offsets
+    if end > data_size:
+        raise bad(f"runs past the end of the file (truncated file: tensor ends at byte "
+                  f"{base + end}, file has {base + data_size})")
+    count = math.prod(shape)
+    if end - start != count * ITEMSIZE[dtype]:
+        raise bad(f"has data_offsets [{start}, {end}] ({end - start} bytes), but shape "
+                  f"{shape} of {dtype} needs {count * ITEMSIZE[dtype]} bytes")
+    return TensorInfo(file, dtype, tuple(shape), base + start, base + end)
+
+
+def _inside(folder: Path, file: Path, where: Path) -> Path:
+    """`file`, if it really is a file of `folder` (symbolic links resolved). A Hugging Face cache
+    snapshot's links into its own repository's blobs folder are files of the snapshot."""
+    real, root = file.resolve(), folder.resolve()
+    blobs = root.parent.parent / "blobs" if root.parent.name == "snapshots" else None
+    if not (real.is_relative_to(root) or (blobs and real.is_relative_to(blobs))):
+        raise CheckpointError(f"{where}: shard {file.name} is outside the checkpoint folder "
+                              f"(it resolves to {real})")
+    if not real.is_file():
+        raise CheckpointError(f"{where}: shard {file.name} is missing or not a regular file")
+    return file
 
 
 def _safetensors_files(folder: Path) -> tuple[list[Path], Path | None]:
@@ -162,14 +219,23 @@ def _safetensors_files(folder: Path) -> tuple[list[Path], Path | None]:
     if index.exists():
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError):
             raise CheckpointError(f"{index}: not a safetensors index (no weight_map)") from None
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index}: weight_map is not an object")
+        for tensor, name in weight_map.items():
+            # A shard is a file name in this folder: never absolute, never up and out.
+            if not isinstance(name, str) or not name or name.startswith(("/", "\\")) or \
+                    ".." in Path(name).parts or "\x00" in name:
+                raise CheckpointError(f"{index}: weight_map entry for {tensor!r} names "
+                                      f"{json.dumps(name)[:80]}, not a file of the folder")
         files = [folder / name for name in sorted(set(weight_map.values()))]
         for file in files:
             if not file.exists():
                 raise CheckpointError(f"{index}: shard {file.name} is missing")
+            _inside(folder, file, index)
         return files, index
-    files = sorted(folder.glob("*.safetensors"))
+    files = [_inside(folder, file, folder) for file in sorted(folder.glob("*.safetensors"))]
     if not files:
         raise CheckpointError(f"{folder}: no *.safetensors files")
     return files, None

@@ -8,12 +8,73 @@ Hugging Face layout: `config.json` with transformers' field names (`num_local_ex
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
 class ConfigError(ValueError):
     """A config file that cannot describe a gpt-oss model (message names file and field)."""
+
+
+# Generous but finite bounds (the released models are far inside them). A config outside them
+# is a typo or an attack, refused before anything is sized from it (10 million layers once
+# meant 30 s and 5 GB of expected tensor names before any error).
+INT_BOUNDS = {
+    "vocab_size": 1 << 21, "hidden_size": 1 << 16, "intermediate_size": 1 << 18,
+    "num_hidden_layers": 1024, "num_attention_heads": 1024, "num_key_value_heads": 1024,
+    "head_dim": 1024, "num_local_experts": 4096, "num_experts_per_tok": 4096,
+    "sliding_window": 1 << 24, "max_position_embeddings": 1 << 24,
+    "rope_original_context": 1 << 24,
+}
+POSITIVE_FLOATS = ("rms_norm_eps", "rope_theta", "rope_factor", "swiglu_alpha", "swiglu_limit")
+FLOATS = POSITIVE_FLOATS + ("rope_beta_fast", "rope_beta_slow")
+LAYER_TYPES = ("sliding_attention", "full_attention")
+HF_NAMES = {"num_local_experts": "num_local_experts", "rope_factor": "rope_scaling.factor",
+            "rope_original_context": "rope_scaling.original_max_position_embeddings",
+            "rope_beta_fast": "rope_scaling.beta_fast", "rope_beta_slow": "rope_scaling.beta_slow"}
+ORIGINAL_NAMES = {"num_local_experts": "num_experts", "num_experts_per_tok": "experts_per_token",
+                  "rope_factor": "rope_scaling_factor", "rope_original_context":
+                  "initial_context_length", "rope_beta_fast": "rope_ntk_beta",
+                  "rope_beta_slow": "rope_ntk_alpha"}
+
+
+def check_values(values: dict, source: str, names: dict[str, str]) -> dict:
+    """Raises ConfigError (file and field named) unless the values can size a model."""
+    def fail(name, problem):
+        raise ConfigError(f"{source}: config field {names.get(name, name)!r} {problem}")
+
+    for name, high in INT_BOUNDS.items():  # hidden_size and heads come before head_dim
+        value = values.get(name)
+        if value is None and name == "sliding_window":
+            continue  # no window: full attention everywhere
+        if value is None and name == "head_dim":
+            value = values[name] = values["hidden_size"] // values["num_attention_heads"]
+        if not isinstance(value, int) or isinstance(value, bool):
+            fail(name, f"must be an integer, not {json.dumps(value)[:40]}")
+        if not 1 <= value <= high:
+            fail(name, f"is {value}, outside 1 to {high}")
+    if values["num_attention_heads"] % values["num_key_value_heads"]:
+        fail("num_key_value_heads", f"({values['num_key_value_heads']}) must divide "
+                                    f"num_attention_heads ({values['num_attention_heads']})")
+    if values["num_experts_per_tok"] > values["num_local_experts"]:
+        fail("num_experts_per_tok", f"({values['num_experts_per_tok']}) is more than the "
+                                    f"{values['num_local_experts']} experts")
+    for name in FLOATS:
+        if name not in values:
+            continue
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value):
+            fail(name, f"must be a finite number, not {json.dumps(value)[:40]}")
+        if value < 0 or (value == 0 and name in POSITIVE_FLOATS):
+            fail(name, f"is {value}, must be {'positive' if name in POSITIVE_FLOATS else '>= 0'}")
+    layer_types = values.get("layer_types") or []
+    if not isinstance(layer_types, list) or (layer_types and (
+            len(layer_types) != values["num_hidden_layers"] or
+            any(kind not in LAYER_TYPES for kind in layer_types))):
+        fail("layer_types", f"must list {values['num_hidden_layers']} of {' / '.join(LAYER_TYPES)}")
+    return values
 
 
 @dataclass
@@ -56,20 +117,22 @@ class GptOssConfig:
     def from_hf(cls, data: dict, source: str = "config.json") -> "GptOssConfig":
         get = _getter(data, source)
         rope = data.get("rope_parameters") or data.get("rope_scaling") or {}
+        if not isinstance(rope, dict):
+            raise ConfigError(f"{source}: config field 'rope_scaling' must be an object")
         rope_type = rope.get("rope_type", rope.get("type", "yarn" if rope else "default"))
         if rope_type not in ("yarn", "default"):
             raise ConfigError(f"{source}: unsupported rope type {rope_type!r} (yarn or default)")
         yarn = rope_type == "yarn"
-        return cls(
+        values = dict(
             vocab_size=get("vocab_size"), hidden_size=get("hidden_size"),
             intermediate_size=get("intermediate_size"), num_hidden_layers=get("num_hidden_layers"),
             num_attention_heads=get("num_attention_heads"),
             num_key_value_heads=get("num_key_value_heads"),
-            head_dim=data.get("head_dim") or get("hidden_size") // get("num_attention_heads"),
+            head_dim=data.get("head_dim"),
             num_local_experts=get("num_local_experts", "num_experts"),
             num_experts_per_tok=get("num_experts_per_tok", "experts_per_token"),
             sliding_window=data.get("sliding_window", 128),
-            layer_types=list(data.get("layer_types") or []),
+            layer_types=data.get("layer_types") or [],
             rms_norm_eps=data.get("rms_norm_eps", 1e-5),
             rope_theta=rope.get("rope_theta", data.get("rope_theta", 150000.0)),
             rope_factor=rope.get("factor", 32.0) if yarn else 1.0,
@@ -84,6 +147,7 @@ class GptOssConfig:
             max_position_embeddings=data.get("max_position_embeddings", 131072),
             eos_token_id=data.get("eos_token_id"), pad_token_id=data.get("pad_token_id"),
         )
+        return cls(**check_values(values, source, HF_NAMES))
 
     def to_hf(self, quantized: bool = True) -> dict:
         data = {
@@ -122,7 +186,7 @@ class GptOssConfig:
     def from_original(cls, data: dict, source: str = "original/config.json") -> "GptOssConfig":
         get = _getter(data, source)
         layers = get("num_hidden_layers")
-        return cls(
+        values = dict(
             vocab_size=get("vocab_size"), hidden_size=get("hidden_size"),
             intermediate_size=get("intermediate_size"), num_hidden_layers=layers,
             num_attention_heads=get("num_attention_heads"),
@@ -135,10 +199,14 @@ class GptOssConfig:
             rope_beta_slow=data.get("rope_ntk_alpha", 1.0),
             rope_truncate=False,  # the reference implementation uses the raw range
             swiglu_limit=data.get("swiglu_limit", 7.0),
-            max_position_embeddings=data.get("max_position_embeddings",
-                                             int(data.get("initial_context_length", 4096)
-                                                 * data.get("rope_scaling_factor", 1.0))),
+            max_position_embeddings=data.get("max_position_embeddings"),
         )
+        if values["max_position_embeddings"] is None:  # the context YaRN stretches to
+            context, factor = values["rope_original_context"], values["rope_factor"]
+            if isinstance(context, (int, float)) and isinstance(factor, (int, float)) and \
+                    math.isfinite(context * factor):
+                values["max_position_embeddings"] = int(context * factor)
+        return cls(**check_values(values, source, ORIGINAL_NAMES))
 
     def to_original(self) -> dict:
         return {
@@ -167,13 +235,26 @@ def _getter(data: dict, source: str):
     return get
 
 
+MAX_CONFIG_BYTES = 16 << 20
+
+
 def read_json(path: Path) -> dict:
     try:
-        return json.loads(Path(path).read_text())
+        path = Path(path)
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"{path}: not a regular file")
+        if path.stat().st_size > MAX_CONFIG_BYTES:  # configs are kilobytes
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config")
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a JSON object")
+    return data
 
 
 def sampling_defaults(folder: Path) -> dict:
