@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -124,6 +126,7 @@ class MCPServer(ToolProvider):
 
     # ---- the connection's thread ----------------------------------------------------------
     def _connect(self) -> list:
+        self._lost = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name=f"mcp {self.label[:40]}")
@@ -146,21 +149,17 @@ class MCPServer(ToolProvider):
         """Open the session, list the tools, then keep the session open until close()."""
         from mcp import Client, StdioServerParameters
         from mcp.client.stdio import stdio_client
-        server = self.target
-        if isinstance(server, StdioServerParameters):
-            server = stdio_client(server, errlog=self.errlog or _stderr())
         try:
-            async with Client(server) as client:
-                listed, cursor = [], None
-                for _ in range(100):  # pages; a server that never ends its list is cut off
-                    page = await client.list_tools(cursor=cursor)
-                    listed.extend(page.tools)
-                    cursor = page.next_cursor
-                    if not cursor:
-                        break
-                self._client = client
-                ready.set_result(listed)
-                await self._stop.wait()
+            with contextlib.ExitStack() as files:
+                server = self.target
+                if isinstance(server, StdioServerParameters):
+                    errlog = self.errlog or _stderr() or files.enter_context(open(os.devnull, "w"))
+                    server = stdio_client(server, errlog=errlog)
+                async with Client(server) as client:
+                    listed = await _list_tools(client)
+                    self._client = client
+                    ready.set_result(listed)
+                    await self._stop.wait()
         except BaseException as e:
             self._lost = f"the MCP server {self.label!r} stopped: {_reason(e)}"
             if not ready.done():
@@ -169,6 +168,17 @@ class MCPServer(ToolProvider):
                 raise
         finally:
             self._client = None
+
+
+async def _list_tools(client: Any) -> list:
+    listed, cursor = [], None
+    for _ in range(100):  # pages; a server that never ends its list is cut off
+        page = await client.list_tools(cursor=cursor)
+        listed.extend(page.tools)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return listed
 
 
 class MCPTool(SchemaTool):
@@ -186,8 +196,8 @@ class MCPTool(SchemaTool):
         try:
             result = await self.server.call(self.remote_name, arguments)
         except Exception as e:  # the server went away, or answered with a protocol error
-            return ToolResult(f"Error: {self.name} failed on the MCP server: {_reason(e)}",
-                              error=True)
+            return ToolResult(f"Error: {self.name} failed on the MCP server "
+                              f"{self.server.label!r}: {_reason(e)}", error=True)
         return render_result(result)
 
     def __repr__(self) -> str:
@@ -239,11 +249,10 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-def _stderr() -> TextIO:
-    """Our stderr if it is a real file (a subprocess needs a descriptor), else /dev/null."""
+def _stderr() -> TextIO | None:
+    """Our stderr if it is a real file (a subprocess needs a descriptor), else None."""
     try:
         sys.stderr.fileno()
         return sys.stderr
     except (AttributeError, OSError, ValueError):
-        import os
-        return open(os.devnull, "w")
+        return None

@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", options.http))
+            sock.listen(128)  # clients wait in the backlog while the server starts
         except OSError as e:
             sock.close()
             print(f"error: cannot listen on 127.0.0.1:{options.http}: {e.strerror}",
