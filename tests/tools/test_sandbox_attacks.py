@@ -275,6 +275,23 @@ def test_memory_of_forked_children_counts_for_the_session(session):
     assert session.run("'back'").output == "'back'"
 
 
+def test_pages_a_fork_shares_count_once(session):
+    # 150 MB in the parent, three children that keep it mapped: 600 MB resident in total, but
+    # 150 MB of memory, under the 256 MB cap; a notebook that forks workers keeps working.
+    out = session.run("import os, time\n"
+                      "data = bytearray(b'x') * (150 << 20)\n"
+                      "pids = []\n"
+                      "for _ in range(3):\n"
+                      "    pid = os.fork()\n"
+                      "    if pid == 0:\n"
+                      "        time.sleep(3); os._exit(0)\n"
+                      "    pids.append(pid)\n"
+                      "time.sleep(1.5)\n"
+                      "for p in pids: os.waitpid(p, 0)\n"
+                      "'shared'")
+    assert out.output == "'shared'" and not out.reset, out.output
+
+
 def test_disk_of_the_workspace_is_capped(tmp_path):
     os.chmod(tmp_path, 0o755)  # bwrap enters it with no capability to override modes
     with PythonSession(Limits(**SMALL), workspace=tmp_path) as s:

@@ -5,8 +5,8 @@ process maps, or writes many files, gets past them. The host therefore watches t
 from outside, in a thread: every process of the sandbox (its PID namespace) is measured, and
 past a limit the sandbox is killed and the model told why.
 
-- memory: anonymous + shared memory of every process (PSS, so forked pages count once) plus the
-  memfds they hold open; /tmp and /dev/shm are size-capped tmpfs on top of that;
+- memory: anonymous + shared memory of every process (proportional, so pages a fork shares
+  count once) plus the memfds they hold open; /tmp and /dev/shm are size-capped tmpfs on top;
 - CPU: the time of every process, live and reaped, since the cell started (a child that raises
   its own rlimit is charged all the same);
 - disk: the bytes under /mnt/data (and the capture folder);
@@ -35,17 +35,31 @@ def pid_namespace(pid: int) -> str:
     return os.readlink(f"/proc/{pid}/ns/pid")
 
 
-def namespace_members(namespace: str) -> list[int]:
-    """Host pids of the processes in a PID namespace."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.readlink(f"/proc/{name}/ns/pid") == namespace:
-                    pids.append(int(name))
-            except OSError:
-                pass  # gone, or not ours to look at
-    return pids
+class NamespaceMembers:
+    """Host pids of the processes in a PID namespace. Host processes seen outside it are not
+    looked at again until the next full scan, every tenth: a sandbox process that reuses such
+    a pid stays unseen for ten checks at most (half a second during a cell)."""
+
+    FULL_SCAN_EVERY = 10
+
+    def __init__(self, namespace: str):
+        self.namespace = namespace
+        self.outside: set[int] = set()
+        self.scans = 0
+
+    def __call__(self) -> list[int]:
+        self.scans += 1
+        if self.scans % self.FULL_SCAN_EVERY == 0:
+            self.outside.clear()
+        pids = []
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) not in self.outside:
+                try:
+                    inside = os.readlink(f"/proc/{name}/ns/pid") == self.namespace
+                except OSError:
+                    continue  # gone, or not ours to look at
+                (pids.append if inside else self.outside.add)(int(name))
+        return pids
 
 
 def session_members(sid: int) -> list[int]:
@@ -67,12 +81,18 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
 
 
-def memory_bytes(pid: int, seen_memfds: set) -> int:
-    """Proportional anonymous + shared memory of a process, plus memfds it holds that no
-    earlier process did (their pages belong to no mapping once unmapped)."""
+def memory_bytes(pid: int, seen_memfds: set, precise: bool) -> int:
+    """Anonymous + shared memory of a process, plus memfds it holds that no earlier process
+    did (their pages belong to no mapping once unmapped). Resident sizes are cheap counters
+    but count pages a fork shares in each process; `precise` takes the proportional sizes
+    instead (the kernel walks the page tables: a millisecond for a process with numpy)."""
+    if precise:
+        keys, source = ("Pss_Anon:", "Pss_Shmem:"), f"/proc/{pid}/smaps_rollup"
+    else:
+        keys, source = ("RssAnon:", "RssShmem:"), f"/proc/{pid}/status"
     total = 0
-    for line in _read(f"/proc/{pid}/smaps_rollup").splitlines():
-        if line.startswith(("Pss_Anon:", "Pss_Shmem:")):
+    for line in _read(source).splitlines():
+        if line.startswith(keys):
             total += int(line.split()[1]) * 1024
     fd_dir = f"/proc/{pid}/fd"
     for fd in os.listdir(fd_dir):
@@ -142,6 +162,16 @@ class Watchdog:
         self._stopped = True
         self._wake.set()
 
+    def _memory(self, pids: list[int], precise: bool) -> int:
+        seen: set = set()
+        total = 0
+        for pid in pids:
+            try:
+                total += memory_bytes(pid, seen, precise)
+            except (OSError, ValueError):
+                pass  # exited meanwhile
+        return total
+
     def _cpu_total(self, pids: list[int]) -> float:
         total = 0.0
         for pid in pids:
@@ -173,13 +203,9 @@ class Watchdog:
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
                         pass
-        seen: set = set()
-        memory = 0
-        for pid in pids:
-            try:
-                memory += memory_bytes(pid, seen)
-            except (OSError, ValueError):
-                pass  # exited meanwhile
+        memory = self._memory(pids, precise=False)
+        if memory > self.memory_limit:  # resident sizes bound the proportional ones: confirm
+            memory = self._memory(pids, precise=True)
         self.peak_memory = max(self.peak_memory, memory)
         if memory > self.memory_limit:
             return self._exceeded(f"was stopped: its processes held {_mb(memory)} of memory, "

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.tools.python import seccomp
-from agent.tools.python.limits import (Watchdog, namespace_members, pid_namespace,
+from agent.tools.python.limits import (NamespaceMembers, Watchdog, pid_namespace,
                                        session_members)
 from agent.tools.python.sandbox import (Limits, SandboxUnavailable, bwrap_command,
                                         find_bwrap, sandbox_environment, unsandboxed_command)
@@ -43,6 +43,10 @@ class CellResult:
 
 class WorkerDied(Exception):
     pass
+
+
+class ProtocolError(WorkerDied):
+    """The worker is alive but broke the protocol (the code wrote into its channel)."""
 
 
 class PythonSession:
@@ -74,7 +78,6 @@ class PythonSession:
                 os.chown(d, self.sandbox_uid, self.sandbox_uid)
         self._proc: subprocess.Popen | None = None
         self._watchdog: Watchdog | None = None
-        self._last_reason: str | None = None
         self._buffer = b""
         self._lock = threading.Lock()
         self.restarts = 0
@@ -110,7 +113,7 @@ class PythonSession:
             if not isinstance(hello, dict) or not hello.get("ready"):
                 raise WorkerDied("unexpected greeting")
             self._watchdog = self._watch(hello, info_read if self.sandbox == "bwrap" else None)
-        except (WorkerDied, TimeoutError, ValueError, OSError) as e:
+        except (WorkerDied, TimeoutError, ValueError, KeyError, TypeError, OSError) as e:
             detail = self._stderr_text() or str(e)
             self._kill()
             raise SandboxUnavailable(f"python tool: the sandboxed worker failed to start: "
@@ -124,10 +127,9 @@ class PythonSession:
         session; PID 1 (bwrap's init) and the worker itself are never strays."""
         proc = self._proc
         if info_fd is not None:
-            with os.fdopen(os.dup(info_fd), "rb") as f:
-                init = int(json.loads(f.read(65536))["child-pid"])
-            namespace = pid_namespace(init)
-            members = lambda: namespace_members(namespace)  # noqa: E731
+            # bwrap wrote it in one write before starting the worker, which has said hello
+            init = int(json.loads(os.read(info_fd, 65536))["child-pid"])
+            members = NamespaceMembers(pid_namespace(init))
             keep = {init} | {pid for pid in members() if _inner_pid(pid) == hello.get("pid")}
         else:
             members = lambda: session_members(proc.pid)  # noqa: E731
@@ -160,7 +162,6 @@ class PythonSession:
         watchdog, self._watchdog = self._watchdog, None
         if watchdog is not None:
             watchdog.stop()
-            self._last_reason = watchdog.reason
         if proc is None:
             return
         try:
@@ -188,15 +189,15 @@ class PythonSession:
                 raise WorkerDied("closed its output")
             self._buffer += chunk
             if len(self._buffer) > MAX_REPLY_BYTES:
-                raise WorkerDied("sent an oversized reply")
+                raise ProtocolError("sent an oversized reply")
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode("utf-8", "replace")
 
     def _death_reason(self, error: Exception) -> str:
         if self._watchdog is not None and self._watchdog.reason:
             return self._watchdog.reason
-        if isinstance(error, WorkerDied) and str(error) != "closed its output":
-            return str(error)  # alive, but broke the protocol
+        if isinstance(error, ProtocolError):
+            return str(error)
         proc = self._proc
         try:
             code = proc.wait(timeout=2) if proc else None
@@ -253,11 +254,17 @@ class PythonSession:
                 continue
             if not isinstance(reply, dict) or reply.get("cell") != cell:
                 continue
-            head, tail, omitted = reply.get("output"), reply.get("tail", ""), reply.get("omitted", 0)
-            if (isinstance(head, str) and isinstance(tail, str) and isinstance(omitted, int)
-                    and omitted >= 0):
-                return head, tail, omitted
-            raise WorkerDied("sent a malformed reply")
+            head, tail = reply.get("output"), reply.get("tail", "")
+            omitted = reply.get("omitted", 0)
+            if not (isinstance(head, str) and isinstance(tail, str)
+                    and isinstance(omitted, int) and omitted >= 0):
+                raise ProtocolError("sent a malformed reply")
+            limit = self.limits.output_chars  # the worker cuts already; a forged reply may not
+            if len(head) + len(tail) > limit:
+                cut_head, cut_tail = head[:limit * 2 // 3], tail[-(limit // 3):] if tail else ""
+                omitted += len(head) + len(tail) - len(cut_head) - len(cut_tail)
+                head, tail = cut_head, cut_tail
+            return head, tail, omitted
 
     def _partial_output(self) -> str:
         try:
