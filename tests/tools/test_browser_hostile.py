@@ -81,6 +81,10 @@ def pages():
         "/nul-untyped": ({}, b"looks like text\0\0\0\x01\x02 then junk" * 50),
         "/png-as-html": ({"Content-Type": "text/html"}, PNG),
         "/zip-as-text": ({"Content-Type": "text/plain; charset=utf-8"}, ZIP),
+        "/punycode": ({"Content-Type": "text/plain; charset=punycode"},
+                      b"a" * 500_000 + b"-" + b"b" * 500_000),
+        "/meta-punycode": ({"Content-Type": "text/html"},
+                           b"<meta charset=punycode><p>" + b"a" * 500_000 + b"-" + b"b" * 500_000),
         "/utf16": ({"Content-Type": "text/plain; charset=utf-16"},
                    "UTF-16 text is text".encode("utf-16")),
     }
@@ -218,6 +222,14 @@ def test_binary_bodies_are_refused_naming_their_type(browser, hostile, path, kin
     assert result.error and "\n" not in result.text
     assert f"refusing binary content: {kind} (served as {served})" in result.text
     assert not browser.pages  # nothing of it reaches the model
+
+
+@pytest.mark.parametrize("path", ["/punycode", "/meta-punycode"])
+def test_quadratic_charsets_are_not_used(browser, hostile, path):
+    """Python's punycode decoder is quadratic (80 KB: 2 s; 1 MB: hours); no page is punycode."""
+    result, seconds, _ = measured(open_url, browser, f"{hostile.base}{path}")
+    assert not result.error and "aaaa" in result.text
+    assert seconds < 30, seconds
 
 
 def test_utf16_text_is_not_mistaken_for_binary(browser, hostile):

@@ -10,6 +10,7 @@ it streams (content_encoding.py), and binary bodies are refused whatever their c
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ipaddress
 import re
 import socket
@@ -68,6 +69,11 @@ def content_type_of(header: str) -> tuple[str, str | None]:
     return main.strip().lower(), match.group(1) if match else None
 
 
+# Python text codecs that are no web page's charset, and whose decoders are quadratic
+# (3 MB of "punycode" would hold the event loop for hours) or interpret escapes.
+NOT_CHARSETS = {"punycode", "idna", "unicode-escape", "raw-unicode-escape"}
+
+
 def decode_body(body: bytes, content_type: str, charset: str | None) -> str:
     """Header charset, then BOM, then <meta charset>, then UTF-8, then windows-1252."""
     candidates = [charset] if charset else []
@@ -82,6 +88,8 @@ def decode_body(body: bytes, content_type: str, charset: str | None) -> str:
     candidates += ["utf-8", "cp1252"]
     for name in candidates:
         try:
+            if codecs.lookup(name).name in NOT_CHARSETS:
+                continue
             return body.decode(name)
         except (LookupError, UnicodeDecodeError):
             continue
