@@ -293,6 +293,10 @@ def test_config_files_that_are_not_configs(folder):
     (folder / "config.json").unlink()
     os.mkfifo(folder / "config.json")
     refused(folder, "config.json", "not a regular file")
+    (folder / "config.json").unlink()
+    with open(folder / "config.json", "wb") as handle:
+        handle.truncate(17 << 20)  # sparse: 17 MB of nothing, never read
+    refused(folder, "config.json", "too large for a config")
 
 
 # ---- the command line ----------------------------------------------------------------------
