@@ -67,6 +67,7 @@ class Limits:
             "RLIMIT_AS": self.memory_bytes,
             "RLIMIT_FSIZE": self.file_size_bytes,
             "RLIMIT_NPROC": self.max_processes,
+            "RLIMIT_NOFILE": 1024,  # bounds what the watchdog reads per process
             "RLIMIT_CORE": 0,
         }
 

@@ -27,7 +27,11 @@ CELL = "<cell>"
 
 def apply_limits(settings):
     for name, value in settings.get("rlimits", {}).items():
-        resource.setrlimit(getattr(resource, name), (value, value))
+        which = getattr(resource, name)
+        hard = resource.getrlimit(which)[1]
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)  # a host's lower limit stays
+        resource.setrlimit(which, (value, value))  # hard = soft: no child can raise it
     uid, gid = settings.get("uid"), settings.get("gid")
     if uid is not None and os.getuid() == 0:  # never keep root: rlimits do not bind it
         os.setgroups([])
