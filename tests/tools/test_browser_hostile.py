@@ -290,3 +290,16 @@ def test_local_documents_are_read_up_to_the_cap(tmp_path):
     backend = LocalFolderBackend(tmp_path, max_bytes=100_000)
     page = asyncio.run(backend.fetch((tmp_path / "big.txt").as_uri()))
     assert 100_000 <= len(page.text) < 101_000
+
+
+def test_a_search_result_with_a_lone_surrogate(tmp_path):
+    """A JSON "\\ud800" escape in a result title gives Python a string nothing can encode."""
+    from agent.tools.browser.backends import SearchBackend, SearchResult
+
+    class Results(SearchBackend):
+        async def search(self, query, topn):
+            title = json.loads('"bad \\ud800 title"')
+            return [SearchResult(title=title, url="https://example.org/", snippet=title)]
+
+    result = asyncio.run(BrowserTool(Results()).call("browser.search", '{"query": "x"}'))
+    assert not result.error and "bad ? title" in result.text

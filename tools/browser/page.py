@@ -270,12 +270,22 @@ class _TextBuilder:
         return text.strip("\n")
 
 
+def valid_text(text: str) -> str:
+    """`text` without lone surrogates (a JSON "\\ud800" escape in a search result makes one;
+    they cannot be encoded, so the parser and the tokenizer would raise)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def html_to_page(html: str, url: str, title: str | None = None,
                  display_url: bool = True) -> Page:
     """Converts an HTML document; `display_url` puts a `URL:` line on top as gpt-oss does."""
     builder = _TextBuilder(url)
     parser = etree.HTMLParser(target=builder, recover=True, no_network=True)
-    parser.feed(html)
+    parser.feed(valid_text(html))
     parser.close()
     text = builder.text()
     final_title = title or builder.title or (domain_of(url) if url else "")
@@ -286,7 +296,7 @@ def html_to_page(html: str, url: str, title: str | None = None,
 
 def text_to_page(text: str, url: str, title: str | None = None) -> Page:
     """A plain-text document (text/plain, JSON, source code) shown as it is."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(SPECIAL)
+    text = valid_text(text).replace("\r\n", "\n").replace("\r", "\n").translate(SPECIAL)
     name = title or urlparse(url).path.rsplit("/", 1)[-1] or domain_of(url)
     return Page(url=url, title=name, text=f"\nURL: {url}\n{text}")
 
