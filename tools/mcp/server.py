@@ -59,12 +59,15 @@ def exposed_tools(toolbox: Toolbox) -> dict[str, tuple[str, str, dict]]:
     out: dict[str, tuple[str, str, dict]] = {}
     python = toolbox.get("python")
     if python is not None:
-        timeout = python.session.limits.timeout
+        session = python.session
+        where = ("in a sandbox without network access; files persist in /mnt/data"
+                 if session.sandbox == "bwrap" else
+                 f"WITHOUT a sandbox; files persist in {session.workspace}")
         out["python"] = ("python", (
-            "Run Python code in a stateful sandboxed session: variables, imports and files "
-            "persist between calls, and the value of a last expression is shown, as in a "
-            f"notebook. A call times out after {timeout:g} seconds (the session then restarts "
-            "empty). No network access; files persist in /mnt/data."), PYTHON_SCHEMA)
+            "Run Python code in a stateful session: variables, imports and files persist "
+            "between calls, and the value of a last expression is shown, as in a notebook. A "
+            f"call times out after {session.limits.timeout:g} seconds (the session then "
+            f"restarts empty). The code runs {where}."), PYTHON_SCHEMA)
     browser = toolbox.get("browser")
     if browser is not None:
         for function in browser.namespace_config().tools:
