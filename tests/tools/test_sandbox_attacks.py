@@ -379,6 +379,17 @@ def test_huge_output_is_cut_with_a_note_and_the_state_kept(session):
     assert session.run("kept + 1").output == "42"
 
 
+def test_huge_output_of_a_child_process_is_cut_too():
+    with PythonSession(Limits(**{**SMALL, "disk_bytes": 1 << 30})) as s:
+        s.run("kept = 41")
+        result = s.run("import subprocess\n"  # straight to the file, up to RLIMIT_FSIZE
+                       "subprocess.run('yes | head -c 300000000', shell=True)\n"
+                       "print('END')")
+        assert not result.reset and result.output.startswith("y\ny\n")
+        assert result.output.endswith("bytes of output omitted ...]\nEND"), result.output[-300:]
+        assert s.run("kept + 1").output == "42"
+
+
 def test_workspaces_of_killed_hosts_are_removed_at_the_next_start(session):
     host = subprocess.Popen([sys.executable, "-c",
                              "from agent.tools.python import PythonSession\n"

@@ -9,7 +9,7 @@ past a limit the sandbox is killed and the model told why.
   count once) plus the memfds they hold open; /tmp and /dev/shm are size-capped tmpfs on top;
 - CPU: the time of every process, live and reaped, since the cell started (a child that raises
   its own rlimit is charged all the same);
-- disk: the bytes under /mnt/data (and the capture folder);
+- disk: the bytes under /mnt/data and the output folder;
 - stray processes: whatever a cell left running is killed when it returns.
 """
 from __future__ import annotations
@@ -223,8 +223,8 @@ class Watchdog:
             size = disk_bytes(self.folders)
             if size > self.disk_limit:
                 return self._exceeded(
-                    f"was stopped: the files in /mnt/data grew to {_mb(size)}, over the "
-                    f"session's limit of {_mb(self.disk_limit)} (they were kept; delete some)")
+                    f"was stopped: the files it wrote grew to {_mb(size)}, over the session's "
+                    f"limit of {_mb(self.disk_limit)} (those in /mnt/data were kept)")
 
     def _exceeded(self, reason: str) -> None:
         self.reason = reason

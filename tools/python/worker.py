@@ -133,12 +133,12 @@ class CappedOutput(io.RawIOBase):
         size = len(data)
         room = self.limit - self.written
         if room > 0:
-            head, data = data[:room], data[room:]
-            self.written += len(head)
             try:
-                os.write(1, head)
-            except OSError:
-                pass  # a child filled the file (RLIMIT_FSIZE): the tail still counts
+                os.write(1, data[:room])
+                self.written += min(room, size)
+                data = data[room:]
+            except OSError:  # a child filled the file (RLIMIT_FSIZE): from now on, tail only
+                self.written = self.limit
         if data:
             self.omitted += len(data)
             self.tail += data
