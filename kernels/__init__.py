@@ -36,6 +36,7 @@ E experts, I expert width):
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -153,12 +154,20 @@ def implementation(name: str, device_type: str):
     for module_name in chain:
         try:
             module = importlib.import_module(module_name)
-        except Exception:  # a fast path that cannot build or import is simply skipped
+        except Exception as exc:  # a fast path that cannot build or import is skipped
+            _skipped(module_name, f"{type(exc).__name__}: {exc}")
             continue
         function = getattr(module, name, None)
         if callable(function):
             return function
     raise NotImplementedError(f"no kernel implements {name!r} for {device_type}")
+
+
+@lru_cache(maxsize=None)
+def _skipped(module_name: str, why: str) -> None:
+    """Say once why a fast path is not used (on CUDA: triton comes with the `gpu` extra)."""
+    logging.getLogger(__name__).warning("%s unavailable (%s); using the next implementation",
+                                        module_name, why)
 
 
 def rms_norm(x, weight, eps):
