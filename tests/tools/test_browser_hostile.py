@@ -50,6 +50,7 @@ NESTED_LISTS = "<html><body>" + "<ul><li>item" * 20_000 + "</body></html>"  # 24
 UNTERMINATED_TAGS = "<html><body><p>hi</p>" + "<a" * 500_000  # 1 MB; html.parser: hours
 MANY_LINKS_ONE_BASE = ("<html><head><base href='http://" + "a" * 200_000 + ".test/'></head>"
                        "<body>" + "<a href='x'>a</a>" * 20_000 + "</body></html>")
+MANY_BASES = "<html><head>" + "<base href='a/'>" * 100_000 + "</head><body><a href='x'>link</a>"
 PNG = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(200)
 ZIP = b"PK\x03\x04" + bytes(200)
 
@@ -61,6 +62,7 @@ def pages():
     return {
         "/nested": ({"Content-Type": "text/html"}, NESTED_LISTS.encode()),
         "/unterminated": ({"Content-Type": "text/html"}, UNTERMINATED_TAGS.encode()),
+        "/many-bases": ({"Content-Type": "text/html"}, MANY_BASES.encode()),
         "/one-base": ({"Content-Type": "text/html"}, MANY_LINKS_ONE_BASE.encode()),
         "/gzip-gzip": ({"Content-Type": "text/html", "Content-Encoding": "gzip, gzip"},
                        gzip.compress(bomb, 9)),
@@ -171,6 +173,14 @@ def test_a_long_base_url_is_not_repeated_in_every_link(browser, hostile):
     assert len(page.text) < 5 * len(MANY_LINKS_ONE_BASE)  # was 20,000 copies of 200 KB
     assert sum(map(len, page.urls.values())) < 50 << 20
     assert seconds < 30 and peak < 200 << 20, (seconds, peak)
+
+
+def test_only_the_first_base_counts(browser, hostile):
+    """100,000 `<base href='a/'>`: each used to lengthen the next (quadratic joining)."""
+    result, seconds, _ = measured(open_url, browser, f"{hostile.base}/many-bases")
+    assert not result.error
+    assert browser.pages[-1].urls == {"0": f"{hostile.base}/a/x"}
+    assert seconds < 30, seconds
 
 
 @pytest.mark.parametrize("path", ["/gzip-gzip", "/gzip", "/deflate"])

@@ -20,7 +20,6 @@ SKIPPED = {"script", "style", "noscript", "template", "svg", "math", "head", "if
 BLOCKS = {"p", "div", "section", "article", "header", "footer", "nav", "main", "aside",
           "blockquote", "pre", "ul", "ol", "table", "dl", "dt", "dd", "figure", "figcaption",
           "form", "address", "details", "summary", "hr", "fieldset", "caption"}
-VOID = {"br", "img", "hr", "meta", "link", "input", "wbr", "area", "base", "col", "source"}
 SPECIAL = str.maketrans({"【": "〖", "】": "〗", "\u200b": None})
 # Bounds that keep the text linear in the page: deeper lists are shown at this depth, links
 # past the count or the URL length stay plain text, and a shown domain is cut (a long <base>
@@ -95,6 +94,7 @@ class _TextBuilder:
 
     def __init__(self, url: str):
         self.base = url
+        self.has_base = False
         self.domain = domain_of(url) if url else ""
         self.out: list[str] = []
         self.urls: dict[str, str] = {}
@@ -141,9 +141,10 @@ class _TextBuilder:
             self.title_parts = []
             self.skip += 1
             return
-        if tag == "base" and attrs.get("href"):
+        if tag == "base" and attrs.get("href") and not self.has_base:
+            self.has_base = True  # only the first counts (each would lengthen the next)
             self.base = urljoin(self.base, attrs["href"])
-        if tag in SKIPPED and tag not in VOID:
+        if tag in SKIPPED:
             self.skip += 1
             return
         if self.skip:
@@ -193,7 +194,7 @@ class _TextBuilder:
             self.title = " ".join("".join(self.title_parts).split())
             self.skip = max(0, self.skip - 1)
             return
-        if tag in SKIPPED and tag not in VOID:
+        if tag in SKIPPED:
             self.skip = max(0, self.skip - 1)
             return
         if self.skip:
