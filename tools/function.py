@@ -197,7 +197,8 @@ async def run_callable(fn: Callable[..., Any], kwargs: dict[str, Any]) -> ToolRe
 class SchemaTool(Tool):
     """A developer function (`functions.NAME`) from a raw JSON Schema and a callable.
 
-    `fn` (sync or async) gets the validated arguments as keyword arguments and returns a
+    `fn` (sync or async) gets the validated arguments as keyword arguments (the schema's
+    defaults are shown to the model, not filled in: the callable's own apply) and returns a
     value (shown as text or JSON) or a ToolResult; subclasses override `invoke` instead.
     """
     namespace = "functions"
