@@ -9,7 +9,6 @@ as an unprivileged user (nobody) with the system interpreter.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import platform

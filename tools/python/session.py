@@ -231,9 +231,10 @@ class PythonSession:
             except TimeoutError:
                 partial = self._partial_output()
                 self._restart_after_failure()
+                drive = "/mnt/data" if self.sandbox == "bwrap" else self.workspace
                 note = (f"[Execution timed out after {timeout:g} seconds. The Python process was "
                         "stopped and restarted: all variables, imports and definitions were "
-                        f"lost (files in {'/mnt/data' if self.sandbox == 'bwrap' else self.workspace} remain).]")
+                        f"lost (files in {drive} remain).]")
                 return CellResult(_join(partial, note), reset=True, timed_out=True)
             except (WorkerDied, OSError) as e:
                 partial = self._partial_output()
