@@ -165,13 +165,12 @@ def _read_header(file: Path) -> dict[str, TensorInfo]:
         if name == "__metadata__":
             continue
         infos[name] = _entry(file, name, entry, base, data_size)
-    previous = None
-    for info in sorted((i for i in infos.items() if i[1].end > i[1].start),
-                       key=lambda item: item[1].start):
-        if previous is not None and info[1].start < previous[1].end:
-            raise CheckpointError(f"{file}: tensors {previous[0]!r} and {info[0]!r} overlap "
-                                  f"(bytes {info[1].start - base} to {previous[1].end - base})")
-        previous = info
+    spans = sorted((info.start, info.end, name) for name, info in infos.items()
+                   if info.end > info.start)
+    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+        if start < end:
+            raise CheckpointError(f"{file}: tensors {first!r} and {second!r} overlap "
+                                  f"(bytes {start - base} to {end - base})")
     return infos
 
 
@@ -184,10 +183,9 @@ def _entry(file: Path, name: str, entry, base: int, data_size: int) -> TensorInf
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if dtype not in DTYPES:
         raise bad(f"has unsupported dtype {json.dumps(dtype)[:40]}")
-    natural = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0  # noqa: E731
-    if not isinstance(shape, list) or len(shape) > 16 or not all(map(natural, shape)):
+    if not isinstance(shape, list) or len(shape) > 16 or not all(map(_natural, shape)):
         raise bad(f"has an invalid shape {json.dumps(shape)[:60]}")
-    if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(natural, offsets)) \
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_natural, offsets)) \
             or offsets[0] > offsets[1]:
         raise bad(f"has invalid data_offsets {json.dumps(offsets)[:60]}")
     start, end = offsets
@@ -199,6 +197,10 @@ def _entry(file: Path, name: str, entry, base: int, data_size: int) -> TensorInf
         raise bad(f"has data_offsets [{start}, {end}] ({end - start} bytes), but shape "
                   f"{shape} of {dtype} needs {count * ITEMSIZE[dtype]} bytes")
     return TensorInfo(file, dtype, tuple(shape), base + start, base + end)
+
+
+def _natural(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _inside(folder: Path, file: Path, where: Path) -> Path:
@@ -218,11 +220,11 @@ def _safetensors_files(folder: Path) -> tuple[list[Path], Path | None]:
     index = folder / "model.safetensors.index.json"
     if index.exists():
         try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError):
-            raise CheckpointError(f"{index}: not a safetensors index (no weight_map)") from None
+            weight_map = read_json(index).get("weight_map")
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from None
         if not isinstance(weight_map, dict):
-            raise CheckpointError(f"{index}: weight_map is not an object")
+            raise CheckpointError(f"{index}: not a safetensors index (no weight_map object)")
         for tensor, name in weight_map.items():
             # A shard is a file name in this folder: never absolute, never up and out.
             if not isinstance(name, str) or not name or name.startswith(("/", "\\")) or \

@@ -213,6 +213,16 @@ def test_weight_map_entries_stay_in_the_folder(tmp_path, name):
     refused(folder, "model.safetensors.index.json", ROUTER, "not a file of the folder")
 
 
+@pytest.mark.parametrize("text, problem", [
+    ('{"weight_map": ["model-00001.safetensors"]}', "no weight_map object"),
+    ('{"metadata": {}}', "no weight_map object"), ("[]", "not a JSON object"),
+    ("{", "not valid JSON")])
+def test_indexes_that_are_not_indexes(tmp_path, text, problem):
+    folder = sharded(tmp_path)
+    (folder / "model.safetensors.index.json").write_text(text)
+    refused(folder, "model.safetensors.index.json", problem)
+
+
 def test_shards_linked_out_of_the_folder_are_refused(tmp_path):
     folder = sharded(tmp_path)
     (tmp_path / "outside").mkdir()
