@@ -1,12 +1,20 @@
-"""Builds the C++ kernels (module.cpp, mxfp4.cpp, dense.cpp, attention.cpp, norm_rope.cpp) on
-first use with torch.utils.cpp_extension.
+"""Builds the C++ kernels on first use with torch.utils.cpp_extension, in the variant that fits
+this CPU (chosen at run time from /proc/cpuinfo):
+
+  * "avx512": AVX-512 F/BW/VL/DQ + AVX512_BF16 (Intel since Cooper Lake, AMD since Zen 4):
+    mxfp4.cpp, dense.cpp, attention.cpp, norm_rope.cpp; bf16 dot products (vdpbf16ps).
+  * "avx2": AVX2 + FMA + F16C (every x86-64 CPU of the last decade, e.g. AMD EPYC before Zen 4):
+    *_avx2.cpp; MXFP4 experts through int8 (vpshufb table, vpmaddubsw), bf16 widened to float.
+
+Both share module.cpp (the bindings, one set of names) and moe_route.cpp (plain C++).
 
 Why a small C++ extension rather than torch.compile: decode must read the packed MXFP4 bytes
-at memory speed, which needs a register-level 4-bit -> bf16 decode (vpermw) and bf16 dot
-products (vdpbf16ps); Inductor cannot express either. The build is cached per source hash
-under ~/.cache/gpt-oss-agent/, so later processes load it in well under a second. When the CPU
-lacks AVX-512-BF16 or no compiler is present, `extension()` returns None and callers use the
-pure-torch reference.
+at memory speed, which needs a register-level 4-bit decode (a permute or shuffle through a
+16-entry table); Inductor cannot express that. The build is cached per source hash under
+~/.cache/gpt-oss-agent/, so later processes load it in well under a second. With no variant for
+this CPU or no compiler, `extension()` returns None and callers use the pure-torch reference.
+GPT_OSS_CPU_KERNELS=0 disables the kernels; =avx2 forces that variant (to test it on an
+AVX-512 machine).
 """
 from __future__ import annotations
 
@@ -15,49 +23,100 @@ import hashlib
 import os
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SOURCES = [HERE / name for name in ("module.cpp", "mxfp4.cpp", "dense.cpp", "attention.cpp",
-                                          "norm_rope.cpp")]
-HEADER = HERE / "kernels.h"
-FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-fopenmp"]
-REQUIRED_CPU_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"}
+HEADERS = [HERE / "kernels.h", HERE / "avx2.h"]
 
 
-def cpu_supported() -> bool:
-    """True when /proc/cpuinfo lists every instruction set the kernels use."""
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    sources: tuple[str, ...]
+    flags: tuple[str, ...]
+    cpu_flags: frozenset[str]  # /proc/cpuinfo flags the variant needs
+
+
+VARIANTS = (  # best first
+    Variant("avx512", ("module.cpp", "moe_route.cpp", "mxfp4.cpp", "dense.cpp", "attention.cpp",
+                       "norm_rope.cpp"),
+            ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-fopenmp"),
+            frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"})),
+    Variant("avx2", ("module.cpp", "moe_route.cpp", "mxfp4_avx2.cpp", "dense_avx2.cpp",
+                     "attention_norm_avx2.cpp"),
+            ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-DGPTOSS_AVX2"),
+            frozenset({"avx2", "fma", "f16c"})),
+)
+
+
+def cpu_flags() -> set[str]:
+    """The instruction-set flags /proc/cpuinfo lists (empty when it cannot be read)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
+        return set()
     for line in text.splitlines():
         if line.startswith("flags"):
-            return REQUIRED_CPU_FLAGS <= set(line.split(":", 1)[1].split())
-    return False
-
-
-def cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    text = b"".join(path.read_bytes() for path in [*SOURCES, HEADER])
-    digest = hashlib.sha256(text + " ".join(FLAGS).encode()).hexdigest()[:16]
-    return base / "gpt-oss-agent" / f"cpu-kernels-{digest}"
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 @functools.lru_cache(maxsize=None)
-def extension():
-    """The compiled module, or None (no AVX-512-BF16, no compiler, disabled, or build failed)."""
-    if os.environ.get("GPT_OSS_CPU_KERNELS", "1") == "0" or not cpu_supported():
+def runnable_variants() -> tuple[Variant, ...]:
+    """The variants this CPU can run, best first."""
+    flags = cpu_flags()
+    return tuple(v for v in VARIANTS if v.cpu_flags <= flags)
+
+
+def chosen_variant() -> Variant | None:
+    """The variant extension() builds: the best this CPU runs, or the one GPT_OSS_CPU_KERNELS
+    names; None when the kernels are disabled or none fits."""
+    wanted = os.environ.get("GPT_OSS_CPU_KERNELS", "1")
+    if wanted == "0":
         return None
+    runnable = runnable_variants()
+    if wanted in ("1", ""):
+        return runnable[0] if runnable else None
+    return next((v for v in runnable if v.name == wanted), None)
+
+
+def cpu_supported() -> bool:
+    """True when some variant of the kernels runs on this CPU."""
+    return bool(runnable_variants())
+
+
+def cache_dir(variant: Variant) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    text = b"".join((HERE / name).read_bytes() for name in variant.sources)
+    text += b"".join(path.read_bytes() for path in HEADERS)
+    digest = hashlib.sha256(text + " ".join(variant.flags).encode()).hexdigest()[:16]
+    return base / "gpt-oss-agent" / f"cpu-kernels-{variant.name}-{digest}"
+
+
+@functools.lru_cache(maxsize=None)
+def build(name: str):
+    """The compiled module of variant `name` (which this CPU must run), or None when the
+    compiler is missing or the build fails."""
+    variant = next(v for v in VARIANTS if v.name == name)
     if shutil.which(os.environ.get("CXX", "c++")) is None:
         return None
     try:
         from torch.utils.cpp_extension import load
 
-        build = cache_dir()
-        build.mkdir(parents=True, exist_ok=True)
-        return load(name="gpt_oss_cpu_kernels", sources=[str(p) for p in SOURCES], extra_cflags=FLAGS,
-                    extra_ldflags=["-fopenmp"], build_directory=str(build), verbose=False)
+        folder = cache_dir(variant)
+        folder.mkdir(parents=True, exist_ok=True)
+        return load(name=f"gpt_oss_cpu_kernels_{variant.name}",
+                    sources=[str(HERE / s) for s in variant.sources], extra_cflags=list(variant.flags),
+                    extra_ldflags=["-fopenmp"], build_directory=str(folder), verbose=False)
     except Exception as exc:  # a broken toolchain must not break the runtime
-        warnings.warn(f"CPU kernels unavailable, using the reference path: {exc}")
+        warnings.warn(f"CPU kernels ({variant.name}) unavailable, using the reference path: {exc}")
         return None
+
+
+@functools.lru_cache(maxsize=None)
+def extension():
+    """The compiled module for this CPU, or None (no fitting variant, no compiler, disabled, or
+    the build failed)."""
+    variant = chosen_variant()
+    return None if variant is None else build(variant.name)

@@ -3,39 +3,6 @@
 #include "kernels.h"
 
 namespace gptoss {
-namespace {
-
-// The [R, N] result of a GEMV with the bias added and, on request, rounded to bf16 as it is
-// stored (what `linear` returns for bf16 inputs), so no torch op follows the kernel.
-struct GemvOutput {
-  at::Tensor tensor;
-  float* f32 = nullptr;
-  at::BFloat16* b16 = nullptr;
-  const float* bias_f32 = nullptr;
-  const at::BFloat16* bias_b16 = nullptr;
-  int64_t N;
-
-  GemvOutput(int64_t R, int64_t N, const at::TensorOptions& options,
-             const c10::optional<at::Tensor>& bias, bool out_bf16) : N(N) {
-    tensor = at::empty({R, N}, options.dtype(out_bf16 ? at::kBFloat16 : at::kFloat));
-    if (out_bf16) b16 = tensor.data_ptr<at::BFloat16>(); else f32 = tensor.data_ptr<float>();
-    if (bias.has_value() && bias->defined()) {
-      TORCH_CHECK(bias->is_contiguous() && bias->numel() == N &&
-                      (bias->dtype() == at::kFloat || bias->dtype() == at::kBFloat16),
-                  "bias must be contiguous float32 or bf16 [", N, "]");
-      if (bias->dtype() == at::kFloat) bias_f32 = bias->data_ptr<float>();
-      else bias_b16 = bias->data_ptr<at::BFloat16>();
-    }
-  }
-  void store(int64_t r, int64_t n, float v) const {
-    if (bias_f32) v += bias_f32[n];
-    if (bias_b16) v += static_cast<float>(bias_b16[n]);
-    if (b16) b16[r * N + n] = at::BFloat16(v); else f32[r * N + n] = v;
-  }
-};
-
-}  // namespace
-
 // int8 GEMV with one float scale per 32 weights: out[r, n] = sum_k x[r, k] * q[n, k] * s[n, k/32].
 // x is float32 [R, KB*32]; it is quantized per row to int16 (error ~1e-5 of the row's max), so
 // the inner loop is vpmaddwd on int16 pairs: one widening load, one multiply-add, one

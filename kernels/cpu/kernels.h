@@ -1,5 +1,7 @@
-// Shared pieces of the CPU kernels (see mxfp4.cpp, dense.cpp; bound to Python in module.cpp).
-// Built by build.py with AVX-512 F/BW/VL/DQ and AVX512_BF16.
+// Shared pieces of the CPU kernels, bound to Python in module.cpp. build.py compiles one variant
+// per CPU kind: AVX-512 (mxfp4.cpp, dense.cpp, attention.cpp, norm_rope.cpp; F/BW/VL/DQ and
+// AVX512_BF16) or AVX2 + FMA (*_avx2.cpp); moe_route.cpp is plain C++ shared by both. The
+// declarations below are each variant's, with the same contracts.
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -11,6 +13,48 @@
 
 namespace gptoss {
 
+// The result of a GEMV with the bias added and, on request, rounded to bf16 as it is stored
+// (what `linear` returns for bf16 inputs), so no torch op follows the kernel.
+struct GemvOutput {
+  at::Tensor tensor;
+  float* f32 = nullptr;
+  at::BFloat16* b16 = nullptr;
+  const float* bias_f32 = nullptr;
+  const at::BFloat16* bias_b16 = nullptr;
+  int64_t N;
+
+  GemvOutput(int64_t R, int64_t N, const at::TensorOptions& options,
+             const c10::optional<at::Tensor>& bias, bool out_bf16) : N(N) {
+    tensor = at::empty({R, N}, options.dtype(out_bf16 ? at::kBFloat16 : at::kFloat));
+    if (out_bf16) b16 = tensor.data_ptr<at::BFloat16>(); else f32 = tensor.data_ptr<float>();
+    if (bias.has_value() && bias->defined()) {
+      TORCH_CHECK(bias->is_contiguous() && bias->numel() == N &&
+                      (bias->dtype() == at::kFloat || bias->dtype() == at::kBFloat16),
+                  "bias must be contiguous float32 or bf16 [", N, "]");
+      if (bias->dtype() == at::kFloat) bias_f32 = bias->data_ptr<float>();
+      else bias_b16 = bias->data_ptr<at::BFloat16>();
+    }
+  }
+  void store(int64_t r, int64_t n, float v) const {
+    if (bias_f32) v += bias_f32[n];
+    if (bias_b16) v += static_cast<float>(bias_b16[n]);
+    if (b16) b16[r * N + n] = at::BFloat16(v); else f32[r * N + n] = v;
+  }
+};
+
+inline void check_mxfp4(const at::Tensor& blocks, const at::Tensor& scales) {
+  TORCH_CHECK(blocks.dtype() == at::kByte && blocks.dim() == 4 && blocks.size(3) == 16,
+              "mxfp4 blocks must be uint8 [E, N, K/32, 16], got ", blocks.sizes());
+  TORCH_CHECK(scales.dtype() == at::kByte && scales.dim() == 3 &&
+                  scales.size(0) == blocks.size(0) && scales.size(1) == blocks.size(1) &&
+                  scales.size(2) == blocks.size(2),
+              "mxfp4 scales must be uint8 [E, N, K/32] matching blocks, got ", scales.sizes());
+  TORCH_CHECK(blocks.is_contiguous() && scales.is_contiguous(), "mxfp4 tensors must be contiguous");
+}
+
+constexpr int kMaxRows = 4;  // activation rows sharing one decoded weight block
+
+#if defined(__AVX512F__)
 inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 // Unaligned load of 32 bf16: tensors (e.g. mmap'd safetensors) need not be 64-byte aligned.
@@ -24,8 +68,6 @@ inline __m512 bf16x16_to_ps(const uint16_t* p) {
 inline __m512 bf16x16_to_ps_raw(__m256bh v) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)v), 16));
 }
-
-constexpr int kMaxRows = 4;  // activation rows sharing one decoded weight block
 
 // exp(x) for 16 floats: 2^(x log2 e) split as 2^n * 2^f, |f| <= 1/2, 2^f by a degree-6
 // polynomial (relative error ~2e-7); vscalefps applies 2^n and saturates to 0 / inf.
@@ -42,24 +84,26 @@ inline __m512 exp_ps(__m512 x) {
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
   return _mm512_scalef_ps(p, n);
 }
+#endif  // __AVX512F__
 
-// mxfp4.cpp
+// mxfp4.cpp / mxfp4_avx2.cpp
 at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
                           const at::Tensor& bias, const at::Tensor& experts, const at::Tensor& offsets);
 at::Tensor mxfp4_dequantize_bf16(const at::Tensor& blocks, const at::Tensor& scales);
 at::Tensor swiglu_bf16(const at::Tensor& h, double alpha, double limit, int64_t width);
+// moe_route.cpp
 at::Tensor moe_decode(const at::Tensor& x, const at::Tensor& router_w, const at::Tensor& router_b,
                       int64_t top_k, const at::Tensor& gu_blocks, const at::Tensor& gu_scales,
                       const at::Tensor& gu_bias, const at::Tensor& dn_blocks, const at::Tensor& dn_scales,
                       const at::Tensor& dn_bias, double alpha, double limit);
-// attention.cpp
+// attention.cpp / attention_norm_avx2.cpp
 at::Tensor attention_decode(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
                             int64_t window, double scale);
-// norm_rope.cpp
+// norm_rope.cpp / attention_norm_avx2.cpp
 at::Tensor rms_norm_bf16(const at::Tensor& x, const at::Tensor& w, double eps);
 at::Tensor rope_bf16(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
-// dense.cpp
+// dense.cpp / dense_avx2.cpp
 // bias (float32 or bf16 [N]) is added; out_bf16 rounds the result to bf16, else float32
 at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
                      bool out_bf16);

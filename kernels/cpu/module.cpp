@@ -1,4 +1,5 @@
-// Python bindings of the CPU kernels (built by build.py with torch.utils.cpp_extension).
+// Python bindings of the CPU kernels (built by build.py with torch.utils.cpp_extension), the
+// same names for every variant; `isa` says which one this is.
 #include <torch/extension.h>
 
 #include "kernels.h"
@@ -7,6 +8,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using namespace gptoss;
   m.def("moe_mxfp4_gemv", &moe_mxfp4_gemv, "grouped MXFP4 GEMV over selected experts");
   m.def("mxfp4_dequantize_bf16", &mxfp4_dequantize_bf16, "one expert MXFP4 -> bf16");
+#ifdef GPTOSS_AVX2
+  m.attr("isa") = "avx2";
+#else
+  m.attr("isa") = "avx512";
+#endif
   m.def("swiglu_bf16", &swiglu_bf16, "clamped SwiGLU, interleaved float32 -> bf16");
   m.def("moe_decode", &moe_decode, "router, top-k and routed experts for a few rows, in one call");
   m.def("attention_decode", &attention_decode, "attention with sinks for a few queries");

@@ -7,7 +7,9 @@ Rows (token, slot) are sorted by expert so each selected expert is read once per
     call, `moe_decode`);
   * experts chosen by many rows (prefill) are dequantized to bf16 in tiles of rows that stay in
     the L3 cache and multiplied with torch's bf16 matmul (oneDNN: AMX where the CPU has it,
-    AVX512_BF16 on the development machine), which is compute-bound there anyway.
+    AVX512_BF16 on the development machine), which is compute-bound there anyway. On AVX2
+    CPUs (no fast bf16 matmul in torch) every expert takes the GEMV, whose int8 arithmetic
+    outruns a float32 matmul at any row count.
 Accumulation is float32; the clamped SwiGLU runs on the float32 gate/up outputs (one AVX-512
 pass that also rounds to bf16 for the down projection).
 """
@@ -21,6 +23,10 @@ from .build import extension
 from .dense import linear
 
 GEMV_MAX_ROWS = 8    # above this many rows per expert, dequantize + matmul is faster
+# ... except on AVX2, where the int8 GEMV (decoded weights reused across rows in registers)
+# beats a float32 matmul that must first widen each weight tile to 4 bytes (measured: ~32 G
+# multiply-adds per core-second at 8 rows, as many as sgemm reaches only at 512 rows)
+AVX2_GEMV_MAX_ROWS = 1 << 30
 TILE_ROWS = 1024     # output rows dequantized at once (2880 * 1024 bf16 = 5.9 MB, in L3)
 
 
@@ -48,7 +54,7 @@ def _expert_linear(ext, x, blocks, scales, bias, experts, offsets, counts):
     """Grouped linear layer: rows x[offsets[g]:offsets[g+1]] use expert experts[g]."""
     width = blocks.shape[2] * 32
     x = _padded_bf16(x, width)
-    small = counts <= GEMV_MAX_ROWS
+    small = counts <= (AVX2_GEMV_MAX_ROWS if ext.isa == "avx2" else GEMV_MAX_ROWS)
     if bool(small.all()):
         return ext.moe_mxfp4_gemv(x, blocks, scales, bias, experts, offsets)
     out = torch.empty(x.shape[0], blocks.shape[1], dtype=torch.float32)
