@@ -24,13 +24,13 @@ INT_BOUNDS = {
     "vocab_size": 1 << 21, "hidden_size": 1 << 16, "intermediate_size": 1 << 18,
     "num_hidden_layers": 1024, "num_attention_heads": 1024, "num_key_value_heads": 1024,
     "head_dim": 1024, "num_local_experts": 4096, "num_experts_per_tok": 4096,
-    "sliding_window": 1 << 24, "max_position_embeddings": 1 << 24,
-    "rope_original_context": 1 << 24,
+    "sliding_window": 1 << 24, "rope_original_context": 1 << 24,
+    "max_position_embeddings": 1 << 24,
 }
 POSITIVE_FLOATS = ("rms_norm_eps", "rope_theta", "rope_factor", "swiglu_alpha", "swiglu_limit")
 FLOATS = POSITIVE_FLOATS + ("rope_beta_fast", "rope_beta_slow")
 LAYER_TYPES = ("sliding_attention", "full_attention")
-HF_NAMES = {"num_local_experts": "num_local_experts", "rope_factor": "rope_scaling.factor",
+HF_NAMES = {"rope_factor": "rope_scaling.factor",
             "rope_original_context": "rope_scaling.original_max_position_embeddings",
             "rope_beta_fast": "rope_scaling.beta_fast", "rope_beta_slow": "rope_scaling.beta_slow"}
 ORIGINAL_NAMES = {"num_local_experts": "num_experts", "num_experts_per_tok": "experts_per_token",
@@ -44,6 +44,19 @@ def check_values(values: dict, source: str, names: dict[str, str]) -> dict:
     def fail(name, problem):
         raise ConfigError(f"{source}: config field {names.get(name, name)!r} {problem}")
 
+    def show(value) -> str:
+        return json.dumps(value)[:40]
+
+    for name in FLOATS:
+        if name not in values:
+            continue
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value):
+            fail(name, f"must be a finite number, not {show(value)}")
+        if value < 0 or (value == 0 and name in POSITIVE_FLOATS):
+            fail(name, f"is {show(value)}, must be "
+                       f"{'positive' if name in POSITIVE_FLOATS else '>= 0'}")
     for name, high in INT_BOUNDS.items():  # hidden_size and heads come before head_dim
         value = values.get(name)
         if value is None and name == "sliding_window":
@@ -51,24 +64,15 @@ def check_values(values: dict, source: str, names: dict[str, str]) -> dict:
         if value is None and name == "head_dim":
             value = values[name] = values["hidden_size"] // values["num_attention_heads"]
         if not isinstance(value, int) or isinstance(value, bool):
-            fail(name, f"must be an integer, not {json.dumps(value)[:40]}")
+            fail(name, f"must be an integer, not {show(value)}")
         if not 1 <= value <= high:
-            fail(name, f"is {value}, outside 1 to {high}")
+            fail(name, f"is {show(value)}, outside 1 to {high}")
     if values["num_attention_heads"] % values["num_key_value_heads"]:
         fail("num_key_value_heads", f"({values['num_key_value_heads']}) must divide "
                                     f"num_attention_heads ({values['num_attention_heads']})")
     if values["num_experts_per_tok"] > values["num_local_experts"]:
         fail("num_experts_per_tok", f"({values['num_experts_per_tok']}) is more than the "
                                     f"{values['num_local_experts']} experts")
-    for name in FLOATS:
-        if name not in values:
-            continue
-        value = values[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                not math.isfinite(value):
-            fail(name, f"must be a finite number, not {json.dumps(value)[:40]}")
-        if value < 0 or (value == 0 and name in POSITIVE_FLOATS):
-            fail(name, f"is {value}, must be {'positive' if name in POSITIVE_FLOATS else '>= 0'}")
     layer_types = values.get("layer_types") or []
     if not isinstance(layer_types, list) or (layer_types and (
             len(layer_types) != values["num_hidden_layers"] or
@@ -202,10 +206,11 @@ class GptOssConfig:
             max_position_embeddings=data.get("max_position_embeddings"),
         )
         if values["max_position_embeddings"] is None:  # the context YaRN stretches to
-            context, factor = values["rope_original_context"], values["rope_factor"]
-            if isinstance(context, (int, float)) and isinstance(factor, (int, float)) and \
-                    math.isfinite(context * factor):
-                values["max_position_embeddings"] = int(context * factor)
+            try:
+                values["max_position_embeddings"] = int(values["rope_original_context"] *
+                                                        values["rope_factor"])
+            except (TypeError, ValueError, OverflowError):
+                pass  # check_values names the field at fault
         return cls(**check_values(values, source, ORIGINAL_NAMES))
 
     def to_original(self) -> dict:
@@ -248,8 +253,8 @@ def read_json(path: Path) -> dict:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # also integers of over 4,300 digits
+        raise ConfigError(f"{path}: not valid JSON ({str(exc)[:120]})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     if not isinstance(data, dict):

@@ -136,7 +136,8 @@ def test_header_sizes(folder):
 @pytest.mark.parametrize("text, problem", [
     (b"{not json", "not JSON"), (b"\xff\xfe{}", "not JSON"), (b"[1, 2]", "not a JSON object"),
     (b"[" * 100_000, "not JSON"),  # nesting deep enough to exhaust the recursion limit
-], ids=["syntax", "encoding", "list", "deep"])
+    (b'{"x": ' + b"9" * 5000 + b"}", "not JSON"),  # over Python's 4,300-digit limit
+], ids=["syntax", "encoding", "list", "deep", "digits"])
 def test_corrupt_headers(folder, text, problem):
     write_safetensors(folder / "model.safetensors", text, b"")
     refused(folder, "model.safetensors", problem)
@@ -300,6 +301,8 @@ def test_config_bounds_in_the_original_layout(checkpoint, tmp_path):
 def test_config_files_that_are_not_configs(folder):
     (folder / "config.json").write_text("[1, 2, 3]")
     refused(folder, "config.json", "not a JSON object")
+    (folder / "config.json").write_text('{"num_hidden_layers": ' + "9" * 5000 + "}")
+    refused(folder, "config.json", "not valid JSON")
     (folder / "config.json").unlink()
     os.mkfifo(folder / "config.json")
     refused(folder, "config.json", "not a regular file")
