@@ -272,7 +272,13 @@ def sampling_defaults(folder: Path) -> dict:
     data = read_json(path)
     if data.get("do_sample") is False:
         return {"temperature": 0.0, "top_p": 1.0}
-    return {key: float(data[key]) for key in ("temperature", "top_p") if key in data}
+    values = {key: data[key] for key in ("temperature", "top_p") if key in data}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not 0 <= value <= (1 if key == "top_p" else 100):
+            raise ConfigError(f"{path}: field {key!r} must be a number from 0 to "
+                              f"{1 if key == 'top_p' else 100}, not {json.dumps(value)[:40]}")
+    return {key: float(value) for key, value in values.items()}
 
 
 # Shapes of the released models and of a tiny test model (layers can be overridden).

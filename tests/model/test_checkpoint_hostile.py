@@ -312,6 +312,15 @@ def test_config_files_that_are_not_configs(folder):
     refused(folder, "config.json", "too large for a config")
 
 
+@pytest.mark.parametrize("field, value", [("temperature", "hot"), ("top_p", 2.0),
+                                          ("temperature", float("inf"))])
+def test_generation_config_values(folder, field, value):
+    (folder / "generation_config.json").write_text(json.dumps({field: value}))
+    with pytest.raises(ValueError) as info:
+        runtime.load(folder)
+    assert "generation_config.json" in str(info.value) and f"'{field}'" in str(info.value)
+
+
 # ---- the command line ----------------------------------------------------------------------
 
 def test_the_cli_prints_one_line_for_a_malformed_checkpoint(folder):
