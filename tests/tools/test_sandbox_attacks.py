@@ -296,7 +296,7 @@ def test_disk_of_the_workspace_is_capped(tmp_path):
     with PythonSession(Limits(**SMALL), workspace=tmp_path) as s:
         check_disk_killed(s.run(DISK).output)
         written = sum(f.stat().st_size for f in tmp_path.iterdir())
-        assert written < 512 << 20  # stopped well before 768 MB (checked every 0.25 s)
+        assert written < 640 << 20  # stopped before the end (checked every 0.05 s)
         # the files stay; the model can delete them and go on
         assert s.run("import os\nfor f in os.listdir('/mnt/data'): os.remove(f)\n"
                      "open('/mnt/data/small', 'w').write('ok')").output == "2"

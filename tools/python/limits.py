@@ -17,11 +17,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 CELL_INTERVAL = 0.05   # seconds between checks while a cell runs
 IDLE_INTERVAL = 0.25   # between cells only threads the cell left behind can still act
-DISK_EVERY = 5         # walk the workspace every n-th check
+DISK_SHARE = 0.05      # at most this share of the time goes to walking the workspace
 MAX_FILES = 100_000    # a workspace with more entries counts as over its limit
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -182,17 +183,20 @@ class Watchdog:
         return total
 
     def _loop(self) -> None:
-        checks = 0
+        next_walk = 0.0
         while not self._stopped and self.reason is None:
             self._wake.wait(CELL_INTERVAL if self._cell_running else IDLE_INTERVAL)
             self._wake.clear()
             if self._stopped:
                 return
-            checks += 1
+            started = time.monotonic()
+            walk = started >= next_walk  # a small workspace every check, a huge one seldom
             try:
-                self.check(disk=checks % DISK_EVERY == 0)
+                self.check(disk=walk)
             except Exception as e:  # measuring must never stop the limits: fail closed
                 self._exceeded(f"could not be measured ({type(e).__name__}: {e})")
+            if walk:
+                next_walk = started + (time.monotonic() - started) / DISK_SHARE
 
     def check(self, disk: bool = True) -> None:
         pids = self.members()
