@@ -91,7 +91,7 @@ def decode_body(body: bytes, content_type: str, charset: str | None) -> str:
             if codecs.lookup(name).name in NOT_CHARSETS:
                 continue
             return body.decode(name)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # unknown, undecodable, or Python's "undefined"
             continue
     return body.decode("latin-1")
 
