@@ -7,8 +7,8 @@ past a limit the sandbox is killed and the model told why.
 
 - memory: anonymous + shared memory of every process (proportional, so pages a fork shares
   count once) plus the memfds they hold open; /tmp and /dev/shm are size-capped tmpfs on top;
-- CPU: the time of every process, live and reaped, since the cell started (a child that raises
-  its own rlimit is charged all the same);
+- CPU: the time of every process, live and reaped, since the cell started (children and what
+  they leave running between cells are charged to it);
 - disk: the bytes under /mnt/data and the output folder;
 - stray processes: whatever a cell left running is killed when it returns.
 """

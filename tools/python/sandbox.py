@@ -113,10 +113,10 @@ def bwrap_command(bwrap: str, limits: Limits, workspace: Path, capture_dir: Path
             argv += ["--ro-bind", d, d]
     for name in ETC_FILES:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    # --dev's own /dev/shm is an uncapped tmpfs: replaced by a capped one
     argv += ["--proc", "/proc", "--dev", "/dev"]
     for name in MASKED_PROC_FILES:  # the names of the host's keys (their contents: seccomp)
         argv += ["--ro-bind", "/dev/null", f"/proc/{name}"]
+    # --dev's own /dev/shm is an uncapped tmpfs: replaced by a capped one
     argv += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
              "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     # After the private /tmp, so an interpreter or venv that lives under /tmp stays visible.
