@@ -2,15 +2,27 @@
 
 Only the fields the server acts on are declared; unknown fields are ignored (clients send
 many optional extras), but a declared field with a bad value is a 400 naming that field.
+Every number has its range and every list its length (OpenAI's limits where it has them:
+128 tools, 4 stop sequences, top_logprobs <= 20), and every schema a client sends is checked
+as JSON Schema (json_schema.py), so nothing unbounded reaches the renderer or the model.
 """
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo,
+                      field_validator)
+
+from agent.server.json_schema import schema_problem
 
 Effort = Literal["low", "medium", "high"]
 FUNCTION_NAME = r"^[A-Za-z0-9_\-.]{1,64}$"
+MAX_TOOLS = 128
+MAX_MESSAGES = 4096       # messages or input items of one request
+MAX_STOP = 4
+MAX_STOP_CHARS = 512      # the stop matcher holds back up to this many characters
+MAX_STOP_TOKEN_IDS = 64
+INT64 = dict(ge=-2**63, le=2**63 - 1)
 
 
 class _Body(BaseModel):
@@ -22,6 +34,30 @@ def _effort(value: Any) -> Any:
     return "low" if value == "minimal" else value
 
 
+def _stops(value: Any) -> Any:
+    stops = [value] if isinstance(value, str) else value or []
+    if len(stops) > MAX_STOP:
+        raise ValueError(f"at most {MAX_STOP} stop sequences")
+    if any(len(stop) > MAX_STOP_CHARS for stop in stops):
+        raise ValueError(f"a stop sequence has at most {MAX_STOP_CHARS} characters")
+    return value
+
+
+def _json_schema(what: str):
+    """A field validator: the value is None or a usable JSON Schema (the message names
+    the tool or format, from the model's `name` field)."""
+    def check(cls, value, info: ValidationInfo):
+        if value is None:
+            return value
+        problem = schema_problem(value)
+        if problem:
+            name = info.data.get("name")
+            raise ValueError(f"{what} {name!r}: its schema {problem}" if name
+                             else f"the schema {problem}")
+        return value
+    return check
+
+
 # ---- shared pieces -----------------------------------------------------------------------
 
 class FunctionDef(_Body):
@@ -30,12 +66,16 @@ class FunctionDef(_Body):
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
+    _schema = field_validator("parameters")(_json_schema("function"))
+
 
 class JsonSchemaFormat(_Body):
     name: str = Field(default="response", pattern=FUNCTION_NAME)
     description: str | None = None
     schema_: dict[str, Any] = Field(alias="schema")
     strict: bool | None = None
+
+    _schema = field_validator("schema_")(_json_schema("response format"))
 
 
 class ResponseFormat(_Body):
@@ -58,6 +98,8 @@ class TextFormat(_Body):
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
+    _schema = field_validator("schema_")(_json_schema("response format"))
+
     def structured(self) -> JsonSchemaFormat | None:
         if self.type == "text":
             return None
@@ -78,7 +120,10 @@ class StreamOptions(_Body):
 class SamplingFields(_Body):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, **INT64)
+    # accepted for compatibility (the runtime does not apply them), but only in range
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1, description="one choice per request")
@@ -137,24 +182,19 @@ class NamedToolChoice(_Body):
 
 class ChatCompletionRequest(SamplingFields):
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    tools: list[ChatTool] | None = None
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    tools: list[ChatTool] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     reasoning_effort: Effort | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
     logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormat | None = None
 
     _norm_effort = field_validator("reasoning_effort", mode="before")(_effort)
-
-    @field_validator("stop")
-    @classmethod
-    def _stop_list(cls, v):
-        if isinstance(v, list) and len(v) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return v
+    _stop_list = field_validator("stop")(_stops)
 
 
 # ---- /v1/responses -----------------------------------------------------------------------
@@ -226,6 +266,8 @@ class ResponsesTool(_Body):
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
+    _schema = field_validator("parameters")(_json_schema("function"))
+
 
 class ReasoningConfig(_Body):
     effort: Effort | None = None
@@ -241,9 +283,9 @@ class ResponsesToolChoice(_Body):
 
 class ResponsesRequest(SamplingFields):
     model: str
-    input: str | list[InputItem]
+    input: str | Annotated[list[InputItem], Field(max_length=MAX_MESSAGES)]
     instructions: str | None = None
-    tools: list[ResponsesTool] | None = None
+    tools: list[ResponsesTool] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | ResponsesToolChoice | None = None
     reasoning: ReasoningConfig | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
@@ -260,12 +302,14 @@ class CompletionRequest(SamplingFields):
         description="Harmony token ids (or text, encoded with special tokens allowed)")
     max_tokens: int = Field(default=16, ge=1)
     stop: str | list[str] | None = None
-    stop_token_ids: list[int] | None = None
+    stop_token_ids: list[int] | None = Field(default=None, max_length=MAX_STOP_TOKEN_IDS)
     ignore_eos: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False
     skip_special_tokens: bool = True
     return_token_ids: bool = False
+
+    _stop_list = field_validator("stop")(_stops)
 
     @field_validator("prompt")
     @classmethod
