@@ -13,8 +13,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from agent.server import chat, completions, responses
+from agent.server.auth import ApiKeyAuth
 from agent.server.engine import Engine
 from agent.server.errors import ApiError, install_error_handlers
+from agent.server.limits import BODY_SECONDS, MAX_BODY_BYTES, BodyLimit
+from agent.server.sse import KEEP_ALIVE_SECONDS, KeepAlive
 from agent.server.state import ServerState
 
 
@@ -29,7 +32,12 @@ def context_of(backend, default: int = 8192) -> int:
 
 
 def create_app(backend, model_name: str = "gpt-oss", *, max_context: int | None = None,
-               max_batch: int = 8) -> FastAPI:
+               max_batch: int = 8, api_key: str | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES, body_seconds: float = BODY_SECONDS,
+               keep_alive_seconds: float = KEEP_ALIVE_SECONDS) -> FastAPI:
+    """`api_key`: Bearer key every endpoint but /health wants; `max_body_bytes` /
+    `body_seconds`: the largest request body and the time it may take to arrive (413 / 408);
+    `keep_alive_seconds`: SSE comment interval on quiet streams (0: none)."""
     engine = Engine(backend, max_batch=max_batch)
     state = ServerState(engine=engine, model_name=model_name,
                         max_context=max_context or context_of(backend))
@@ -43,6 +51,11 @@ def create_app(backend, model_name: str = "gpt-oss", *, max_context: int | None 
     app = FastAPI(title="gpt-oss agent server", lifespan=lifespan)
     app.state.server = state
     install_error_handlers(app)
+    # Outermost last: the key is checked before any body is read.
+    app.add_middleware(KeepAlive, seconds=keep_alive_seconds)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, seconds=body_seconds)
+    if api_key:
+        app.add_middleware(ApiKeyAuth, api_key=api_key)
     for module in (chat, responses, completions):
         app.include_router(module.router)
 

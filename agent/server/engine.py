@@ -4,7 +4,9 @@ One worker thread owns the backend: the model's KV cache is a single piece of st
 requests run one after another, which is also what makes prefix reuse work across the
 requests of one conversation. When several requests wait and the backend can batch
 (`complete_batch`), the worker serves them together. Each request has a cancel flag, checked
-between tokens, so a client that disconnects stops its generation.
+between tokens and, on the in-process runtime, between the pieces of a long prefill
+(prefill.py), so a client that disconnects stops its generation within about a second and a
+queued request whose client left is dropped unrun.
 """
 from __future__ import annotations
 
@@ -13,6 +15,11 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+from agent.server.prefill import Prefill, can_prefill
+
+BATCH_SECONDS = 1.0       # a batch's prefill (one uninterruptible call) should take about this
+BATCH_TOKENS_UNMEASURED = 512  # its prompt tokens before the prefill rate is known
 
 
 @dataclass
@@ -80,6 +87,7 @@ class Engine:
         self.max_batch = max_batch if hasattr(backend, "complete_batch") else 1
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self.prefill = Prefill() if can_prefill(backend) else None
         self.served = 0  # requests finished (for /health and tests)
         self.batches = 0  # backend calls that served more than one request
 
@@ -128,9 +136,16 @@ class Engine:
                     j.push(Finished(error=f"engine failure: {type(exc).__name__}: {exc}"))
             self.served += len(group)
 
+    def _batch_tokens(self) -> int:
+        """Prompt tokens one batch may prefill: a batch cannot be cancelled mid-prefill."""
+        rate = self.prefill.rate if self.prefill is not None else None
+        return int(rate * BATCH_SECONDS) if rate else BATCH_TOKENS_UNMEASURED
+
     def _more_like(self, first: _Job) -> list[_Job]:
-        """Waiting jobs that can share a batch with `first`; others go back in order."""
-        if self.max_batch == 1:
+        """Waiting jobs that can share a batch with `first`; others go back in order.
+        A long prompt runs alone (in cancellable pieces)."""
+        budget = self._batch_tokens() - len(first.prompt)
+        if self.max_batch == 1 or budget < 0:
             return []
         taken, keep = [], []
         while len(taken) + 1 < self.max_batch:
@@ -141,7 +156,11 @@ class Engine:
             if job is None:
                 keep.append(job)
                 break
-            (taken if job.params.batch_key() == first.params.batch_key() else keep).append(job)
+            fits = job.params.batch_key() == first.params.batch_key() \
+                and len(job.prompt) <= budget
+            if fits:
+                budget -= len(job.prompt)
+            (taken if fits else keep).append(job)
         for job in keep:
             self._jobs.put(job)
         return taken
@@ -149,7 +168,13 @@ class Engine:
     def _run(self, jobs: list[_Job]) -> None:
         """Streams each generated token to its request; stops once every client has left."""
         stream = None
+        reused = None
         try:
+            if len(jobs) == 1 and self.prefill is not None:
+                reused = self.prefill(self.backend.model, jobs[0].prompt, jobs[0].cancelled)
+                if reused is None:
+                    jobs[0].push(Finished(error="cancelled"))
+                    return
             stream = self._tokens(jobs)
             for index, item in stream:
                 if not jobs[index].cancelled.is_set():
@@ -164,7 +189,10 @@ class Engine:
             if stream is not None:
                 stream.close()
         if len(jobs) == 1:
-            usages = [getattr(self.backend, "last_usage", None) or {}]
+            usages = [dict(getattr(self.backend, "last_usage", None) or {})]
+            if reused is not None and usages[0]:  # what was cached before the piecewise prefill
+                usages[0].update(reused_tokens=reused,
+                                 computed_tokens=len(jobs[0].prompt) - reused)
         else:
             usages = getattr(self.backend, "last_batch_usage", None) or [{} for _ in jobs]
         for j, usage in zip(jobs, usages):

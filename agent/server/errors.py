@@ -31,6 +31,16 @@ def error_response(err: ApiError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status)
 
 
+async def send_error(send, err: ApiError, *, close: bool = False) -> None:
+    """The error answered straight over ASGI (middleware that runs before the app)."""
+    body = json.dumps(err.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:  # the client may still be sending: do not read the rest of its request
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def sse_error(err: ApiError) -> bytes:
     """The error as one SSE event: a stream that already started cannot change its status."""
     return f"data: {json.dumps(err.body())}\n\n".encode()

@@ -3,7 +3,9 @@ gpt-oss checkpoint with the full Harmony vocabulary: gibberish text, real protoc
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -92,9 +94,47 @@ def test_waiting_requests_are_batched(server):
     assert after["batches"] > before["batches"]  # the three that waited ran as one batch
 
 
-def test_bad_model_path_is_one_line_and_exit_2(tmp_path):
+def test_bad_model_path_is_one_line_and_exit_3(tmp_path):
     run = subprocess.run([sys.executable, "-m", "agent", "serve", "--model",
-                          str(tmp_path / "nothing-here")], capture_output=True, text=True,
-                         timeout=60)
-    assert run.returncode == 2
+                          str(tmp_path / "nothing-here"), "--port", "0"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 3
     assert run.stderr.strip().count("\n") == 0 and "nothing-here" in run.stderr
+    assert run.stderr.startswith("error: cannot load the model: ")
+
+
+def test_broken_model_folders_are_one_line_like_the_cli(tmp_path, capsys):
+    """The same line as `python -m agent --model DIR` prints, and no traceback (both run
+    in-process here: main() returns the exit code)."""
+    from agent.chat import main as cli_main
+    from agent.model.config import preset
+    from agent.model.random import write_random
+    from agent.server.cli import main as serve_main
+    write_random(tmp_path / "good", preset("tiny"))
+    config = json.loads((tmp_path / "good" / "config.json").read_text())
+    weights = next((tmp_path / "good").glob("*.safetensors")).read_bytes()
+    cases = {"bad-json": ("{", weights),
+             "wrong-type": ({**config, "num_hidden_layers": "x"}, weights),
+             "truncated": (config, weights[: len(weights) // 2])}
+    for name, (cfg, data) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(cfg if isinstance(cfg, str) else json.dumps(cfg))
+        (folder / "model.safetensors").write_bytes(data)
+        assert serve_main(["--model", str(folder), "--port", "0"]) == 3, name
+        served = capsys.readouterr().err
+        assert served.count("\n") == 1 and served.startswith("error: cannot load the model: ")
+        assert cli_main(["--model", str(folder), "hi"]) == 3
+        assert served in capsys.readouterr().err, name
+
+
+def test_port_in_use_is_one_line_before_anything_else(capsys):
+    from agent.server.cli import main as serve_main
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve_main(["--port", str(port)]) == 2
+    out = capsys.readouterr()
+    assert out.err == f"serve: address 127.0.0.1:{port} is already in use\n"
+    assert out.out == ""
