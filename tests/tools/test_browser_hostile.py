@@ -1,6 +1,7 @@
 """Hostile pages, each a real attempt against a real HTTP server on 127.0.0.1, bounded in time
-and memory: quadratic HTML, decompression bombs, binary bodies, IPv4 addresses hidden in IPv6
-forms, and symbolic links out of a local search folder."""
+and memory: HTML that was quadratic to convert (nested lists, unterminated tags, long or
+repeated <base>), decompression bombs, binary bodies, charsets with quadratic decoders, IPv4
+addresses hidden in IPv6 forms, and symbolic links out of a local search folder."""
 from __future__ import annotations
 
 import asyncio
