@@ -253,6 +253,8 @@ def read_json(path: Path) -> dict:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except ConfigError:
+        raise
     except (ValueError, RecursionError) as exc:  # also integers of over 4,300 digits
         raise ConfigError(f"{path}: not valid JSON ({str(exc)[:120]})") from None
     except OSError as exc:
