@@ -173,6 +173,21 @@ def test_slow_body_is_answered_408():
         assert 0.9 < time.monotonic() - started < 3
 
 
+def test_huge_headers_and_deep_json_are_400s_at_once():
+    with hardened(ScriptedBackend([FINAL_OK])) as port:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
+            big = read_response(s, timeout=3)
+        deep = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=10,
+                          content=b'{"model": "test-model", "messages": ' + b"[" * 200_000
+                          + b"]" * 200_000 + b"}", headers={"Content-Type": "application/json"})
+        assert time.monotonic() - started < 3
+        assert client(port).chat.completions.create(model="test-model", messages=HI)
+    assert status_of(big) == 400  # h11's 16 KB limit on the request line and headers
+    assert deep.status_code == 400 and deep.json()["error"]["type"] == "invalid_request_error"
+
+
 # ---- parameters -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", [2**80, 2**63, -(2**63) - 1])
