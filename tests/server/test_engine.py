@@ -74,3 +74,26 @@ def test_concurrent_requests_are_queued_and_all_complete(serve, slow_backend):
         done = asyncio.run(all_of_them())
     assert done == [10 + i for i in range(12)]
     assert backend.calls == 12
+
+
+def test_a_queued_request_whose_client_left_is_dropped_unrun(serve, slow_backend):
+    backend = slow_backend(delay=0.01)
+    with serve(backend, max_context=100_000, max_batch=1) as (url, _):
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+
+        async def both():
+            try:
+                first = asyncio.create_task(client.chat.completions.create(
+                    model="test-model", messages=HI, max_tokens=150, timeout=10))
+                await asyncio.sleep(0.1)  # the first is running; the second waits behind it
+                with pytest.raises(openai.APITimeoutError):
+                    await client.chat.completions.create(model="test-model", messages=HI,
+                                                         max_tokens=60, timeout=0.2)
+                return await first
+            finally:
+                await client.close()
+
+        done = asyncio.run(both())
+        assert done.usage.completion_tokens == 150
+        assert wait_until(lambda: httpx.get(url + "/health").json()["served"] == 2)
+    assert backend.calls == 1  # the abandoned one never reached the backend
