@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--served-model-name", dest="name", default=None,
                    help="the model id clients send (default: from --model)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="0 picks a free one")
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-context", type=int, default=None,
                    help="longest prompt + completion in tokens (default: the model's)")
@@ -57,6 +57,13 @@ def parser() -> argparse.ArgumentParser:
                    help=f"seconds of silence after which an event stream gets a "
                         f"': keep-alive' comment; 0 for none (default {KEEP_ALIVE_SECONDS:g})")
     return p
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
+    return value
 
 
 def _positive(kind):
