@@ -2,7 +2,8 @@
 
     python -m agent.bench [--config 20b|120b|tiny] [--layers N] [--checkpoint DIR]
                           [--prompt-tokens 512] [--decode-tokens 128] [--batch 8]
-                          [--dense int8] [--threads N] [--json]
+                          [--dense int8] [--threads N] [--json] [--ops]
+    python -m agent.bench --vs-llamacpp [--llama-bench PATH] [--rounds 2] [...]
 
 Without --checkpoint a random checkpoint with the real shapes is written once by
 agent.model.random into --out (default ~/.cache/gpt-oss-agent/bench/<config>-l<layers>) and
@@ -16,7 +17,17 @@ possible decode; roofline_fraction is the measured decode speed over it. A VM's 
 drifts by tens of percent within minutes, so it is measured right before and right after the
 batch-1 decode (sustained reads for ~2 s each, in a child process so the buffer does not count
 in our memory) and the roofline uses their mean. With --dense, the logits' error
-against the checkpoint's own dtype is measured last.
+against the checkpoint's own dtype is measured last. --ops adds a per-op breakdown of a batch-1
+decode step (MoE, dense GEMVs, attention, the rest: ms and GB/s).
+
+--vs-llamacpp: the same random checkpoint against llama.cpp on this machine, in one command.
+The checkpoint is written once more as a GGUF (agent.model.gguf: experts MXFP4 as they are,
+other matrices Q8_0, the types of the published gpt-oss GGUFs); then, --rounds times, back to
+back: llama-bench (pp<prompt>, tg64, the same threads) and ours with bf16 and with int8 dense
+weights (each in its own process, so neither holds the other's memory). Prints every run, the
+ratios per round, the CPU model and flags, and the read bandwidth measured in the run.
+llama-bench comes from kernels/llamacpp/build_llama_bench.sh (llama.cpp's source as vendored
+by PyPI's llama-cpp-python sdist, clang, GGML_NATIVE); pass --llama-bench PATH otherwise.
 """
 from __future__ import annotations
 
@@ -135,7 +146,8 @@ def run(args) -> dict:
     result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
               "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
               "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", ""),
-              "load_average": round(os.getloadavg()[0], 2), "torch": torch.__version__}
+              "load_average": round(os.getloadavg()[0], 2), "torch": torch.__version__,
+              **cpu_description()}
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, args.out)
     result["checkpoint"] = str(path)
 
@@ -195,7 +207,10 @@ def run(args) -> dict:
     result["roofline_tok_s"] = round(roofline, 2)
     result["roofline_fraction"] = round(result["decode_tok_s"] / roofline, 3)
     result["peak_rss_gb"] = round(rss_gb()[1], 2)
-    if args.dense:  # the price of the dense mode: its logits against the checkpoint's own dtype
+    if args.ops:
+        model.reset()
+        result["ops"] = op_breakdown(model, prompt[:64])
+    if args.dense and not args.no_logit_error:  # the price of the dense mode: its logits against the checkpoint's own dtype
         got = model.logits(prompt[:64])
         del model  # two resident 20b models would not fit in 24 GB
         gc.collect()
@@ -212,6 +227,142 @@ def logit_error(got: torch.Tensor, want: torch.Tensor) -> dict:
             "top1_agreement": round(float((got.argmax(-1) == want.argmax(-1)).float().mean()), 4)}
 
 
+def cpu_description() -> dict:
+    """The CPU's model name and the instruction-set flags the kernels care about."""
+    from agent.kernels.cpu.build import chosen_variant, cpu_flags
+
+    name = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            name = line.split(":", 1)[1].strip()
+            break
+    wanted = ("avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+              "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
+    variant = chosen_variant()
+    return {"cpu": name, "cpu_flags": [f for f in wanted if f in cpu_flags()], "cpus": os.cpu_count(),
+            "kernels": variant.name if variant else "reference"}
+
+
+def op_breakdown(model, prompt: list[int], steps: int = 16) -> dict:
+    """Wall time per op kind over `steps` batch-1 decode steps (after `prompt`), in ms per
+    token, with the bytes of weights each kind reads per token and the GB/s that makes.
+    agent.kernels' entry points are wrapped for the measurement only."""
+    from agent import kernels
+    from agent.kernels import PackedExperts
+
+    totals = {"moe": 0.0, "dense": 0.0, "unembedding": 0.0, "attention": 0.0}
+    moved = dict.fromkeys(totals, 0)
+    unembed = {t.data_ptr() for t in tensors_of(model.unembed)}
+    originals = {name: getattr(kernels, name) for name in ("moe", "linear", "attention")}
+
+    def timed(name, kind_of):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            out = originals[name](*args, **kwargs)
+            kind, size = kind_of(*args)
+            totals[kind] += time.perf_counter() - start
+            moved[kind] += size
+            return out
+        return call
+
+    def moe_kind(x, router_weight, router_bias, experts, top_k, *rest):
+        share = min(1.0, x.shape[0] * top_k / experts.num_experts)
+        size = nbytes(experts) * share if isinstance(experts, PackedExperts) else 0
+        return "moe", int(size) + nbytes(router_weight)
+
+    def linear_kind(x, weight, bias=None):
+        first = next(tensors_of(weight))
+        return ("unembedding" if first.data_ptr() in unembed else "dense"), nbytes(weight)
+
+    cache_setup = model.generate(prompt, max_tokens=1, temperature=0.0)
+    for _ in cache_setup:
+        pass
+    kernels.moe, kernels.linear = timed("moe", moe_kind), timed("linear", linear_kind)
+    kernels.attention = timed("attention", lambda *a: ("attention", 0))
+    try:
+        start = time.perf_counter()
+        for _ in model.generate(prompt, max_tokens=steps + 1, temperature=0.0):
+            pass  # the prompt is reused from the cache: what is timed is the decode
+        wall = time.perf_counter() - start
+    finally:
+        for name, function in originals.items():
+            setattr(kernels, name, function)
+    per_token = {k: v / (steps + 1) for k, v in totals.items()}
+    out = {f"{k}_ms": round(1e3 * v, 2) for k, v in per_token.items()}
+    for k, v in per_token.items():
+        if moved[k] and v > 0:
+            out[f"{k}_gb_s"] = round(moved[k] / (steps + 1) / v / 1e9, 1)
+    out["other_ms"] = round(1e3 * (wall / (steps + 1) - sum(per_token.values())), 2)
+    out["step_ms"] = round(1e3 * wall / (steps + 1), 2)
+    return out
+
+
+def find_llama_bench(path: str | None) -> Path:
+    """The llama-bench binary: --llama-bench, else on PATH, else the build script's default."""
+    import shutil
+
+    candidates = [path] if path else [shutil.which("llama-bench"), "/work/llama/build/bin/llama-bench"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    script = Path(__file__).parents[1] / "kernels" / "llamacpp" / "build_llama_bench.sh"
+    raise SystemExit(f"llama-bench not found ({path or 'not on PATH or in /work/llama/build/bin'}); "
+                     f"build it with `sh {script} [DIR]` and pass --llama-bench DIR/build/bin/llama-bench")
+
+
+def run_llama_bench(binary: Path, gguf: Path, prompt: int, decode: int, threads: int) -> dict:
+    """llama-bench pp<prompt> and tg<decode> (one repetition each) -> tok/s of both."""
+    out = subprocess.run([str(binary), "-m", str(gguf), "-p", str(prompt), "-n", str(decode),
+                          "-t", str(threads), "-r", "1", "-o", "json"],
+                         capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        raise SystemExit(f"llama-bench failed: {out.stderr.strip().splitlines()[-1:]}")
+    rows = json.loads(out.stdout)
+    result = {"build": rows[0].get("build_commit", "")}
+    for row in rows:
+        key = "prefill_tok_s" if row["n_gen"] == 0 else "decode_tok_s"
+        result[key] = round(float(row["avg_ts"]), 2)
+    return result
+
+
+def vs_llamacpp(args) -> dict:
+    """Rounds of llama-bench and ours (bf16, int8 dense) back to back on one checkpoint."""
+    binary = find_llama_bench(args.llama_bench)
+    path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, args.out)
+    gguf = path.parent / f"{path.name}.gguf"
+    if not gguf.exists() or gguf.stat().st_mtime < (path / "config.json").stat().st_mtime:
+        from agent.model.gguf import write_gguf
+
+        print(f"writing {gguf}", file=sys.stderr)
+        write_gguf(path, gguf)
+    report = {**cpu_description(), "threads": args.threads, "checkpoint": str(path), "gguf": str(gguf),
+              "llama_bench": str(binary), "command": " ".join(["python -m agent.bench", *sys.argv[1:]]),
+              "rounds": []}
+    ours_args = ["--checkpoint", str(path), "--json", "--threads", str(args.threads),
+                 "--prompt-tokens", str(args.prompt_tokens), "--decode-tokens", str(args.decode_tokens),
+                 "--batch", str(args.batch)] + (["--ops"] if args.ops else [])
+    for number in range(args.rounds):
+        entry = {"load_average": round(os.getloadavg()[0], 2),
+                 "llama.cpp": run_llama_bench(binary, gguf, args.prompt_tokens, args.decode_tokens, args.threads)}
+        for mode, extra in (("bf16", []), ("int8", ["--dense", "int8", "--no-logit-error"])):
+            out = subprocess.run([sys.executable, "-m", "agent.bench", *ours_args, *extra],
+                                 capture_output=True, text=True, timeout=3600)
+            if out.returncode != 0:
+                raise SystemExit(f"agent.bench ({mode}) failed: {out.stderr.strip()[-500:]}")
+            ours = json.loads(out.stdout.strip().splitlines()[-1])
+            keep = ("prefill_tok_s", "decode_tok_s", f"decode_batch{args.batch}_tok_s", "roofline_tok_s",
+                    "roofline_fraction", "read_bandwidth_before_after_gb_s", "weight_gb_per_token",
+                    "peak_rss_gb", "ops")
+            entry[f"ours_{mode}"] = {k: ours[k] for k in keep if k in ours}
+            for what in ("prefill_tok_s", "decode_tok_s"):
+                theirs = entry["llama.cpp"].get(what)
+                if theirs:
+                    entry[f"ratio_{mode}_{what.split('_')[0]}"] = round(ours[what] / theirs, 2)
+        report["rounds"].append(entry)
+        print(json.dumps(entry), file=sys.stderr)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--config", choices=["20b", "120b", "tiny"], default="20b")
@@ -224,9 +375,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dense", default=None, help='dense-weight mode passed to load (e.g. "int8")')
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--ops", action="store_true", help="per-op breakdown of a decode step")
+    parser.add_argument("--no-logit-error", action="store_true",
+                        help="with --dense: skip the logit comparison (it loads a second model)")
+    parser.add_argument("--vs-llamacpp", action="store_true",
+                        help="llama.cpp's llama-bench and ours back to back on the same checkpoint")
+    parser.add_argument("--llama-bench", default=None, help="path of llama.cpp's llama-bench")
+    parser.add_argument("--rounds", type=int, default=2, help="with --vs-llamacpp: rounds of both")
     args = parser.parse_args(argv)
     if args.prompt_tokens < 1 or args.decode_tokens < 1:
         parser.error("--prompt-tokens and --decode-tokens must be >= 1")
+    if args.vs_llamacpp:
+        if "--decode-tokens" not in (argv if argv is not None else sys.argv):
+            args.decode_tokens = 64  # llama-bench's tg64
+        print(json.dumps(vs_llamacpp(args), indent=None if args.json else 1))
+        return 0
     result = run(args)
     if args.json:
         print(json.dumps(result))
