@@ -19,6 +19,7 @@ namespace gptoss {
 namespace {
 
 constexpr int kOffset = 12;  // added to 2*E2M1 so vpmaddubsw sees unsigned weights
+constexpr int kPrefetch = 2048;  // bytes ahead in the weight stream
 // E2M1 code -> 2 * value + 12: 0, .5, 1, 1.5, 2, 3, 4, 6, then the same negated
 constexpr int8_t kFp4x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 constexpr float kFp4[16] = {0.f, .5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f,
@@ -98,9 +99,12 @@ inline void mxfp4_row_dot(const uint8_t* wrow, const uint8_t* srow, int64_t KB, 
                           int64_t r0, float* res, __m256i table) {
   constexpr int A = R == 1 ? 2 : 1;  // independent chains for one row (FMA latency)
   const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  // e8m0 byte 0 (1) of a 16-bit pair into the top byte of the low (high) four int32 lanes
-  const __m256i spread = _mm256_setr_epi8(-1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0,
-                                          -1, -1, -1, 1, -1, -1, -1, 1, -1, -1, -1, 1, -1, -1, -1, 1);
+  // e8m0 bytes 0, 1 (2, 3) of four into the top byte of the low and high four int32 lanes
+  const __m256i spread[2] = {
+      _mm256_setr_epi8(-1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0,
+                       -1, -1, -1, 1, -1, -1, -1, 1, -1, -1, -1, 1, -1, -1, -1, 1),
+      _mm256_setr_epi8(-1, -1, -1, 2, -1, -1, -1, 2, -1, -1, -1, 2, -1, -1, -1, 2,
+                       -1, -1, -1, 3, -1, -1, -1, 3, -1, -1, -1, 3, -1, -1, -1, 3)};
   const int8_t* q[R];
   const float* d[R];
   const int32_t* c[R];
@@ -109,15 +113,13 @@ inline void mxfp4_row_dot(const uint8_t* wrow, const uint8_t* srow, int64_t KB, 
   for (int a = 0; a < A; ++a)
     for (int r = 0; r < R; ++r) acc[a][r] = _mm256_setzero_ps();
   const int64_t P = KB / 2;
-  auto pair = [&](int64_t p, __m256* acc_a) {
+  // pair p with its scale bytes (in the lane layout of vpmaddwd's result) already in e
+  auto pair = [&](int64_t p, __m256i e, int half, __m256* acc_a) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wrow + 32 * p));
     const __m256i wl = _mm256_shuffle_epi8(table, _mm256_and_si256(v, low4));
     const __m256i wh = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
-    uint16_t two;
-    std::memcpy(&two, srow + 2 * p, 2);
     // 2^(s-127) as float bits: s << 23 (s = 0 gives 0 rather than 2^-127)
-    const __m256 sw = _mm256_castsi256_ps(_mm256_srli_epi32(
-        _mm256_shuffle_epi8(_mm256_set1_epi16((int16_t)two), spread), 1));
+    const __m256 sw = _mm256_castsi256_ps(_mm256_srli_epi32(_mm256_shuffle_epi8(e, spread[half]), 1));
     for (int r = 0; r < R; ++r) {
       const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[r] + 64 * p));
       const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[r] + 64 * p + 32));
@@ -128,9 +130,21 @@ inline void mxfp4_row_dot(const uint8_t* wrow, const uint8_t* srow, int64_t KB, 
     }
   };
   int64_t p = 0;
-  for (; p + A <= P; p += A)
-    for (int a = 0; a < A; ++a) pair(p + a, acc[a]);
-  for (; p < P; ++p) pair(p, acc[0]);
+  for (; p + 2 <= P; p += 2) {  // two pairs: 64 bytes of weights, 4 scale bytes
+    // software prefetch 2 KB ahead: one core's sequential stream is latency-bound on the
+    // EPYC VM (4-of-32 20b experts, one thread: 11.8 -> 13.7 GB/s; plain reads get 17)
+    _mm_prefetch(reinterpret_cast<const char*>(wrow + 32 * p + kPrefetch), _MM_HINT_T0);
+    uint32_t four;
+    std::memcpy(&four, srow + 2 * p, 4);
+    const __m256i e = _mm256_set1_epi32((int)four);
+    pair(p, e, 0, acc[0]);
+    pair(p + 1, e, 1, acc[A - 1]);
+  }
+  if (p < P) {
+    uint16_t two;
+    std::memcpy(&two, srow + 2 * p, 2);
+    pair(p, _mm256_set1_epi16((int16_t)two), 0, acc[0]);
+  }
   if (KB % 2) {  // a lone last block: [even | odd] elements in one vector
     const int64_t b = KB - 1;
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wrow + 16 * b));
