@@ -4,9 +4,9 @@ One worker thread owns the backend: the model's KV cache is a single piece of st
 requests run one after another, which is also what makes prefix reuse work across the
 requests of one conversation. When several requests wait and the backend can batch
 (`complete_batch`), the worker serves them together. Each request has a cancel flag, checked
-between tokens and, on the in-process runtime, between the pieces of a long prefill
-(prefill.py), so a client that disconnects stops its generation within about a second and a
-queued request whose client left is dropped unrun.
+between tokens and, on the in-process runtime, between the steps of a long prefill
+(prefill.py), so a client that disconnects stops its generation within one step, and a queued
+request whose client left is dropped unrun.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from agent.server.prefill import Prefill, can_prefill
+from agent.server import prefill
 
-BATCH_SECONDS = 1.0       # a batch's prefill (one uninterruptible call) should take about this
-BATCH_TOKENS_UNMEASURED = 512  # its prompt tokens before the prefill rate is known
+# A batch's prefill is one call that cannot be cancelled: at most one prefill step of tokens.
+BATCH_PROMPT_TOKENS = prefill.STEP
 
 
 @dataclass
@@ -87,7 +87,7 @@ class Engine:
         self.max_batch = max_batch if hasattr(backend, "complete_batch") else 1
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
-        self.prefill = Prefill() if can_prefill(backend) else None
+        self.steps_prefill = prefill.can_prefill(backend)
         self.served = 0  # requests finished (for /health and tests)
         self.batches = 0  # backend calls that served more than one request
 
@@ -136,15 +136,10 @@ class Engine:
                     j.push(Finished(error=f"engine failure: {type(exc).__name__}: {exc}"))
             self.served += len(group)
 
-    def _batch_tokens(self) -> int:
-        """Prompt tokens one batch may prefill: a batch cannot be cancelled mid-prefill."""
-        rate = self.prefill.rate if self.prefill is not None else None
-        return int(rate * BATCH_SECONDS) if rate else BATCH_TOKENS_UNMEASURED
-
     def _more_like(self, first: _Job) -> list[_Job]:
         """Waiting jobs that can share a batch with `first`; others go back in order.
-        A long prompt runs alone (in cancellable pieces)."""
-        budget = self._batch_tokens() - len(first.prompt)
+        A long prompt runs alone (in cancellable steps)."""
+        budget = BATCH_PROMPT_TOKENS - len(first.prompt)
         if self.max_batch == 1 or budget < 0:
             return []
         taken, keep = [], []
@@ -170,8 +165,8 @@ class Engine:
         stream = None
         reused = None
         try:
-            if len(jobs) == 1 and self.prefill is not None:
-                reused = self.prefill(self.backend.model, jobs[0].prompt, jobs[0].cancelled)
+            if len(jobs) == 1 and self.steps_prefill:
+                reused = prefill.prefill(self.backend.model, jobs[0].prompt, jobs[0].cancelled)
                 if reused is None:
                     jobs[0].push(Finished(error="cancelled"))
                     return

@@ -97,3 +97,33 @@ def test_a_queued_request_whose_client_left_is_dropped_unrun(serve, slow_backend
         assert done.usage.completion_tokens == 150
         assert wait_until(lambda: httpx.get(url + "/health").json()["served"] == 2)
     assert backend.calls == 1  # the abandoned one never reached the backend
+
+
+def test_stepwise_prefill_matches_the_one_call_prefill(tmp_path):
+    """The engine's cancellable prefill (steps of prefill.STEP tokens) leaves the cache as
+    the runtime's own prefill does: the same greedy tokens and log-probabilities follow."""
+    import threading
+
+    from agent.model import load
+    from agent.model.config import preset
+    from agent.model.random import write_random
+    from agent.server.prefill import STEP, prefill
+    write_random(tmp_path, preset("tiny", max_position_embeddings=4096))
+    model = load(str(tmp_path))
+    prompt = [(i * 37) % 1000 for i in range(2 * STEP + 300)]
+
+    def greedy():
+        return [(g.token, g.logprob) for g in model.generate(prompt, max_tokens=8,
+                                                              temperature=0, logprobs=True)]
+    once = greedy()
+    model.reset()
+    assert prefill(model, prompt, threading.Event()) == 0
+    assert model.cache.length() == len(prompt) - 1
+    stepped = greedy()
+    assert model.last_usage["reused_tokens"] == len(prompt) - 1  # only the last one computed
+    assert [t for t, _ in stepped] == [t for t, _ in once]
+    assert [lp for _, lp in stepped] == pytest.approx([lp for _, lp in once], abs=1e-4)
+    cancelled = threading.Event()
+    cancelled.set()
+    model.reset()
+    assert prefill(model, prompt, cancelled) is None and model.cache.length() == 0
