@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import functools
-import inspect
 import math
 import queue
 import threading
@@ -22,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence
 
+from agent.harmony.stream import is_tool_call, message_text
 from agent.events import (CommentaryDelta, Done, EffortChosen, ErrorEvent, Event, FinalDelta,
                           ReasoningDelta, ToolCallStarted, ToolResultReceived)
 from agent.results import EffortDecision, Result, ToolCall, Usage, find_citations
@@ -66,9 +65,10 @@ class Agent:
     tools: Tool objects, @tool functions, or the names "browser" / "python".
     effort: "auto" (routed, escalates), "low" | "medium" | "high" (fixed), or a Router.
     Limits per turn: max_steps generations, max_tokens generated tokens in all, max_time seconds.
-    strict_tools: on a backend that can restrict tokens (the local runtime), a tool call can
-    only name a declared tool, and its JSON arguments must fit a flat parameters schema
-    (see agent/harmony/constraint.py); other backends ignore it.
+    strict_tools: on a backend that can restrict tokens (the local runtime), generation
+    follows the Harmony grammar of agent/harmony/grammar.py: a tool call can only name a
+    declared tool, its JSON arguments match the tool's JSON Schema, and with `output=` the
+    answer matches the model's schema; other backends ignore it.
     """
 
     def __init__(self, model: Any = None, tools: Sequence[Any] = (), instructions: str | None = None,
@@ -243,19 +243,20 @@ class Agent:
             conversation = Conversation.from_messages(self.prompt_messages(turn.effort, history + turn.messages, output))
             prompt = render_conversation_for_completion(conversation, "assistant")
             try:
-                parsed = yield from self._generate(prompt, min(budget, self.max_step_tokens), turn, started)
+                decoder, timed_out = yield from self._generate(
+                    prompt, min(budget, self.max_step_tokens), turn, started, output)
             except Exception as exc:  # a backend failure ends the turn, it does not crash the caller
                 turn.model_s += time.perf_counter() - step_started
                 yield ErrorEvent(message=f"model backend failed: {exc}")
                 return self._stop(turn, "error", f"model backend failed: {type(exc).__name__}: {exc}")
             turn.model_s += time.perf_counter() - step_started
-            messages, errors, stop_token, final_logprobs, timed_out = parsed
+            messages, errors = decoder.messages, [e.reason for e in decoder.errors]
             turn.messages.extend(messages)
             if timed_out:
                 return self._stop(turn, "timeout", f"ran past max_time={self.max_time}s while generating")
 
-            calls = [m for m in messages if _is_tool_call(m)]
-            final = _final_text(messages, stop_token)
+            calls = [m for m in messages if is_tool_call(m)]
+            final = decoder.final
             if errors and (calls or final is not None):   # the parser repaired the output
                 turn.errors.append(f"step {turn.steps} (repaired): " + "; ".join(errors))
             if calls or final is not None:
@@ -265,7 +266,7 @@ class Agent:
             if calls and final is None:
                 continue
             if final is not None:
-                turn.final_logprobs = final_logprobs
+                turn.final_logprobs = decoder.final_logprobs
                 if output is None:
                     turn.final = final
                     return
@@ -282,7 +283,7 @@ class Agent:
                 turn.messages.append(_user_message(FIX_OUTPUT_PROMPT.format(name=output.__name__, error=error)))
                 continue
             # Neither a call nor a final answer: tell the model what went wrong and go on.
-            problem = "; ".join(errors) if errors else _no_answer_reason(messages, stop_token)
+            problem = decoder.problem()
             turn.errors.append(f"step {turn.steps}: {problem}")
             turn.parse_problem = problem
             yield ErrorEvent(message=problem)
@@ -299,63 +300,59 @@ class Agent:
         top_p = self.top_p if self.top_p is not None else defaults.get("top_p", 1.0)
         return temperature, top_p
 
-    def _generate(self, prompt: list[int], max_tokens: int, turn: _Turn, started: float):
-        """Stream one completion through the parser, turning deltas into events."""
-        from agent.harmony.constraint import tool_call_constraint
-        from agent.harmony.parse import ContentDelta, MessageStart, StreamParser
+    def _generate(self, prompt: list[int], max_tokens: int, turn: _Turn, started: float,
+                  output: type | None = None):
+        """Stream one completion through the turn decoder, turning deltas into events."""
+        from agent.harmony.stream import TurnDecoder
         from agent.harmony.tokenizer import CALL, RETURN
-        parser = StreamParser(role="assistant")
         backend = self.backend
-        channel, recipient = None, None
+        decoder = TurnDecoder()
         timed_out = False
         temperature, top_p = self.sampling(backend)
-        constrained = {}
-        if self.strict_tools and _takes_constraint(type(backend)):
-            constraint = tool_call_constraint(self.toolset.argument_schemas())
-            constrained = {"constraint": constraint} if constraint is not None else {}
+        constraint = self._constraint(backend, output)
         completion = backend.complete(prompt, max_tokens=max_tokens, stop=[RETURN, CALL],
                                       temperature=temperature, top_p=top_p,
                                       seed=self.seed, logprobs=self.min_confidence is not None,
-                                      **constrained)
-        generated = 0
-        final_logprobs: list[float] = []
+                                      **({"constraint": constraint} if constraint else {}))
         try:
             for item in completion:
-                generated += 1
                 if turn.first_token_s is None:
                     turn.first_token_s = time.perf_counter() - started
-                for event in parser.process(item.token):
-                    if isinstance(event, MessageStart):
-                        channel, recipient = event.channel, event.recipient
-                    elif isinstance(event, ContentDelta):
-                        if event.channel is not None:
-                            channel = event.channel
-                        delta = _delta_event(event.text, channel, event.recipient or recipient)
-                        if delta is not None:
-                            yield delta
-                        if channel == "final" and item.logprob is not None:
-                            final_logprobs.append(item.logprob)
+                for delta in decoder.feed(item.token, item.logprob):
+                    event = _delta_event(delta)
+                    if event is not None:
+                        yield event
                 if self._out_of_time(started):
                     timed_out = True
+                    break
+                if decoder.done:
                     break
         finally:
             close = getattr(completion, "close", None)
             if close is not None:
                 close()
-        parser.finish()
+        decoder.finish()
         usage = dict(getattr(backend, "last_usage", None) or {})
-        usage.setdefault("generated_tokens", generated)
         if not usage.get("generated_tokens"):
-            usage["generated_tokens"] = generated
+            usage["generated_tokens"] = decoder.generated
         turn.usage.add(usage)
-        errors = [e.reason for e in parser.errors]
-        for message in parser.messages:
-            if message.channel == "analysis":
-                turn.reasoning += ("\n" if turn.reasoning else "") + _text(message)
-        return list(parser.messages), errors, parser.stop_token, final_logprobs, timed_out
+        if constraint is not None and constraint.error:
+            turn.errors.append(f"step {turn.steps}: generation left the grammar ({constraint.error})")
+        if decoder.reasoning:
+            turn.reasoning += ("\n" if turn.reasoning else "") + decoder.reasoning
+        return decoder, timed_out
+
+    def _constraint(self, backend, output: type | None):
+        """The grammar of this step's completion, on backends that take one (the local
+        runtime): declared recipients only, arguments and the answer by their schemas."""
+        if not (self.strict_tools and getattr(backend, "takes_constraint", False)):
+            return None
+        from agent.harmony.grammar import constraint_for
+        response_format = _response_format(output)[1] if output is not None else None
+        return constraint_for(self.toolset.argument_schemas(), response_format=response_format)
 
     def _call_tool(self, message, turn: _Turn) -> Iterator[Event]:
-        recipient, arguments = message.recipient, _text(message)
+        recipient, arguments = message.recipient, message_text(message)
         yield ToolCallStarted(recipient=recipient, input=arguments)
         started = time.perf_counter()
         result = self.toolset.call(recipient, arguments)
@@ -421,15 +418,6 @@ class Agent:
         return problems
 
 
-@functools.lru_cache(maxsize=None)
-def _takes_constraint(backend_type: type) -> bool:
-    """Whether a backend's complete() has a `constraint` parameter (the local runtime's)."""
-    try:
-        return "constraint" in inspect.signature(getattr(backend_type, "complete")).parameters
-    except (AttributeError, TypeError, ValueError):
-        return False
-
-
 def is_recorded_script(model: Any) -> bool:
     """A `.json` file of recorded completions stands in for a model (tests, demos, replays)."""
     import os
@@ -438,48 +426,13 @@ def is_recorded_script(model: Any) -> bool:
 
 # ---- helpers -----------------------------------------------------------------------------
 
-def _text(message) -> str:
-    return "".join(getattr(c, "text", "") for c in message.content)
-
-
-def _is_tool_call(message) -> bool:
-    """An assistant message addressed to a tool (`to=functions.x`, `to=python`, ...)."""
-    return (message.author.role == "assistant" and bool(message.recipient)
-            and message.recipient not in ("assistant", "user", "all"))
-
-
-def _final_text(messages: list, stop_token: int | None) -> str | None:
-    """The final answer of a completion: its last final-channel message. Leniently, a message
-    ended by <|return|> without a channel counts too (small models forget the header)."""
-    from agent.harmony.tokenizer import RETURN
-    finals = [m for m in messages if m.channel == "final" and not _is_tool_call(m)]
-    if finals:
-        return _text(finals[-1])
-    if messages and stop_token == RETURN and messages[-1].channel is None and not _is_tool_call(messages[-1]):
-        return _text(messages[-1])
-    return None
-
-
-def _no_answer_reason(messages: list, stop_token: int | None) -> str:
-    if not messages:
-        return "the output contained no complete Harmony message"
-    last = messages[-1]
-    return (f"the output ended after a message on the {last.channel or 'unnamed'} channel "
-            "without a final answer or a tool call")
-
-
-def _delta_event(text: str, channel: str | None, recipient: str | None) -> Event | None:
-    if not text:
+def _delta_event(delta) -> Event | None:
+    """Deltas the user sees as events; tool-call arguments are shown once, complete, as
+    ToolCallStarted."""
+    if not delta.text:
         return None
-    if recipient and recipient not in ("assistant", "user", "all"):
-        return None     # tool-call arguments: shown once, complete, as ToolCallStarted
-    if channel == "analysis":
-        return ReasoningDelta(text=text)
-    if channel == "commentary":
-        return CommentaryDelta(text=text)
-    if channel == "final" or channel is None:
-        return FinalDelta(text=text)
-    return None
+    kind = {"reasoning": ReasoningDelta, "commentary": CommentaryDelta, "final": FinalDelta}
+    return kind[delta.kind](text=delta.text) if delta.kind in kind else None
 
 
 def _tool_message(author: str, channel: str, text: str):

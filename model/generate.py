@@ -6,11 +6,12 @@ reproduces a run exactly (and row i of a batch matches a single run with the sam
 Logprobs are the model's own log-probabilities (log_softmax of the raw logits), independent of
 the sampling settings.
 
-A `constraint` (an object with `allows(token) -> bool` and `advance(token)`, e.g.
-agent.harmony.constraint.ToolCallConstraint) restricts each pick to the tokens it allows: greedy
-takes the best allowed token, sampling draws from the distribution restricted to them. When no
-token the model can produce is allowed, the step is unconstrained. Without one, nothing changes
-(same tokens, same random stream).
+A `constraint` (an object with `mask()` -> a bool tensor [vocab] of the tokens allowed next,
+or None for no restriction, `advance(token)` and `relax(reason)`, e.g.
+agent.harmony.grammar.GrammarConstraint) restricts each pick to the tokens it allows: the
+other logits become -inf before greedy or sampling. When the model can produce none of the
+allowed tokens, the step is unconstrained and the constraint is told to relax. Without one,
+nothing changes (same tokens, same random stream).
 """
 from __future__ import annotations
 
@@ -44,14 +45,9 @@ class Sampler:
 
     def __call__(self, logits: torch.Tensor, constraint=None) -> int:
         """logits [vocab] float32 -> token id (one the constraint allows, if there is one)."""
-        logits = logits.float().cpu()
+        logits = restrict(logits.float().cpu(), constraint)
         if self.temperature <= 0:
-            token = int(torch.argmax(logits))
-            if constraint is None or constraint.allows(token):
-                return token
-            best = best_allowed(logits, constraint)
-            return token if best is None else best
-        raw = logits
+            return int(torch.argmax(logits))
         logits = logits / self.temperature
         if 0 < self.top_k < logits.numel():
             kth = torch.topk(logits, self.top_k).values[-1]
@@ -62,62 +58,24 @@ class Sampler:
             before = torch.cumsum(sorted_probs, dim=0) - sorted_probs  # mass of better tokens
             sorted_probs = sorted_probs.masked_fill(before >= self.top_p, 0.0)
             probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-        token = int(torch.multinomial(probs, 1, generator=self.generator))
-        if constraint is None or constraint.allows(token):
-            return token
-        return self._draw_allowed(probs, raw, constraint, token)
-
-    def _draw_allowed(self, probs: torch.Tensor, logits: torch.Tensor, constraint,
-                      drawn: int) -> int:
-        """A draw from `probs` restricted to allowed tokens: redraw without each rejected
-        token a few times (the mass is usually on allowed ones), then mask exactly. `logits`
-        are the raw ones, for when top_k / top_p left no allowed token."""
-        probs = probs.clone()
-        token = drawn
-        for _ in range(REDRAWS):
-            probs[token] = 0.0
-            if not bool(probs.any()):
-                break
-            token = int(torch.multinomial(probs, 1, generator=self.generator))
-            if constraint.allows(token):
-                return token
-        probs[token] = 0.0
-        candidates = [t for t in torch.nonzero(probs).flatten().tolist() if constraint.allows(t)]
-        if candidates:
-            pick = torch.multinomial(probs[candidates], 1, generator=self.generator)
-            return candidates[int(pick)]
-        # top_k / top_p cut every allowed token: take the most likely one the model can write
-        best = best_allowed(logits, constraint)
-        return drawn if best is None else best
+        return int(torch.multinomial(probs, 1, generator=self.generator))
 
 
-REDRAWS = 16     # rejected draws before the sampler masks the whole distribution
-FIRST_LOOK = 64  # best tokens greedy checks before it scans the whole vocabulary
+def restrict(logits: torch.Tensor, constraint) -> torch.Tensor:
+    """The logits with every token the constraint refuses at -inf (unchanged without one,
+    or when the model can produce none of the allowed tokens: then the constraint relaxes)."""
+    mask = constraint.mask() if constraint is not None else None
+    if mask is None:
+        return logits
+    allowed = logits.masked_fill(~mask[:logits.numel()], float("-inf"))
+    if bool(torch.isfinite(allowed).any()):
+        return allowed
+    constraint.relax("the model can produce none of the tokens the grammar allows")
+    return logits
 
 
-def best_allowed(logits: torch.Tensor, constraint) -> int | None:
-    """The highest-logit token the constraint allows (None: none the model can produce)."""
-    return next((token for token in _by_logit(logits) if constraint.allows(token)), None)
-
-
-def _by_logit(logits: torch.Tensor) -> Iterator[int]:
-    """Token ids from the highest logit down, without -inf ones (tokens a compact checkpoint
-    cannot produce); the whole vocabulary is sorted only if the first FIRST_LOOK do not do."""
-    look = min(FIRST_LOOK, logits.numel())
-    values, ids = torch.topk(logits, look)
-    yield from _finite(values, ids)
-    finite = int((logits > float("-inf")).sum())
-    if finite > look:
-        seen = set(ids.tolist())
-        values, ids = torch.topk(logits, finite)  # sorted, and only the producible tokens
-        yield from (token for token in _finite(values, ids) if token not in seen)
-
-
-def _finite(values: torch.Tensor, ids: torch.Tensor) -> Iterator[int]:
-    for value, token in zip(values.tolist(), ids.tolist()):
-        if value == float("-inf"):
-            return
-        yield token
+def _is_constraint(constraint) -> bool:
+    return all(callable(getattr(constraint, name, None)) for name in ("mask", "advance", "relax"))
 
 
 def _logprob(logits: torch.Tensor, token: int) -> float:
@@ -153,9 +111,9 @@ def generate(model, prompt_tokens: Sequence[int], max_tokens: int = 256,
     context = model.config.max_position_embeddings
     if len(prompt) > context:
         raise ValueError(f"prompt of {len(prompt)} tokens exceeds the context of {context}")
-    if constraint is not None and not (callable(getattr(constraint, "allows", None))
-                                       and callable(getattr(constraint, "advance", None))):
-        raise TypeError(f"constraint must have allows(token) and advance(token), got {constraint!r}")
+    if constraint is not None and not _is_constraint(constraint):
+        raise TypeError(f"constraint must have mask(), advance(token) and relax(reason), "
+                        f"got {constraint!r}")
     return _stream(model, prompt, max_tokens, stops, sampler, logprobs, context, constraint)
 
 
@@ -189,10 +147,11 @@ def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context, constr
 
 def stream_batch(model, prompts: Sequence[Sequence[int]], max_tokens: int | Sequence[int] = 256,
                  stop_tokens: Sequence[int] = (), temperature: float = 1.0, top_p: float = 1.0,
-                 top_k: int = 0, seed: int | None = None, logprobs: bool = False
-                 ) -> Iterator[tuple[int, Generated]]:
+                 top_k: int = 0, seed: int | None = None, logprobs: bool = False,
+                 constraints: Sequence | None = None) -> Iterator[tuple[int, Generated]]:
     """Generate for several prompts at once, one forward pass per step for all rows, streaming
-    (row index, Generated) as tokens are sampled. max_tokens may differ per row.
+    (row index, Generated) as tokens are sampled. max_tokens may differ per row, and so may
+    the constraint (`constraints`: one per row, None for a free row).
 
     Uses a fresh cache of its own (the session cache is untouched); rows stop independently
     (a finished row keeps rewriting its last slot until all are done). model.last_usage sums
@@ -207,16 +166,19 @@ def stream_batch(model, prompts: Sequence[Sequence[int]], max_tokens: int | Sequ
         _check(prompt, limit, model.config.vocab_size)
         if len(prompt) > context:
             raise ValueError(f"prompt of {len(prompt)} tokens exceeds the context of {context}")
+    constraints = list(constraints) if constraints is not None else [None] * len(prompts)
+    if len(constraints) != len(prompts) or not all(c is None or _is_constraint(c) for c in constraints):
+        raise TypeError("constraints must give one constraint (or None) per prompt")
     samplers = [Sampler(temperature, top_p, top_k, seed) for _ in prompts]
     total = sum(len(p) for p in prompts)
     model.last_usage = {"prompt_tokens": total, "reused_tokens": 0, "computed_tokens": total,
                         "generated_tokens": 0}
     return _batch_stream(model, prompts, limits, {int(t) for t in stop_tokens}, samplers,
-                         logprobs, context)
+                         logprobs, context, constraints)
 
 
 @torch.inference_mode()
-def _batch_stream(model, prompts, limits, stops, samplers, logprobs, context):
+def _batch_stream(model, prompts, limits, stops, samplers, logprobs, context, constraints):
     active = [limit > 0 for limit in limits]
     if not any(active):
         return
@@ -234,7 +196,9 @@ def _batch_stream(model, prompts, limits, stops, samplers, logprobs, context):
                 cache.truncate(row, cache.length(row) - 1)  # rewrite the same slot; ignored
                 feed.append([last_token[row]])
                 continue
-            token = sampler(logits[row])
+            token = sampler(logits[row], constraints[row])
+            if constraints[row] is not None:
+                constraints[row].advance(token)
             counts[row] += 1
             model.last_usage["generated_tokens"] += 1
             yield row, Generated(token, _logprob(logits[row], token) if logprobs else None)

@@ -26,8 +26,9 @@ def empty_usage() -> dict[str, int]:
 class Backend(Protocol):
     """`complete` yields tokens until a stop token (included) or `max_tokens`;
     `last_usage` then describes that call: prompt, reused-from-cache, computed, generated.
-    A backend that can restrict tokens (the local runtime) also takes `constraint=` (an
-    object with `allows(token)` / `advance(token)`); the loop passes it only to those."""
+    A backend that can restrict tokens (the local runtime) says so with a true
+    `takes_constraint` attribute and takes `constraint=` (agent.harmony.grammar's
+    GrammarConstraint); callers pass it only to those."""
 
     last_usage: dict
 

@@ -42,7 +42,10 @@ def resolve_model_path(model: str | os.PathLike | None) -> Path:
 
 
 class LocalBackend:
-    """Generation on a loaded `GptOss`; the runtime keeps its own prefix cache."""
+    """Generation on a loaded `GptOss`; the runtime keeps its own prefix cache. It takes a
+    grammar constraint (agent/harmony/grammar.py) for each completion."""
+
+    takes_constraint = True
 
     def __init__(self, model):
         self.model = model
@@ -51,8 +54,10 @@ class LocalBackend:
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, *, device: str = "cpu",
              progress: Callable[[float, str], None] | None = None) -> "LocalBackend":
+        from agent.harmony.grammar import warm_up
         from agent.model import load
         path = resolve_model_path(model)
+        warm_up()  # the grammar's tokenizer builds while the weights load
         kwargs = {"device": device}
         if progress is not None and "progress" in inspect.signature(load).parameters:
             kwargs["progress"] = progress
@@ -66,7 +71,7 @@ class LocalBackend:
     def complete(self, prompt: list[int], *, max_tokens: int, stop: Sequence[int] = (),
                  temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
                  logprobs: bool = False, constraint=None) -> Iterator[Generated]:
-        """`constraint` (allows/advance, e.g. a ToolCallConstraint) restricts each token."""
+        """`constraint` (mask/advance/relax, a GrammarConstraint) restricts each token."""
         self.last_usage = empty_usage()
         stream = self.model.generate(list(prompt), max_tokens=max_tokens, stop_tokens=list(stop),
                                      temperature=temperature, top_p=top_p, seed=seed,

@@ -2,9 +2,9 @@
 
     from agent.harmony import Conversation, Message, Role, SystemContent, DeveloperContent
     from agent.harmony import render_conversation_for_completion, StreamParser, parse_completion
-    from agent.harmony import ToolCallConstraint      # strict tool calls while sampling
+    from agent.harmony import TurnDecoder, turn_grammar, GrammarConstraint  # the turn engine
 """
-from .constraint import ToolCallConstraint
+from .grammar import GrammarConstraint, GrammarError, turn_grammar
 from .messages import (Author, ChannelConfig, Conversation, DeveloperContent, Message,
                        ReasoningEffort, ResponseFormat, Role, SystemContent, TextContent,
                        ToolDescription, ToolNamespaceConfig)
@@ -14,6 +14,7 @@ from .render import (Renderer, render, render_conversation, render_conversation_
                      render_conversation_for_training, stop_tokens,
                      stop_tokens_for_assistant_actions)
 from .schema import schema_to_typescript
+from .stream import Call, Delta, TurnDecoder, is_tool_call
 from .tokenizer import VocabularyError, get_encoding
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "ParseResult", "StreamParser", "parse_completion", "Renderer", "render",
     "render_conversation", "render_conversation_for_completion",
     "render_conversation_for_training", "stop_tokens", "stop_tokens_for_assistant_actions",
-    "schema_to_typescript", "VocabularyError", "get_encoding", "ToolCallConstraint",
+    "schema_to_typescript", "VocabularyError", "get_encoding", "GrammarConstraint", "GrammarError",
+    "turn_grammar", "Call", "Delta", "TurnDecoder", "is_tool_call",
 ]

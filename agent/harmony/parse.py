@@ -16,6 +16,15 @@ the wild (vLLM, Ollama and openai/harmony issue trackers) that it repairs:
   tokens between messages, tokens after `<|call|>` / `<|return|>`;
 - truncation (max_tokens) inside a header or a message, `<|endoftext|>` ending the stream;
 - a tool-call body that is not valid JSON (recorded; the text is kept as written).
+
+No special-token text ever reaches a message body (so no delta, answer or tool input shows
+one). Inside a body, a special token, or one spelled out in plain text (`<|name|>`):
+- `<|start|>` or `<|channel|>` starts a new message: the body so far is closed as a message
+  of its own and the marker begins the next header (`<|channel|>` implies
+  `<|start|>assistant`), so `Hi<|channel|>analysis<|message|>x` is two messages;
+- `<|end|>`, `<|return|>`, `<|call|>` as plain text, `<|message|>`, `<|constrain|>` and any
+  other special token are dropped.
+Each repair is reported as a ParseError of kind "token".
 """
 from __future__ import annotations
 
@@ -36,6 +45,10 @@ KNOWN_CHANNELS = ("analysis", "commentary", "final")
 JSON_NAMESPACES = ("functions.", "browser.")
 _ASCII_SPACE = re.compile(r"[ \t\n\x0c\r]+")
 _TOKEN_NAMES = {v: k for k, v in tk.NAMED_SPECIAL_TOKENS.items()}
+_SPELLED = re.compile(r"<\|([a-z0-9_]*)(\|>)?")  # a special token written as text (or its start)
+_LONGEST_NAME = 24
+_MARKER = re.compile(r"<\|[a-z0-9_]*\|>")
+_NEW_MESSAGE = {tk.START, tk.CHANNEL}
 
 
 # --- events --------------------------------------------------------------------------------
@@ -228,6 +241,7 @@ class StreamParser:
         self._header: Optional[Header] = None
         self._text: list[str] = []
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = ""  # body text that may be the start of a spelled-out special token
 
     # -- public ---------------------------------------------------------------------------
 
@@ -346,11 +360,67 @@ class StreamParser:
             self._error(events, "<|start|> inside a message: closed the message", "format")
             self._close_message(events)
             self._begin_header(None)
+        elif token >= tk.STARTOFTEXT:
+            self._special_in_body(token, "", events)
         else:
             piece = self._decoder.decode(tk.get_encoding().decode_single_token_bytes(token))
             if piece:
-                self._text.append(piece)
-                events.append(ContentDelta(piece, self._header.channel, self._header.recipient))
+                self._body_text(piece, events)
+
+    def _body_text(self, piece: str, events: list[Event]) -> None:
+        """Emit body text, holding back what may become a spelled-out special token."""
+        text, self._held = self._held + piece, ""
+        while text:
+            at = text.find("<|")
+            if at < 0:
+                keep = 1 if text.endswith("<") else 0
+                self._emit(text[:len(text) - keep], events)
+                self._held = text[len(text) - keep:]
+                return
+            self._emit(text[:at], events)
+            found = _SPELLED.match(text, at)
+            name = found.group(1)
+            if found.group(2) is None:
+                if text[found.end():] in ("", "|") and len(name) <= _LONGEST_NAME:
+                    self._held = text[at:]  # may still become a marker
+                    return
+                self._emit("<|", events)    # `<|` that is no marker
+                text = text[at + 2:]
+                continue
+            marker, rest = found.group(0), text[found.end():]
+            self._special_in_body(tk.NAMED_SPECIAL_TOKENS.get(marker, -1), rest, events,
+                                  spelled=marker)
+            return
+
+    def _emit(self, text: str, events: list[Event]) -> None:
+        # Text shown before a dropped marker may join the text after it into a new one
+        # (`<` + `<|x|>` + `|end|>`): the part that would complete it is dropped too.
+        shown = "".join(self._text)[-_LONGEST_NAME - 4:]
+        while (found := _MARKER.search(shown + text)) and found.end() > len(shown):
+            text = text[found.end() - len(shown):]
+        if text:
+            self._text.append(text)
+            events.append(ContentDelta(text, self._header.channel, self._header.recipient))
+
+    def _special_in_body(self, token: int, rest: str, events: list[Event],
+                         spelled: str | None = None) -> None:
+        """A special token inside a body (module doc); `rest` is text after a spelled one."""
+        shown = spelled or _TOKEN_NAMES.get(token, f"special token {token}")
+        how = " written as text" if spelled else ""
+        if token in _NEW_MESSAGE:
+            self._error(events, f"{shown}{how} inside a message: closed the message and "
+                                "started a new one", "token")
+            self._close_message(events)
+            self._begin_header(None if token == tk.START else Role.ASSISTANT)
+            if token == tk.CHANNEL:
+                self._header_tokens.append(tk.CHANNEL)
+            for piece in tk.get_encoding().encode_ordinary(rest):  # the new header's text
+                {HEADER: self._in_header, CONTENT: self._in_content,
+                 EXPECT_START: self._expect_start}.get(self.state, lambda *_: None)(piece, events)
+            return
+        self._error(events, f"{shown}{how} inside a message body dropped", "token")
+        if rest:
+            self._body_text(rest, events)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -374,13 +444,12 @@ class StreamParser:
         for problem in header.problems:
             self._error(events, problem, "header")
         self._header, self._next_role, self._header_tokens = header, None, []
-        self._text, self.state = [], CONTENT
+        self._text, self.state, self._held = [], CONTENT, ""
         self._decoder.reset()
         events.append(MessageStart(header.author.role, header.channel, header.recipient,
                                    header.content_type, header.author.name))
         if initial_text:
-            self._text.append(initial_text)
-            events.append(ContentDelta(initial_text, header.channel, header.recipient))
+            self._body_text(initial_text, events)
 
     def _malformed_header(self, events: list[Event]) -> None:
         """A header that never reached <|message|>: keep what it says as a message."""
@@ -400,13 +469,14 @@ class StreamParser:
                 role = role or self.role or Role.ASSISTANT
             header = Header(Author(role=role), channel, None, None, problems)
         self._start_content(header, rest, events)
-        self._close_message(events)
+        if self.state == CONTENT:
+            self._close_message(events)
+        elif self.state == HEADER and self._header_tokens:  # its text held another header
+            self._malformed_header(events)
 
     def _close_message(self, events: list[Event]) -> None:
-        tail = self._decoder.decode(b"", final=True)
-        if tail:
-            self._text.append(tail)
-            events.append(ContentDelta(tail, self._header.channel, self._header.recipient))
+        tail, self._held = self._held + self._decoder.decode(b"", final=True), ""
+        self._emit(tail, events)
         header = self._header
         message = Message(author=header.author, content=[TextContent(text="".join(self._text))],
                           channel=header.channel, recipient=header.recipient,

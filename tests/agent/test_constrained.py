@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import jsonschema
 import pytest
 import torch
 
 from agent import Agent
 from agent.backends.local import LocalBackend
 from agent.harmony import tokenizer as tk
-from agent.harmony.constraint import ToolCallConstraint
+from agent.harmony.grammar import constraint_for
 from agent.harmony.messages import Conversation
 from agent.harmony.parse import parse_completion
 from agent.harmony.render import render_conversation_for_completion
-from agent.model.generate import FIRST_LOOK, Sampler, generate
+from agent.model.generate import Sampler, generate
 from agent.model.nano import data, evaluate
 
 STOP = [tk.RETURN, tk.CALL]
@@ -26,37 +27,45 @@ DATE = "2026-03-04"
 class Allowed:
     """A constraint allowing a fixed set of tokens (None: every token)."""
 
-    def __init__(self, tokens=None):
+    def __init__(self, tokens=None, vocab=tk.VOCAB_SIZE):
         self.tokens = None if tokens is None else set(tokens)
+        self.vocab = vocab
         self.seen: list[int] = []
+        self.relaxed: list[str] = []
 
-    def allows(self, token: int) -> bool:
-        return self.tokens is None or token in self.tokens
+    def mask(self):
+        if self.tokens is None or self.relaxed:
+            return None
+        mask = torch.zeros(self.vocab, dtype=torch.bool)
+        mask[list(self.tokens)] = True
+        return mask
 
     def advance(self, token: int) -> None:
         self.seen.append(token)
+
+    def relax(self, reason: str) -> None:
+        self.relaxed.append(reason)
 
 
 # ---- the sampler ------------------------------------------------------------------------------
 
 def test_greedy_takes_the_best_allowed_token():
     logits = torch.arange(10.0)
-    assert Sampler(temperature=0)(logits, Allowed({3, 5})) == 5
-    assert Sampler(temperature=0)(logits, Allowed()) == 9
-    wide = torch.arange(1000.0)  # the only allowed token is far below the first look
-    assert Sampler(temperature=0)(wide, Allowed({2})) == 2 and FIRST_LOOK < 998
+    assert Sampler(temperature=0)(logits, Allowed({3, 5}, 10)) == 5
+    assert Sampler(temperature=0)(logits, Allowed(None, 10)) == 9
 
 
 def test_no_producible_allowed_token_leaves_the_step_unconstrained():
     logits = torch.tensor([float("-inf"), 1.0, 3.0, 2.0])  # token 0: not in a compact vocab
-    assert Sampler(temperature=0)(logits, Allowed({0})) == 2
-    assert Sampler(temperature=1.0, seed=0)(logits, Allowed({0})) in (1, 2, 3)
+    only_zero = Allowed({0}, 4)
+    assert Sampler(temperature=0)(logits, only_zero) == 2 and only_zero.relaxed
+    assert Sampler(temperature=1.0, seed=0)(logits, Allowed({0}, 4)) in (1, 2, 3)
 
 
 def test_sampling_draws_from_the_distribution_restricted_to_allowed_tokens():
     probs = torch.tensor([0.5, 0.3, 0.2])
     sampler = Sampler(temperature=1.0, seed=1)
-    counts = Counter(sampler(probs.log(), Allowed({1, 2})) for _ in range(3000))
+    counts = Counter(sampler(probs.log(), Allowed({1, 2}, 3)) for _ in range(3000))
     assert set(counts) == {1, 2}
     assert abs(counts[1] / 3000 - 0.6) < 0.04  # 0.3 / (0.3 + 0.2)
 
@@ -64,22 +73,22 @@ def test_sampling_draws_from_the_distribution_restricted_to_allowed_tokens():
 def test_sampling_with_a_narrow_allowed_set_and_a_cut_distribution():
     logits = torch.zeros(500)
     logits[10] = 5.0
-    draws = {Sampler(temperature=1.0, seed=s)(logits, Allowed({7, 42})) for s in range(40)}
+    draws = {Sampler(temperature=1.0, seed=s)(logits, Allowed({7, 42}, 500)) for s in range(40)}
     assert draws == {7, 42}
-    # top_k keeps only token 10, which is refused: the best allowed token instead
+    # top_k is taken among the allowed tokens
     logits[42] = 1.0
-    assert Sampler(temperature=1.0, top_k=1, seed=0)(logits, Allowed({7, 42})) == 42
+    assert Sampler(temperature=1.0, top_k=1, seed=0)(logits, Allowed({7, 42}, 500)) == 42
 
 
 def test_a_constraint_allowing_everything_changes_nothing():
     logits = torch.randn(64, 300, generator=torch.Generator().manual_seed(0))
     for settings in ({"temperature": 0}, {"temperature": 0.8, "top_p": 0.9, "top_k": 50}):
         free, allowed = Sampler(seed=5, **settings), Sampler(seed=5, **settings)
-        assert [free(row) for row in logits] == [allowed(row, Allowed()) for row in logits]
+        assert [free(row) for row in logits] == [allowed(row, Allowed(None, 300)) for row in logits]
 
 
-def test_a_constraint_must_have_allows_and_advance(nano_model):
-    with pytest.raises(TypeError, match="allows\\(token\\) and advance\\(token\\)"):
+def test_a_constraint_must_have_mask_advance_and_relax(nano_model):
+    with pytest.raises(TypeError, match="mask\\(\\), advance\\(token\\) and relax"):
         generate(nano_model, [tk.START], max_tokens=1, constraint=object())
 
 
@@ -113,14 +122,8 @@ def run(model, prompt, constraint=None, **sampling) -> list[int]:
 
 
 def fits(arguments: dict, schema: dict) -> bool:
-    """The arguments match a flat schema (checked here by hand, independently)."""
-    kinds = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
-    properties = schema["properties"]
-    if not set(schema.get("required", [])) <= set(arguments) <= set(properties):
-        return False
-    return all(isinstance(value, kinds[properties[key]["type"]])
-               and (isinstance(value, bool) == (properties[key]["type"] == "boolean"))
-               for key, value in arguments.items())
+    """The arguments match the schema (jsonschema is the judge)."""
+    return jsonschema.Draft202012Validator(schema).is_valid(arguments)
 
 
 def test_constrained_calls_name_declared_tools_with_fitting_arguments(
@@ -129,7 +132,7 @@ def test_constrained_calls_name_declared_tools_with_fitting_arguments(
     calls = checked = 0
     for task in function_tasks:
         schemas = schemas_for(task)
-        tokens = run(nano_model, prompt_for(task), ToolCallConstraint(schemas))
+        tokens = run(nano_model, prompt_for(task), constraint_for(schemas))
         if tokens[-1] != tk.CALL:
             continue
         calls += 1
@@ -150,13 +153,11 @@ def test_a_constraint_keeps_completions_that_already_obey_it(nano_model, functio
     kept = 0
     for task in function_tasks:
         free = run(nano_model, prompt_for(task))
-        refused = 0
-        check = ToolCallConstraint(schemas_for(task))
+        check = constraint_for(schemas_for(task))
         for token in free:
-            refused += not check.allows(token)
             check.advance(token)
-        if not refused:
-            assert run(nano_model, prompt_for(task), ToolCallConstraint(schemas_for(task))) == free
+        if check.error is None:
+            assert run(nano_model, prompt_for(task), constraint_for(schemas_for(task))) == free
             kept += 1
     assert 0 < kept < len(function_tasks)  # some free completions broke the rules
 

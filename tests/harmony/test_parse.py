@@ -53,8 +53,6 @@ VALID = [
                                          "<|constrain|>json")]),
     ("unicode", [hc.assistant("思考中… 🦜🦜 ünïcödé ∑", "analysis"),
                  hc.assistant("Ответ: 🙂 — done.\n\n```py\nx = 1\n```", "final")]),
-    ("special-token text as content", [hc.assistant("write <|end|> and <|call|> as text",
-                                                    "final")]),
     ("many analysis messages", [hc.assistant(f"step {i}", "analysis") for i in range(5)]
      + [hc.assistant("ok", "final")]),
     ("whitespace content", [hc.assistant("  \n\t ", "analysis"), hc.assistant("", "final")]),

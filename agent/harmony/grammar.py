@@ -1,0 +1,180 @@
+"""Grammar-constrained generation of one assistant turn, with llguidance.
+
+`turn_grammar` writes the Harmony frame of what the assistant may generate after the prompt's
+`<|start|>assistant`, as an llguidance Lark grammar:
+
+    start   := (note <|start|> "assistant")* ending
+    note    := analysis or commentary text, ended by <|end|>
+    ending  := final | call              (tool_choice: auto; only call: required / a name;
+                                           only final: none or no tools)
+    final   := <|channel|>final<|message|> TEXT-or-JSON <|return|>
+    call    := a header naming one declared recipient (either order of `to=` and the
+               channel, with or without a content type), then its arguments (the tool's
+               JSON Schema, or free text for code) and <|call|>
+
+Message bodies are text without special tokens and without the two bytes `<|` (so nothing
+that looks like a Harmony marker can reach a user); the response format's schema constrains
+the final answer. `GrammarConstraint` follows a completion token by token and gives the
+sampler a mask of the tokens that keep it in the grammar (model/generate.py). When the model
+can produce none of them the step goes unconstrained and the constraint turns itself off
+(`error` says why), so generation never stalls.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from typing import Mapping, Optional, Sequence
+
+import numpy
+import torch
+
+from . import tokenizer as tk
+
+# Body text: anything without "<|" (no marker, spelled or special, inside a message).
+_TEXT = r"/([^<]|<+[^<|])*<*/"
+_NAME_CHANNELS = '("commentary" | "analysis")'
+_CONTENT_TYPE = '(" " (<|constrain|> "json" | "json" | "code"))?'
+
+
+class GrammarError(ValueError):
+    """A tool's parameters or a response format that llguidance cannot compile."""
+
+
+def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str = "auto",
+                 response_format: Optional[dict] = None, notes: bool = True) -> str:
+    """The Lark grammar of one assistant completion.
+
+    recipients: declared tool -> its arguments' JSON Schema (None: free text, like python).
+    tool_choice: "auto", "none", "required", or a recipient that must be called.
+    response_format: a JSON Schema the final answer must match (None: free text).
+    notes: whether analysis / commentary messages may come before the ending."""
+    if tool_choice not in ("auto", "none", "required") and tool_choice not in recipients:
+        raise GrammarError(f"tool_choice names {tool_choice!r}, which is not a declared tool")
+    called = ({} if tool_choice == "none" else
+              {tool_choice: recipients[tool_choice]} if tool_choice not in ("auto", "required")
+              else dict(recipients))
+    if tool_choice == "required" and not called:
+        raise GrammarError("tool_choice 'required' needs at least one declared tool")
+    endings = [] if tool_choice in ("required",) or tool_choice in recipients else ["final"]
+    lines = []
+    for index, (name, schema) in enumerate(called.items()):
+        endings.append(f"call_{index}")
+        to = json.dumps(f" to={name}")
+        args = f"args_{index}"
+        lines.append(f"call_{index}: <|channel|> {_NAME_CHANNELS} {to} {_CONTENT_TYPE} "
+                     f"<|message|> {args} <|call|>\n"
+                     f"    | {to} <|channel|> {_NAME_CHANNELS} {_CONTENT_TYPE} "
+                     f"<|message|> {args} <|call|>")
+        lines.append(f"{args}: " + (_json_rule(schema, f"the parameters of {name}")
+                                    if schema is not None else "TEXT"))
+    answer = _json_rule(response_format, "the response format") if response_format else "TEXT"
+    head = ["start: (note <|start|> \"assistant\")* ending" if notes else "start: ending",
+            "note: <|channel|> (\"analysis\" | \"commentary\") <|message|> TEXT <|end|>",
+            "ending: " + " | ".join(endings),
+            f"final: <|channel|> \"final\" <|message|> {answer} <|return|>"]
+    return "\n".join(head + lines + [f"TEXT: {_TEXT}"]) + "\n"
+
+
+def _json_rule(schema: dict, what: str) -> str:
+    if not isinstance(schema, dict):
+        raise GrammarError(f"{what}: a JSON Schema must be an object, got {type(schema).__name__}")
+    # At most one space between JSON tokens: a model must not loop on whitespace.
+    options = {"whitespace_pattern": "[ ]?", "coerce_one_of": True}
+    return "%json " + json.dumps({**schema, "x-guidance": {**options, **schema.get("x-guidance", {})}})
+
+
+@functools.lru_cache(maxsize=1)
+def lltokenizer():
+    """llguidance's view of the o200k_harmony vocabulary (built once per process, ~1-1.5 s)."""
+    from llguidance.tiktoken import lltokenizer_from_encoding
+    return lltokenizer_from_encoding(tk.get_encoding(), n_vocab=tk.VOCAB_SIZE,
+                                     eos_token=tk.ENDOFTEXT)
+
+
+def warm_up() -> threading.Thread:
+    """Build the tokenizer on a background thread (while a model loads, say)."""
+    thread = threading.Thread(target=lltokenizer, name="llguidance-tokenizer", daemon=True)
+    thread.start()
+    return thread
+
+
+def check_grammar(grammar: str) -> None:
+    """Raise GrammarError naming the problem when llguidance cannot compile `grammar`."""
+    import llguidance
+    matcher = llguidance.LLMatcher(lltokenizer(), llguidance.LLMatcher.grammar_from_lark(grammar))
+    if matcher.is_error():
+        raise GrammarError(matcher.get_error())
+
+
+class GrammarConstraint:
+    """A grammar followed token by token: `mask()` before each pick, `advance(token)` after."""
+
+    def __init__(self, grammar: str, prefix: Sequence[int] = ()):
+        import llguidance
+        self.grammar = grammar
+        self.error: Optional[str] = None
+        self.warnings: list[str] = []
+        self._matcher = llguidance.LLMatcher(lltokenizer(),
+                                             llguidance.LLMatcher.grammar_from_lark(grammar))
+        if self._matcher.is_error():
+            raise GrammarError(self._matcher.get_error())
+        self._bits = numpy.full(tk.VOCAB_SIZE // 32, -1, dtype=numpy.int32)
+        for token in prefix:        # tokens already written for the model (a forced header)
+            self.advance(token)
+
+    @property
+    def active(self) -> bool:
+        return self.error is None and not self._matcher.is_stopped()
+
+    def mask(self) -> Optional[torch.Tensor]:
+        """A bool tensor [VOCAB_SIZE] of the tokens allowed next (None: no restriction)."""
+        if not self.active:
+            return None
+        self._matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
+        # bit j of word i is token 32 * i + j: little-endian words, little-endian bits
+        return torch.from_numpy(numpy.unpackbits(self._bits.view(numpy.uint8),
+                                                 bitorder="little").view(numpy.bool_))
+
+    def allows(self, token: int) -> bool:
+        if not self.active:
+            return True
+        mask = self.mask()
+        return mask is None or bool(mask[token])
+
+    def advance(self, token: int) -> None:
+        if not self.active:
+            return
+        if not self._matcher.consume_token(int(token)):
+            self.relax(f"token {int(token)} ({tk.token_bytes(int(token))!r}) left the grammar")
+
+    def relax(self, reason: str) -> None:
+        """Stop constraining (the model could write nothing the grammar allows)."""
+        if self.error is None:
+            self.error = reason
+
+
+def constraint_for(recipients: Mapping[str, Optional[dict]], *, tool_choice: str = "auto",
+                   response_format: Optional[dict] = None,
+                   prefix: Sequence[int] = ()) -> Optional[GrammarConstraint]:
+    """The constraint for one completion, or None when nothing needs constraining. A tool
+    schema llguidance cannot compile is enforced only as "a JSON object" (`warnings` says
+    which); a response format it cannot compile is an error."""
+    if not recipients and response_format is None:
+        return None
+    recipients, warnings = dict(recipients), []
+    for name, schema in recipients.items():
+        if schema is not None:
+            try:
+                check_grammar("start: " + _json_rule(schema, f"the parameters of {name}"))
+            except GrammarError as exc:
+                recipients[name] = {"type": "object"}
+                warnings.append(f"{name}: parameters not enforced ({_first_line(exc)})")
+    constraint = GrammarConstraint(turn_grammar(recipients, tool_choice=tool_choice,
+                                                response_format=response_format), prefix)
+    constraint.warnings = warnings
+    return constraint
+
+
+def _first_line(exc: Exception) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)

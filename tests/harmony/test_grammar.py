@@ -1,0 +1,139 @@
+"""The Harmony turn grammar (agent/harmony/grammar.py), judged by independent oracles: every
+completion sampled under it from random logits parses with openai-harmony, names a declared
+tool, and its JSON validates with jsonschema, whatever the logits."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import openai_harmony as oh
+import pytest
+import torch
+
+from agent.harmony import tokenizer as tk
+from agent.harmony.grammar import GrammarError, constraint_for, turn_grammar
+from agent.model.generate import Sampler
+
+ORDER = {
+    "type": "object",
+    "properties": {
+        "customer_id": {"type": "string", "pattern": "^C[0-9]{3}$"},
+        "items": {"type": "array", "minItems": 1, "maxItems": 3,
+                  "items": {"$ref": "#/$defs/item"}},
+        "shipping": {"enum": ["standard", "express"]},
+        "gift": {"anyOf": [{"type": "boolean"}, {"type": "null"}]},
+        "address": {"type": "object", "additionalProperties": False,
+                    "properties": {"city": {"type": "string", "maxLength": 12},
+                                   "zip": {"type": "integer", "minimum": 1000, "maximum": 99999}},
+                    "required": ["city"]},
+    },
+    "required": ["customer_id", "items", "shipping"],
+    "additionalProperties": False,
+    "$defs": {"item": {"type": "object", "additionalProperties": False,
+                       "properties": {"sku": {"type": "string", "maxLength": 8},
+                                      "qty": {"type": "integer", "minimum": 1, "maximum": 99}},
+                       "required": ["sku", "qty"]}},
+}
+WEATHER = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 16}},
+           "required": ["city"], "additionalProperties": False}
+TOOLS = {"functions.place_order": ORDER, "functions.get_weather": WEATHER, "python": None}
+ANSWER = {"type": "object", "properties": {"value": {"type": "integer", "maximum": 10**6, "minimum": -10**6},
+                                           "unit": {"enum": ["kg", "lb"]}},
+          "required": ["value", "unit"], "additionalProperties": False}
+
+
+def sample(constraint, seed: int, steps: int = 400) -> list[int]:
+    """Sample under the constraint from random logits tilted toward ending messages."""
+    generator = torch.Generator().manual_seed(seed)
+    sampler = Sampler(temperature=1.0, seed=seed)
+    tokens: list[int] = []
+    for _ in range(steps):
+        logits = torch.randn(tk.VOCAB_SIZE, generator=generator) * 2
+        logits[[tk.END, tk.CALL, tk.RETURN]] += 14.0
+        token = sampler(logits, constraint)
+        constraint.advance(token)
+        tokens.append(token)
+        if token in (tk.CALL, tk.RETURN):
+            break
+    return tokens
+
+
+def oracle(harmony_encoding, tokens):
+    return harmony_encoding.parse_messages_from_completion_tokens(tokens, oh.Role.ASSISTANT)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_required_calls_name_a_declared_tool_with_valid_arguments(harmony_encoding, seed):
+    constraint = constraint_for(TOOLS, tool_choice="required")
+    tokens = sample(constraint, seed)
+    assert constraint.error is None and tokens[-1] == tk.CALL
+    last = oracle(harmony_encoding, tokens)[-1]
+    assert last.recipient in TOOLS
+    if TOOLS[last.recipient] is not None:
+        jsonschema.validate(json.loads(last.content[0].text), TOOLS[last.recipient])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_named_tool_is_the_one_called(harmony_encoding, seed):
+    tokens = sample(constraint_for(TOOLS, tool_choice="functions.place_order"), seed)
+    last = oracle(harmony_encoding, tokens)[-1]
+    assert last.recipient == "functions.place_order"
+    jsonschema.validate(json.loads(last.content[0].text), ORDER)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_response_format_constrains_the_final_answer(harmony_encoding, seed):
+    tokens = sample(constraint_for({}, response_format=ANSWER), seed)
+    assert tokens[-1] == tk.RETURN
+    messages = oracle(harmony_encoding, tokens)
+    assert messages[-1].channel == "final"
+    jsonschema.validate(json.loads(messages[-1].content[0].text), ANSWER)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_none_never_calls_and_bodies_carry_no_marker_text(harmony_encoding, seed):
+    tokens = sample(constraint_for(TOOLS, tool_choice="none"), seed)
+    messages = oracle(harmony_encoding, tokens)
+    assert tokens[-1] == tk.RETURN and messages[-1].channel == "final"
+    assert all(m.recipient in (None, "assistant") for m in messages)
+    assert all("<|" not in m.content[0].text for m in messages)
+
+
+def test_auto_allows_either_ending_and_only_declared_recipients():
+    grammar = turn_grammar(TOOLS)
+    assert "final" in grammar.split("ending:")[1].splitlines()[0]
+    constraint = constraint_for(TOOLS)
+    for token in tk.get_encoding().encode("<|channel|>commentary to=functions.", allowed_special="all"):
+        constraint.advance(token)
+    mask = constraint.mask()
+    allowed = {tk.decode([t]) for t in torch.nonzero(mask).flatten().tolist()[:5000]}
+    assert "get" in allowed or "place" in allowed or "g" in allowed
+    assert not mask[tk.encode_text("delete")[0]]
+
+
+def test_a_forced_header_is_taken_as_the_start(harmony_encoding):
+    header = tk.get_encoding().encode("<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>",
+                                      allowed_special="all")
+    constraint = constraint_for(TOOLS, tool_choice="functions.get_weather", prefix=header)
+    assert constraint.error is None
+    tokens = header + sample(constraint, 3)
+    jsonschema.validate(json.loads(oracle(harmony_encoding, tokens)[-1].content[0].text), WEATHER)
+
+
+def test_bad_choices_and_formats_are_one_line_errors():
+    with pytest.raises(GrammarError, match="not a declared tool"):
+        turn_grammar(TOOLS, tool_choice="functions.nope")
+    with pytest.raises(GrammarError, match="needs at least one declared tool"):
+        turn_grammar({}, tool_choice="required")
+    with pytest.raises(GrammarError):
+        constraint_for({}, response_format={"$ref": "#/missing"})
+
+
+def test_an_uncompilable_tool_schema_is_enforced_as_an_object_and_reported():
+    header = tk.get_encoding().encode("<|channel|>commentary to=functions.f json<|message|>",
+                                      allowed_special="all")
+    constraint = constraint_for({"functions.f": {"$ref": "#/nowhere"}}, prefix=header)
+    assert constraint.warnings and "functions.f" in constraint.warnings[0]
+    assert constraint.error is None
+    allowed = torch.nonzero(constraint.mask()).flatten().tolist()
+    assert allowed and all(tk.decode([t]).lstrip().startswith("{") for t in allowed)
