@@ -4,7 +4,9 @@
     uvicorn.run(app, host="127.0.0.1", port=8000)
 
 Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/responses,
-POST /v1/completions (raw Harmony token ids), GET /health.
+POST /v1/completions (raw Harmony token ids), GET /health. Before the endpoints, outermost
+first: the API key check (auth.py), the body's size and time limits (limits.py), SSE
+keep-alive comments (sse.py); `serve` adds the header deadline (limits.timed_h11).
 """
 from __future__ import annotations
 
