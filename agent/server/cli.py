@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--header-timeout", type=_positive(float), default=HEADER_SECONDS,
                    help=f"seconds the request line and headers may take, else the connection "
                         f"is closed (default {HEADER_SECONDS:g})")
-    p.add_argument("--keep-alive", type=float, default=KEEP_ALIVE_SECONDS,
+    p.add_argument("--keep-alive", type=_positive(float, zero=True), default=KEEP_ALIVE_SECONDS,
                    help=f"seconds of silence after which an event stream gets a "
                         f"': keep-alive' comment; 0 for none (default {KEEP_ALIVE_SECONDS:g})")
     return p
@@ -66,11 +66,12 @@ def _port(text: str) -> int:
     return value
 
 
-def _positive(kind):
+def _positive(kind, zero: bool = False):
     def parse(text: str):
         value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not (value >= 0 if zero else value > 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"must be finite and {'>=' if zero else '>'} 0, got {text}")
         return value
     return parse
 
