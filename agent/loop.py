@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence
 
+from agent.harmony.conversation import tool_result_message, user_message
 from agent.harmony.stream import is_tool_call, message_text
 from agent.events import (CommentaryDelta, Done, EffortChosen, ErrorEvent, Event, FinalDelta,
                           ReasoningDelta, ToolCallStarted, ToolResultReceived)
@@ -157,37 +158,18 @@ class Agent:
 
     # ---- prompt --------------------------------------------------------------------------
     def system_message(self, effort: str):
-        from agent.harmony.messages import Message, Role, SystemContent
-        content = SystemContent.new().with_reasoning_effort(effort)
-        if self.model_identity:
-            content = content.with_model_identity(self.model_identity)
-        if self.date:
-            content = content.with_conversation_start_date(self.date)
-        for namespace in self.toolset.system_namespaces():
-            content = content.with_tools(namespace)
-        return Message.from_role_and_content(Role.SYSTEM, content)
+        from agent.harmony.conversation import system_message
+        return system_message(effort, date=self.date, identity=self.model_identity,
+                              namespaces=self.toolset.system_namespaces())
 
     def developer_message(self, output: type | None = None):
-        from agent.harmony.messages import DeveloperContent, Message, Role
-        functions = self.toolset.function_descriptions()
-        if not (self.instructions or functions or output):
-            return None
-        content = DeveloperContent.new()
-        if self.instructions:
-            content = content.with_instructions(self.instructions)
-        if functions:
-            content = content.with_function_tools(functions)
-        if output is not None:
-            name, schema, description = _response_format(output)
-            content.with_response_format(name, schema, description)
-        return Message.from_role_and_content(Role.DEVELOPER, content)
+        from agent.harmony.conversation import ResponseSchema, developer_message
+        response = ResponseSchema(*_response_format(output)) if output is not None else None
+        return developer_message(self.instructions, self.toolset.function_descriptions(), response)
 
     def prompt_messages(self, effort: str, history: Sequence[Any], output: type | None = None) -> list:
-        head = [self.system_message(effort)]
-        developer = self.developer_message(output)
-        if developer is not None:
-            head.append(developer)
-        return head + list(history)
+        from agent.harmony.conversation import prompt_messages
+        return prompt_messages(self.system_message(effort), self.developer_message(output), history)
 
     # ---- the turn ------------------------------------------------------------------------
     def _run_turn(self, history: Sequence[Any], task: str, *, output: type | None = None,
@@ -195,7 +177,6 @@ class Agent:
                   on_turn: Callable[[list], None] | None = None) -> Iterator[Event]:
         """One user task, with escalation. Yields events; `on_turn(messages)` receives the
         messages the final attempt added (the session appends them to its history)."""
-        from agent.harmony.messages import Message, Role
         router = self.router if effort is None else router_for(effort)
         check = check or self.check
         started = time.perf_counter()
@@ -206,8 +187,7 @@ class Agent:
         while True:
             attempt = len(decisions)
             yield EffortChosen(effort=decision.effort, reason=decision.reason, attempt=attempt)
-            turn = _Turn(effort=decision.effort,
-                         messages=[Message.from_role_and_content(Role.USER, task)])
+            turn = _Turn(effort=decision.effort, messages=[user_message(task)])
             yield from self._attempt(list(history), turn, output=output, started=started)
             usage.add(turn.usage)
             model_s, tools_s = model_s + turn.model_s, tools_s + turn.tools_s
@@ -227,8 +207,7 @@ class Agent:
         yield Done(result=result)
 
     def _attempt(self, history: list, turn: _Turn, *, output: type | None, started: float) -> Iterator[Event]:
-        from agent.harmony.render import render_conversation_for_completion
-        from agent.harmony.messages import Conversation
+        from agent.harmony.conversation import render_prompt
         fixes_left = self.output_retries
         while True:
             if turn.steps >= self.max_steps:
@@ -240,8 +219,7 @@ class Agent:
                 return self._stop(turn, "timeout", f"ran past max_time={self.max_time}s before a final answer")
             turn.steps += 1
             step_started = time.perf_counter()
-            conversation = Conversation.from_messages(self.prompt_messages(turn.effort, history + turn.messages, output))
-            prompt = render_conversation_for_completion(conversation, "assistant")
+            prompt = render_prompt(self.prompt_messages(turn.effort, history + turn.messages, output))
             try:
                 decoder, timed_out = yield from self._generate(
                     prompt, min(budget, self.max_step_tokens), turn, started, output)
@@ -280,17 +258,17 @@ class Agent:
                 fixes_left -= 1
                 turn.errors.append(f"invalid output: {error}")
                 yield ErrorEvent(message=f"final answer failed validation: {error}")
-                turn.messages.append(_user_message(FIX_OUTPUT_PROMPT.format(name=output.__name__, error=error)))
+                turn.messages.append(user_message(FIX_OUTPUT_PROMPT.format(name=output.__name__, error=error)))
                 continue
             # Neither a call nor a final answer: tell the model what went wrong and go on.
             problem = decoder.problem()
             turn.errors.append(f"step {turn.steps}: {problem}")
             turn.parse_problem = problem
             yield ErrorEvent(message=problem)
-            turn.messages.append(_tool_message("parser", "commentary",
-                                               f"Your last output could not be used: {problem}. "
-                                               "Continue in the Harmony format: think on the analysis "
-                                               "channel, call a tool, or answer on the final channel."))
+            turn.messages.append(tool_result_message(
+                "parser", f"Your last output could not be used: {problem}. Continue in the "
+                "Harmony format: think on the analysis channel, call a tool, or answer on the "
+                "final channel."))
 
     def sampling(self, backend) -> tuple[float, float]:
         """temperature and top_p: the user's, else the checkpoint's recommendation (the
@@ -365,8 +343,8 @@ class Agent:
         if isinstance(result.data, dict) and "cursor" in result.data:
             turn.pages[int(result.data["cursor"])] = result.data
         yield ToolResultReceived(recipient=recipient, output=result.text, error=result.error)
-        turn.messages.append(_tool_message(self.toolset.author_for(recipient),
-                                           message.channel or "commentary", result.text))
+        turn.messages.append(tool_result_message(self.toolset.author_for(recipient), result.text,
+                                                 message.channel or "commentary"))
 
     # ---- endings -------------------------------------------------------------------------
     def _stop(self, turn: _Turn, reason: str, sentence: str) -> None:
@@ -433,17 +411,6 @@ def _delta_event(delta) -> Event | None:
         return None
     kind = {"reasoning": ReasoningDelta, "commentary": CommentaryDelta, "final": FinalDelta}
     return kind[delta.kind](text=delta.text) if delta.kind in kind else None
-
-
-def _tool_message(author: str, channel: str, text: str):
-    from agent.harmony.messages import Author, Message, Role
-    return (Message.from_author_and_content(Author.new(Role.TOOL, author), text)
-            .with_channel(channel).with_recipient("assistant"))
-
-
-def _user_message(text: str):
-    from agent.harmony.messages import Message, Role
-    return Message.from_role_and_content(Role.USER, text)
 
 
 def _response_format(output: type) -> tuple[str, dict, str | None]:

@@ -25,6 +25,10 @@ class BatchingBackend:
     def last_usage(self) -> dict:
         return self.backend.last_usage
 
+    @property
+    def takes_constraint(self) -> bool:
+        return bool(getattr(self.backend, "takes_constraint", False))
+
     def complete(self, prompt, **kw) -> Iterator[Generated]:
         return self.backend.complete(prompt, **kw)
 

@@ -13,7 +13,7 @@ from agent.server.decode import new_id
 from agent.server.errors import ApiError, sse_error
 from agent.server.generation import Generation
 from agent.server.schemas import ChatCompletionRequest
-from agent.server.state import ServerState, forced_header
+from agent.server.state import ServerState
 from agent.server.watch import until_disconnected
 
 router = APIRouter()
@@ -32,7 +32,7 @@ def start(state: ServerState, req: ChatCompletionRequest) -> Generation:
     limit_param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
     return state.harmony_generation(
         effort=req.reasoning_effort or "medium", instructions=instructions, tools=tools,
-        history=history, forced=forced_header(req.tool_choice, tools, "tool_choice"),
+        history=history, tool_choice=req.tool_choice,
         max_tokens=req.max_completion_tokens or req.max_tokens, max_tokens_param=limit_param,
         temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=stop,
         logprobs=req.logprobs, response_format=structured(req.response_format, "response_format"))

@@ -9,60 +9,34 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from agent.harmony.messages import (Author, Conversation, DeveloperContent, Message, Role,
-                                    SystemContent, ToolDescription)
+from agent.harmony.conversation import (ResponseSchema, assistant_message, developer_message,
+                                        prompt_messages, system_message, tool_call_message,
+                                        tool_result_message, user_message)
+from agent.harmony.messages import Message, ToolDescription
 from agent.server.errors import ApiError
 from agent.server.schemas import (ChatMessage, FunctionCallItem, FunctionCallOutputItem,
                                   FunctionDef, InputMessage, JsonSchemaFormat, ReasoningItem)
 
-JSON_CONTENT = "<|constrain|>json"
+
+def build_messages(effort: str, instructions: str | None, tools: list[FunctionDef],
+                   history: Iterable[Message],
+                   response_format: JsonSchemaFormat | None = None) -> list[Message]:
+    """The whole prompt's messages: gpt-oss's own system message, the request's instructions,
+    functions and response format as the developer message, then the history."""
+    functions = [ToolDescription.new(t.name, t.description or "", parameters=t.parameters)
+                 for t in tools]
+    response = (ResponseSchema(response_format.name, response_format.schema_,
+                               response_format.description) if response_format else None)
+    return prompt_messages(system_message(effort),
+                           developer_message(instructions, functions, response), history)
 
 
-def system_message(effort: str) -> Message:
-    return Message.from_role_and_content(Role.SYSTEM,
-                                         SystemContent.new().with_reasoning_effort(effort))
+def function_call(name: str, arguments: str) -> Message:
+    return tool_call_message(f"functions.{name}", arguments)
 
 
-def developer_message(instructions: str | None, tools: list[FunctionDef],
-                      response_format: JsonSchemaFormat | None = None) -> Message | None:
-    if not instructions and not tools and response_format is None:
-        return None
-    content = DeveloperContent.new()
-    if instructions:
-        content = content.with_instructions(instructions)
-    if tools:
-        content = content.with_function_tools([
-            ToolDescription.new(t.name, t.description or "", parameters=t.parameters)
-            for t in tools])
-    if response_format is not None:
-        content = content.with_response_format(response_format.name, response_format.schema_,
-                                               response_format.description)
-    return Message.from_role_and_content(Role.DEVELOPER, content)
-
-
-def build_conversation(effort: str, instructions: str | None, tools: list[FunctionDef],
-                       history: Iterable[Message],
-                       response_format: JsonSchemaFormat | None = None) -> Conversation:
-    head = [system_message(effort)]
-    dev = developer_message(instructions, tools, response_format)
-    if dev is not None:
-        head.append(dev)
-    return Conversation.from_messages(head + list(history))
-
-
-def tool_call_message(name: str, arguments: str) -> Message:
-    return (Message.from_role_and_content(Role.ASSISTANT, arguments or "{}")
-            .with_channel("commentary").with_recipient(f"functions.{name}")
-            .with_content_type(JSON_CONTENT))
-
-
-def tool_result_message(name: str, output: str) -> Message:
-    return (Message.from_author_and_content(Author.new(Role.TOOL, f"functions.{name}"), output)
-            .with_channel("commentary").with_recipient("assistant"))
-
-
-def assistant_text(channel: str, text: str) -> Message:
-    return Message.from_role_and_content(Role.ASSISTANT, text).with_channel(channel)
+def function_result(name: str, output: str) -> Message:
+    return tool_result_message(f"functions.{name}", output)
 
 
 def chat_history(messages: list[ChatMessage]) -> tuple[str | None, list[Message]]:
@@ -75,22 +49,22 @@ def chat_history(messages: list[ChatMessage]) -> tuple[str | None, list[Message]
         if msg.role in ("system", "developer"):
             instructions.append(msg.text())
         elif msg.role == "user":
-            history.append(Message.from_role_and_content(Role.USER, msg.text()))
+            history.append(user_message(msg.text()))
         elif msg.role == "assistant":
             reasoning = msg.reasoning_content or msg.reasoning
             if reasoning:
-                history.append(assistant_text("analysis", reasoning))
+                history.append(assistant_message(reasoning, "analysis"))
             for call in msg.tool_calls or ():
                 call_names[call.id] = call.function.name
-                history.append(tool_call_message(call.function.name, call.function.arguments))
+                history.append(function_call(call.function.name, call.function.arguments))
             if msg.text():
-                history.append(assistant_text("final", msg.text()))
+                history.append(assistant_message(msg.text(), "final"))
         else:  # tool
             name = msg.name or call_names.get(msg.tool_call_id or "")
             if name is None:
                 raise ApiError(f"'{where}.tool_call_id' {msg.tool_call_id!r} matches no earlier "
                                "assistant tool call", param=f"{where}.tool_call_id")
-            history.append(tool_result_message(name, msg.text()))
+            history.append(function_result(name, msg.text()))
     return ("\n\n".join(i for i in instructions if i) or None), history
 
 
@@ -99,7 +73,7 @@ def responses_history(items, call_names: dict[str, str] | None = None
     """Responses `input` (a string or items) -> (extra instructions, Harmony history).
     `call_names` maps call ids of earlier responses to function names."""
     if isinstance(items, str):
-        return None, [Message.from_role_and_content(Role.USER, items)]
+        return None, [user_message(items)]
     call_names = dict(call_names or {})
     instructions: list[str] = []
     history: list[Message] = []
@@ -108,20 +82,20 @@ def responses_history(items, call_names: dict[str, str] | None = None
             if item.role in ("system", "developer"):
                 instructions.append(item.text())
             elif item.role == "user":
-                history.append(Message.from_role_and_content(Role.USER, item.text()))
+                history.append(user_message(item.text()))
             else:
-                history.append(assistant_text("final", item.text()))
+                history.append(assistant_message(item.text(), "final"))
         elif isinstance(item, ReasoningItem):
             text = "".join(part.text for part in (item.content or item.summary or ()))
             if text:
-                history.append(assistant_text("analysis", text))
+                history.append(assistant_message(text, "analysis"))
         elif isinstance(item, FunctionCallItem):
             call_names[item.call_id] = item.name
-            history.append(tool_call_message(item.name, item.arguments))
+            history.append(function_call(item.name, item.arguments))
         elif isinstance(item, FunctionCallOutputItem):
             name = call_names.get(item.call_id)
             if name is None:
                 raise ApiError(f"'input.{index}.call_id' {item.call_id!r} matches no function "
                                "call", param=f"input.{index}.call_id")
-            history.append(tool_result_message(name, item.output))
+            history.append(function_result(name, item.output))
     return ("\n\n".join(i for i in instructions if i) or None), history

@@ -1,9 +1,10 @@
 """Generated Harmony tokens -> the pieces an OpenAI response is made of.
 
-`OutputDecoder` runs the streaming parser over the model's tokens and turns its events into
-`Delta`s: reasoning text (analysis channel), visible content (final channel, or a commentary
-preamble), and tool calls (a message addressed `to=functions.NAME`, whose body is the JSON
-arguments). Chat and responses endpoints, streamed or not, all read the same deltas.
+`OutputDecoder` reads the shared turn decoder's deltas (agent/harmony/stream.py) as an
+OpenAI response sees them: reasoning text (analysis), visible content (the final answer, or a
+commentary preamble) cut at the request's stop strings, and tool calls (`to=functions.NAME`,
+whose body is the JSON arguments) with their call ids. Chat and responses endpoints,
+streamed or not, all read the same deltas.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from agent.harmony.parse import ContentDelta, MessageStart, StreamParser
+from agent.harmony.stream import TurnDecoder
 from agent.harmony.tokenizer import CALL, ENDOFTEXT, RETURN
 
 STOP_TOKENS = (RETURN, CALL, ENDOFTEXT)
@@ -79,8 +80,7 @@ class OutputDecoder:
     ended_by_token: int | None = None
 
     def __post_init__(self):
-        self.parser = StreamParser(role="assistant")
-        self._kind: str | None = None
+        self.turn = TurnDecoder()
         self._stops = StopMatcher(self.stop_strings)
 
     @property
@@ -89,10 +89,7 @@ class OutputDecoder:
 
     def prime(self, tokens: Sequence[int]) -> list[Delta]:
         """Feeds tokens the server wrote into the prompt (a forced tool-call header)."""
-        out: list[Delta] = []
-        for token in tokens:
-            out += self._events(self.parser.process(token))
-        return out
+        return self._deltas(self.turn.prime(tokens))
 
     def feed(self, token: int) -> list[Delta]:
         if self.done:
@@ -101,7 +98,7 @@ class OutputDecoder:
         if token == ENDOFTEXT:
             self.ended_by_token = token
             return []
-        out = self._events(self.parser.process(token))
+        out = self._deltas(self.turn.feed(token))
         if any(d.kind == "reasoning" for d in out):
             self.reasoning_tokens += 1
         if token in STOP_TOKENS:
@@ -109,7 +106,7 @@ class OutputDecoder:
         return out
 
     def finish(self) -> list[Delta]:
-        out = self._events(self.parser.finish())
+        out = self._deltas(self.turn.finish())
         rest = self._stops.flush()
         if rest and not self.stopped_by_string:
             self.content.append(rest)
@@ -124,43 +121,29 @@ class OutputDecoder:
             return "tool_calls" if self.tool_calls else "stop"
         return "length"
 
-    # ---- parser events -> deltas ---------------------------------------------------------
+    # ---- turn deltas -> response deltas ----------------------------------------------------
 
-    def _events(self, events) -> list[Delta]:
+    def _deltas(self, deltas) -> list[Delta]:
         out: list[Delta] = []
-        for event in events:
-            if isinstance(event, MessageStart):
-                out += self._start(event)
-            elif isinstance(event, ContentDelta) and event.text:
-                out += self._text(event.text)
+        for delta in deltas:
+            if delta.kind == "call_start":
+                name = delta.recipient.removeprefix("functions.")
+                call = ToolCallOut(new_id("call"), name)
+                self.tool_calls.append(call)
+                out.append(Delta("tool_call", index=len(self.tool_calls) - 1,
+                                 call_id=call.call_id, name=name))
+            elif delta.kind == "call_args" and self.tool_calls:
+                call = self.tool_calls[-1]
+                call.arguments += delta.text
+                out.append(Delta("tool_args", delta.text, index=len(self.tool_calls) - 1,
+                                 call_id=call.call_id))
+            elif delta.kind == "reasoning":
+                self.reasoning.append(delta.text)
+                out.append(Delta("reasoning", delta.text))
+            elif delta.kind in ("final", "commentary") and not self.stopped_by_string:
+                visible, hit = self._stops.feed(delta.text)
+                self.stopped_by_string = hit
+                if visible:
+                    self.content.append(visible)
+                    out.append(Delta("content", visible))
         return out
-
-    def _start(self, event: MessageStart) -> list[Delta]:
-        recipient = event.recipient
-        if recipient and recipient != "assistant":
-            name = recipient.removeprefix("functions.")
-            call = ToolCallOut(new_id("call"), name)
-            self.tool_calls.append(call)
-            self._kind = "tool"
-            return [Delta("tool_call", index=len(self.tool_calls) - 1, call_id=call.call_id,
-                          name=name)]
-        self._kind = "reasoning" if event.channel == "analysis" else "content"
-        return []
-
-    def _text(self, text: str) -> list[Delta]:
-        if self._kind == "tool":
-            call = self.tool_calls[-1]
-            call.arguments += text
-            return [Delta("tool_args", text, index=len(self.tool_calls) - 1,
-                          call_id=call.call_id)]
-        if self._kind == "reasoning":
-            self.reasoning.append(text)
-            return [Delta("reasoning", text)]
-        if self.stopped_by_string:
-            return []
-        visible, hit = self._stops.feed(text)
-        self.stopped_by_string = hit
-        if visible:
-            self.content.append(visible)
-            return [Delta("content", visible)]
-        return []

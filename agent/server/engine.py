@@ -30,10 +30,13 @@ class Params:
     top_p: float = 1.0
     seed: int | None = None
     logprobs: bool = False
+    constraint: Any = None  # a GrammarConstraint, on backends that take one
 
     def batch_key(self) -> tuple:
-        # Requests batch together only when they sample the same way.
-        return (tuple(self.stop), self.temperature, self.top_p, self.seed, self.logprobs)
+        # Requests batch together only when they sample the same way; a constrained one
+        # runs alone (its grammar follows one row).
+        return (tuple(self.stop), self.temperature, self.top_p, self.seed, self.logprobs,
+                id(self.constraint) if self.constraint is not None else None)
 
 
 @dataclass
@@ -199,6 +202,8 @@ class Engine:
         sampling = dict(stop=list(p.stop), temperature=p.temperature, top_p=p.top_p,
                         seed=p.seed, logprobs=p.logprobs)
         if len(jobs) == 1:
+            if p.constraint is not None:
+                sampling["constraint"] = p.constraint
             stream = self.backend.complete(jobs[0].prompt, max_tokens=p.max_tokens, **sampling)
         else:
             self.batches += 1

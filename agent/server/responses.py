@@ -14,7 +14,7 @@ from agent.server.decode import Delta, new_id
 from agent.server.errors import ApiError
 from agent.server.generation import Generation
 from agent.server.schemas import FunctionDef, ResponsesRequest
-from agent.server.state import ServerState, StoredResponse, forced_header
+from agent.server.state import ServerState, StoredResponse
 from agent.server.watch import until_disconnected
 
 router = APIRouter()
@@ -117,10 +117,11 @@ def start(state: ServerState, req: ResponsesRequest) -> tuple[Generation, list, 
     history = earlier + new
     gen = state.harmony_generation(
         effort=(req.reasoning and req.reasoning.effort) or "medium", instructions=instructions,
-        tools=tools, history=history, forced=forced_header(req.tool_choice, tools, "tool_choice"),
+        tools=tools, history=history, tool_choice=req.tool_choice,
         max_tokens=req.max_output_tokens, max_tokens_param="max_output_tokens",
         temperature=req.temperature, top_p=req.top_p, seed=req.seed,
-        response_format=structured(req.text and req.text.format, "text.format"))
+        response_format=structured(req.text and req.text.format, "text.format"),
+        format_param="text.format")
     return gen, history, call_names
 
 
@@ -154,7 +155,7 @@ def finish(state: ServerState, req: ResponsesRequest, ident: str, gen: Generatio
     for call in gen.decoder.tool_calls:
         call_names[call.call_id] = call.name
     if req.store:
-        state.store(ident, StoredResponse(history + list(gen.decoder.parser.messages), call_names))
+        state.store(ident, StoredResponse(history + gen.decoder.turn.messages, call_names))
     return "incomplete" if gen.decoder.finish_reason == "length" else "completed"
 
 

@@ -7,9 +7,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from agent.harmony.render import render_conversation_for_completion
+from agent.harmony.conversation import render_prompt
+from agent.harmony.grammar import GrammarError, constraint_for
 from agent.harmony.tokenizer import CALL, ENDOFTEXT, RETURN, get_encoding
-from agent.server.conversation import build_conversation
+from agent.server.conversation import build_messages
 from agent.server.decode import OutputDecoder
 from agent.server.engine import Engine, Params
 from agent.server.errors import ApiError
@@ -59,36 +60,63 @@ class ServerState:
         return requested if requested is not None else room
 
     def harmony_generation(self, *, effort: str, instructions: str | None,
-                           tools: list[FunctionDef], history: list, forced: str = "",
+                           tools: list[FunctionDef], history: list, tool_choice=None,
                            max_tokens: int | None, max_tokens_param: str,
                            temperature: float | None, top_p: float | None, seed: int | None,
                            stop: Sequence[str] = (), logprobs: bool = False,
-                           response_format=None) -> Generation:
-        conv = build_conversation(effort, instructions, tools, history, response_format)
-        prompt = list(render_conversation_for_completion(conv))
-        prefix = list(get_encoding().encode(forced, allowed_special="all")) if forced else []
+                           response_format=None, choice_param: str = "tool_choice",
+                           format_param: str = "response_format") -> Generation:
+        """A queued generation of one assistant turn. On a backend that takes a constraint
+        (the in-process runtime) the turn follows the Harmony grammar: only declared tools,
+        arguments by their schemas, `tool_choice` and the response format obeyed. Other
+        backends get `tool_choice` as a header written for the model."""
+        prompt = render_prompt(build_messages(effort, instructions, tools, history,
+                                              response_format))
+        choice = _choice(tool_choice, tools, choice_param)
+        constraint, prefix = None, []
+        if getattr(self.engine.backend, "takes_constraint", False):
+            recipients = {f"functions.{t.name}": t.parameters or {"type": "object"} for t in tools}
+            try:
+                constraint = constraint_for(
+                    recipients, tool_choice=choice if choice in ("auto", "required")
+                    else f"functions.{choice}",
+                    response_format=response_format.schema_ if response_format else None)
+            except GrammarError as exc:
+                raise ApiError(f"'{format_param}' cannot be enforced: {exc}".splitlines()[0],
+                               param=format_param) from None
+        else:
+            prefix = list(get_encoding().encode(forced_header(choice), allowed_special="all"))
         budget = self.budget(len(prompt) + len(prefix), max_tokens, max_tokens_param)
         params = Params(max_tokens=budget, stop=ASSISTANT_STOPS,
                         temperature=1.0 if temperature is None else temperature,
-                        top_p=1.0 if top_p is None else top_p, seed=seed, logprobs=logprobs)
+                        top_p=1.0 if top_p is None else top_p, seed=seed, logprobs=logprobs,
+                        constraint=constraint)
         decoder = OutputDecoder(stop_strings=list(stop))
         decoder.prime(prefix)
         return Generation(self.engine, prompt + prefix, params, decoder)
 
 
-def forced_header(tool_choice, tools: list[FunctionDef], param: str) -> str:
-    """tool_choice -> the Harmony header text the server writes for the model.
-
-    `required` starts a commentary message to the functions namespace (the model picks the
-    name); a named function writes the whole header, so only the arguments are generated."""
+def _choice(tool_choice, tools: list[FunctionDef], param: str) -> str:
+    """tool_choice -> "auto", "required" or the name of the function that must be called."""
     if tool_choice in (None, "auto", "none"):
-        return ""
+        return "auto"
     if not tools:
         raise ApiError(f"'{param}' requires 'tools'", param=param)
     if tool_choice == "required":
-        return "<|channel|>commentary to=functions."
+        return "required"
     name = tool_choice.function.name if hasattr(tool_choice, "function") else tool_choice.name
     if name not in {t.name for t in tools}:
         raise ApiError(f"'{param}' names function {name!r}, which is not in 'tools'",
                        param=param)
-    return f"<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>"
+    return name
+
+
+def forced_header(choice: str) -> str:
+    """For a backend without grammars: `required` starts a commentary message to the
+    functions namespace (the model picks the name); a named function writes the whole
+    header, so only the arguments are generated."""
+    if choice == "auto":
+        return ""
+    if choice == "required":
+        return "<|channel|>commentary to=functions."
+    return f"<|channel|>commentary to=functions.{choice} <|constrain|>json<|message|>"
