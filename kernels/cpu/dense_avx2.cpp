@@ -80,7 +80,7 @@ at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor&
     for (int64_t k = 0; k < K; ++k) m = std::max(m, std::fabs(xr[k]));
     xs[r] = m > 0 ? m / 32767.f : 1.f;
     const float inv = 1.f / xs[r];
-    for (int64_t k = 0; k < K; ++k) xq[r * K + k] = (int16_t)std::lrintf(xr[k] * inv);
+    for (int64_t k = 0; k < K; ++k) xq[r * K + k] = (int16_t)_mm_cvtss_si32(_mm_set_ss(xr[k] * inv));
   }
   GemvOutput out(R, N, x.options(), bias, out_bf16);
   const int8_t* qp = q.data_ptr<int8_t>();

@@ -62,9 +62,9 @@ struct QuantRows {
         int8_t* even = qp + r * stride_q + p * 64 + (paired ? half * 16 : 0);
         int8_t* odd = even + (paired ? 32 : 16);
         int32_t sums[4] = {0, 0, 0, 0};  // per 4 even + 4 odd elements (one vpmaddwd lane)
-        for (int j = 0; j < 16; ++j) {
-          even[j] = (int8_t)std::lrintf(v[2 * j] * inv);
-          odd[j] = (int8_t)std::lrintf(v[2 * j + 1] * inv);
+        for (int j = 0; j < 16; ++j) {  // cvtss2si: nearest-even, inline (lrintf is a call)
+          even[j] = (int8_t)_mm_cvtss_si32(_mm_set_ss(v[2 * j] * inv));
+          odd[j] = (int8_t)_mm_cvtss_si32(_mm_set_ss(v[2 * j + 1] * inv));
           sums[j / 4] += even[j] + odd[j];
         }
         const float scale = amax / 127.f / 2.f;
