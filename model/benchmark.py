@@ -1,72 +1,413 @@
-"""Load-memory and speed of the runtime on one checkpoint (a script, not a test).
+"""Runtime benchmark on random gpt-oss checkpoints (a benchmark, not a test): the runtime's one
+benchmark, next to what it measures (`python -m agent.bench` runs it too).
 
-    python -m agent.model.benchmark DIR [--dtype bf16|fp32] [--prompt N] [--decode N]
-                                        [--reuse N] [--threads N]
+    python -m agent.bench [--config 20b|120b|tiny] [--layers N] [--checkpoint DIR]
+                          [--prompt-tokens 512] [--decode-tokens 128] [--batch 8]
+                          [--dense int8] [--threads N] [--json] [--ops]
+    python -m agent.bench --vs-llamacpp [--llama-bench PATH] [--rounds 2] [...]
 
-Prints one JSON object: resident memory (VmRSS, VmHWM) after loading, after prefill and after
-decoding; prefill and decode speed; the prefix-reuse numbers of a second call that extends the
-first. Make DIR with `python -m agent.model.random --config 20b --out DIR`.
+Without --checkpoint a random checkpoint with the real shapes is written once by
+agent.model.random into --out (default ~/.cache/gpt-oss-agent/bench/<config>-l<layers>) and
+reused by later runs. Measured, in order: load time (including paging in the mapped weights
+that decoding reads), time to first token of a first (cold) prompt, then time to first token
+and prefill speed on a fresh --prompt-tokens prompt, decode speed at batch 1 (--decode-tokens
+tokens, greedy), decode speed at --batch rows, resident memory (after loading, after the
+prefill, at the end, and the peak), a second call that extends the first prompt (its reused and
+computed tokens: prefix reuse), and the roofline: the
+bytes of weights one decoded token must read (dense weights, the router, top_k experts' packed
+MXFP4 bytes, the unembedding) divided by the machine's read bandwidth gives the fastest
+possible decode; roofline_fraction is the measured decode speed over it. A VM's bandwidth
+drifts by tens of percent within minutes, so it is measured right before and right after the
+batch-1 decode (sustained reads for ~2 s each, in a child process so the buffer does not count
+in our memory) and the roofline uses their mean. With --dense, the logits' error
+against the checkpoint's own dtype is measured last. --ops adds a per-op breakdown of a batch-1
+decode step (MoE, dense GEMVs, attention, the rest: ms and GB/s).
+
+--vs-llamacpp: the same random checkpoint against llama.cpp on this machine, in one command.
+The checkpoint is written once more as a GGUF (agent.model.gguf: experts MXFP4 as they are,
+other matrices Q8_0, the types of the published gpt-oss GGUFs); then, --rounds times, back to
+back: llama-bench (pp<prompt>, tg64, the same threads) and ours with bf16 and with int8 dense
+weights (each in its own process, so neither holds the other's memory). Prints every run, the
+ratios per round, the CPU model and flags, and the read bandwidth measured in the run.
+llama-bench comes from kernels/llamacpp/build_llama_bench.sh (llama.cpp's source as vendored
+by PyPI's llama-cpp-python sdist, clang, GGML_NATIVE); pass --llama-bench PATH otherwise.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
+import platform
+import resource
+import subprocess
 import sys
 import time
+from pathlib import Path
 
+# OMP_WAIT_POLICY=PASSIVE and a short GOMP_SPINCOUNT are already set by agent/__init__.py, which
+# runs before this module (measured on 2 busy cores, 2-layer 20b: prefill 11 -> 103 tok/s,
+# decode 5.3 -> 11-16 tok/s against endless spinning; the short spin then saves ~6 ms per 24-layer
+# token of waking threads).
 import torch
 
+BANDWIDTH_PROBE = """
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+from agent.model.memory import huge_page_empty
+buf = huge_page_empty((1 << 30,), torch.uint8).fill_(1)  # in huge pages, like the weights
+try:
+    from agent.kernels.cpu.build import extension
+    read = extension().stream_read
+except Exception:  # no C++ kernels: torch's reduction reads the buffer too
+    read = lambda b: b.view(torch.int64).sum()
+read(buf)  # first touch: page the buffer in
+reads, start = 0, time.perf_counter()
+while reads < 3 or time.perf_counter() - start < 2.0:
+    read(buf); reads += 1
+print(reads * buf.numel() / (time.perf_counter() - start) / 1e9)
+"""
 
-def memory() -> dict[str, float]:
-    """VmRSS and VmHWM (peak) of this process in GiB."""
-    out = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key = line.split(":")[0]
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = round(int(line.split()[1]) / 2**20, 3)
+
+def read_bandwidth_gb_s(threads: int) -> float:
+    """Sustained read bandwidth: a 1 GiB buffer read over and over for ~2 s with `threads`
+    threads (a child process). Sustained, like decoding, not the best single burst."""
+    out = subprocess.run([sys.executable, "-c", BANDWIDTH_PROBE, str(threads)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def rss_gb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process in GB (VmRSS, and the peak from
+    getrusage, which counts the child processes' own memory apart)."""
+    current = 0.0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            current = int(line.split()[1]) * 1024 / 1e9
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    return current, peak
+
+
+def tensors_of(value):
+    """Every tensor in value (a tensor, a sequence, or an object holding tensors)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from tensors_of(v)
+    elif hasattr(value, "__dict__"):
+        for v in vars(value).values():
+            yield from tensors_of(v)
+
+
+def nbytes(value) -> int:
+    """Bytes of the tensors in value."""
+    return sum(t.numel() * t.element_size() for t in tensors_of(value))
+
+
+def page_in(model) -> None:
+    """Touch one byte per page of every weight decoding reads: what the loader left mapped from
+    the checkpoint pages in lazily, and a benchmark of prefill should not time the disk or page
+    cache (load_s includes this). The embedding table is left alone: tokens read one row each, so only the rows of
+    tokens seen become resident (paging all of it in would add 1.16 GB no run ever reads)."""
+    embed = {t.data_ptr() for t in tensors_of(model.embed)}
+    for t in tensors_of(model):
+        if t.numel() and t.data_ptr() not in embed:
+            t.reshape(-1).view(torch.uint8)[::4096].sum()
+
+
+def weight_bytes_per_token(model) -> int:
+    """Bytes of weights one batch-1 decode step reads: everything but the embedding table
+    (one row) and the unselected experts."""
+    c = model.config
+    total = nbytes(model.unembed) + nbytes(model.norm) + nbytes(model.embed) // c.vocab_size
+    for layer in model.layers:
+        for name, value in vars(layer).items():
+            share = c.num_experts_per_tok / layer.experts.num_experts if name == "experts" else 1
+            total += int(nbytes(value) * share)
+    return total
+
+
+def default_checkpoint(config: str, layers: int | None, out: Path | None) -> Path:
+    from agent.model.config import preset
+    from agent.model.random import write_random
+
+    cfg = preset(config, num_hidden_layers=layers)
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpt-oss-agent" / "bench"
+    folder = out or base / f"{config}-l{cfg.num_hidden_layers}"
+    if not (folder / "config.json").exists():
+        print(f"writing a random {config} checkpoint ({cfg.num_hidden_layers} layers) to {folder}",
+              file=sys.stderr)
+        write_random(folder, cfg)
+    return folder
+
+
+def run(args) -> dict:
+    from agent.model import load
+    from agent.model.cache import KVCache
+
+    torch.set_num_threads(args.threads)
+    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+              "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+              "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", ""),
+              "load_average": round(os.getloadavg()[0], 2), "torch": torch.__version__,
+              **cpu_description()}
+    path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, args.out)
+    result["checkpoint"] = str(path)
+
+    start = time.perf_counter()
+    model = load(path, **({"dense": args.dense} if args.dense else {}))
+    page_in(model)
+    result["load_s"] = round(time.perf_counter() - start, 3)
+    result["rss_loaded_gb"] = round(rss_gb()[0], 2)
+    c = model.config
+    result.update(layers=c.num_hidden_layers, dtype=str(model.dtype).replace("torch.", ""),
+                  dense=args.dense or "as loaded")
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, c.vocab_size, (args.prompt_tokens,), generator=gen).tolist()
+
+    # A first prompt pays one-off costs (oneDNN builds a kernel for each new matmul shape, and
+    # the experts' row counts vary); it is reported as ttft_cold_s, then a fresh prompt is timed.
+    start = time.perf_counter()
+    for _ in model.generate(prompt[::-1], max_tokens=1, temperature=0.0):
+        pass
+    result["ttft_cold_s"] = round(time.perf_counter() - start, 3)
+    model.reset()
+
+    # batch 1: time to first token (= prefill + one projection), then the decode steps;
+    # the bandwidth with every core (the roofline does not shrink with --threads) around them
+    bandwidth_before = read_bandwidth_gb_s(os.cpu_count() or 1)
+    stamps = []
+    start = time.perf_counter()
+    for _ in model.generate(prompt, max_tokens=args.decode_tokens + 1, temperature=0.0):
+        stamps.append(time.perf_counter())
+    ttft = stamps[0] - start
+    result["ttft_s"] = round(ttft, 3)
+    result["prefill_tok_s"] = round(args.prompt_tokens / ttft, 2)
+    decode_s = stamps[-1] - stamps[0]
+    result["decode_tok_s"] = round((len(stamps) - 1) / decode_s, 3) if len(stamps) > 1 else 0.0
+    result["rss_decode_gb"] = round(rss_gb()[0], 2)
+    # prefix reuse: the same conversation one turn later reuses the cached prompt and answer
+    extended = prompt + [int(t) for t in model.cache.tokens[0][len(prompt):]] + prompt[:16]
+    start = time.perf_counter()
+    for _ in model.generate(extended, max_tokens=1, temperature=0.0):
+        pass
+    result["second_call"] = {**{k: model.last_usage[k] for k in ("reused_tokens", "computed_tokens")},
+                             "ttft_s": round(time.perf_counter() - start, 3)}
+    bandwidth_after = read_bandwidth_gb_s(os.cpu_count() or 1)
+    result["read_bandwidth_before_after_gb_s"] = [round(bandwidth_before, 2),
+                                                  round(bandwidth_after, 2)]
+    result["read_bandwidth_gb_s"] = round((bandwidth_before + bandwidth_after) / 2, 2)
+
+    if args.batch > 1:
+        rows = [torch.randint(0, c.vocab_size, (32,), generator=gen).tolist() for _ in range(args.batch)]
+        with torch.inference_mode():
+            cache = KVCache(c, args.batch, model.dtype, model.device)
+            hidden = model.forward(rows, cache)[:, -1]
+            steps = max(8, args.decode_tokens // 4)
+            start = time.perf_counter()
+            for _ in range(steps):
+                tokens = model.project(hidden).argmax(-1).tolist()
+                hidden = model.forward([[t] for t in tokens], cache)[:, -1]
+            result[f"decode_batch{args.batch}_tok_s"] = round(
+                steps * args.batch / (time.perf_counter() - start), 2)
+
+    per_token = weight_bytes_per_token(model)
+    roofline = result["read_bandwidth_gb_s"] * 1e9 / per_token
+    result["weight_bytes_per_token"] = per_token
+    result["weight_gb_per_token"] = round(per_token / 1e9, 3)
+    result["roofline_tok_s"] = round(roofline, 2)
+    result["roofline_fraction"] = round(result["decode_tok_s"] / roofline, 3)
+    result["peak_rss_gb"] = round(rss_gb()[1], 2)
+    if args.ops:
+        model.reset()
+        result["ops"] = op_breakdown(model, prompt[:64])
+    if args.dense and not args.no_logit_error:  # the price of the dense mode: its logits against the checkpoint's own dtype
+        got = model.logits(prompt[:64])
+        del model  # two resident 20b models would not fit in 24 GB
+        gc.collect()
+        result.update(logit_error(got, load(path).logits(prompt[:64])))
+    return result
+
+
+def logit_error(got: torch.Tensor, want: torch.Tensor) -> dict:
+    """Logits of the model under test against the checkpoint's own dtype, same tokens (taken
+    after peak memory was)."""
+    error = (got - want).abs()
+    return {"logit_max_abs_error": round(float(error.max()), 4),
+            "logit_rms_error_over_rms": round(float(error.pow(2).mean().sqrt() / want.pow(2).mean().sqrt()), 5),
+            "top1_agreement": round(float((got.argmax(-1) == want.argmax(-1)).float().mean()), 4)}
+
+
+def cpu_description() -> dict:
+    """The CPU's model name and the instruction-set flags the kernels care about."""
+    from agent.kernels.cpu.build import chosen_variant, cpu_flags
+
+    name = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            name = line.split(":", 1)[1].strip()
+            break
+    wanted = ("avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+              "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
+    variant = chosen_variant()
+    return {"cpu": name, "cpu_flags": [f for f in wanted if f in cpu_flags()], "cpus": os.cpu_count(),
+            "kernels": variant.name if variant else "reference"}
+
+
+def op_breakdown(model, prompt: list[int], steps: int = 16) -> dict:
+    """Wall time per op kind over `steps` batch-1 decode steps (after `prompt`), in ms per
+    token, with the bytes of weights each kind reads per token and the GB/s that makes.
+    agent.kernels' entry points are wrapped for the measurement only."""
+    from agent import kernels
+    from agent.kernels import PackedExperts
+
+    totals = {"moe": 0.0, "dense": 0.0, "unembedding": 0.0, "attention": 0.0}
+    moved = dict.fromkeys(totals, 0)
+    unembed = {t.data_ptr() for t in tensors_of(model.unembed)}
+    originals = {name: getattr(kernels, name) for name in ("moe", "linear", "attention")}
+
+    def timed(name, kind_of):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            out = originals[name](*args, **kwargs)
+            kind, size = kind_of(*args)
+            totals[kind] += time.perf_counter() - start
+            moved[kind] += size
+            return out
+        return call
+
+    def moe_kind(x, router_weight, router_bias, experts, top_k, *rest):
+        share = min(1.0, x.shape[0] * top_k / experts.num_experts)
+        size = nbytes(experts) * share if isinstance(experts, PackedExperts) else 0
+        return "moe", int(size) + nbytes(router_weight)
+
+    def linear_kind(x, weight, bias=None):
+        first = next(tensors_of(weight))
+        return ("unembedding" if first.data_ptr() in unembed else "dense"), nbytes(weight)
+
+    cache_setup = model.generate(prompt, max_tokens=1, temperature=0.0)
+    for _ in cache_setup:
+        pass
+    kernels.moe, kernels.linear = timed("moe", moe_kind), timed("linear", linear_kind)
+    kernels.attention = timed("attention", lambda *a: ("attention", 0))
+    try:
+        start = time.perf_counter()
+        for _ in model.generate(prompt, max_tokens=steps + 1, temperature=0.0):
+            pass  # the prompt is reused from the cache: what is timed is the decode
+        wall = time.perf_counter() - start
+    finally:
+        for name, function in originals.items():
+            setattr(kernels, name, function)
+    per_token = {k: v / (steps + 1) for k, v in totals.items()}
+    out = {f"{k}_ms": round(1e3 * v, 2) for k, v in per_token.items()}
+    for k, v in per_token.items():
+        if moved[k] and v > 0:
+            out[f"{k}_gb_s"] = round(moved[k] / (steps + 1) / v / 1e9, 1)
+    out["other_ms"] = round(1e3 * (wall / (steps + 1) - sum(per_token.values())), 2)
+    out["step_ms"] = round(1e3 * wall / (steps + 1), 2)
     return out
 
 
+def find_llama_bench(path: str | None) -> Path:
+    """The llama-bench binary: --llama-bench, else on PATH, else the build script's default."""
+    import shutil
+
+    candidates = [path] if path else [shutil.which("llama-bench"), "/work/llama/build/bin/llama-bench"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    script = Path(__file__).parents[1] / "kernels" / "llamacpp" / "build_llama_bench.sh"
+    raise SystemExit(f"llama-bench not found ({path or 'not on PATH or in /work/llama/build/bin'}); "
+                     f"build it with `sh {script} [DIR]` and pass --llama-bench DIR/build/bin/llama-bench")
+
+
+def run_llama_bench(binary: Path, gguf: Path, prompt: int, decode: int, threads: int) -> dict:
+    """llama-bench pp<prompt> and tg<decode> (one repetition each) -> tok/s of both."""
+    out = subprocess.run([str(binary), "-m", str(gguf), "-p", str(prompt), "-n", str(decode),
+                          "-t", str(threads), "-r", "1", "-o", "json"],
+                         capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        raise SystemExit(f"llama-bench failed: {out.stderr.strip().splitlines()[-1:]}")
+    rows = json.loads(out.stdout)
+    result = {"build": rows[0].get("build_commit", "")}
+    for row in rows:
+        key = "prefill_tok_s" if row["n_gen"] == 0 else "decode_tok_s"
+        result[key] = round(float(row["avg_ts"]), 2)
+    return result
+
+
+def vs_llamacpp(args) -> dict:
+    """Rounds of llama-bench and ours (bf16, int8 dense) back to back on one checkpoint."""
+    binary = find_llama_bench(args.llama_bench)
+    path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, args.out)
+    gguf = path.parent / f"{path.name}.gguf"
+    if not gguf.exists() or gguf.stat().st_mtime < (path / "config.json").stat().st_mtime:
+        from agent.model.gguf import write_gguf
+
+        print(f"writing {gguf}", file=sys.stderr)
+        write_gguf(path, gguf)
+    report = {**cpu_description(), "threads": args.threads, "checkpoint": str(path), "gguf": str(gguf),
+              "llama_bench": str(binary), "command": " ".join(["python -m agent.bench", *sys.argv[1:]]),
+              "rounds": []}
+    ours_args = ["--checkpoint", str(path), "--json", "--threads", str(args.threads),
+                 "--prompt-tokens", str(args.prompt_tokens), "--decode-tokens", str(args.decode_tokens),
+                 "--batch", str(args.batch)] + (["--ops"] if args.ops else [])
+    for number in range(args.rounds):
+        entry = {"load_average": round(os.getloadavg()[0], 2),
+                 "llama.cpp": run_llama_bench(binary, gguf, args.prompt_tokens, args.decode_tokens, args.threads)}
+        for mode, extra in (("bf16", []), ("int8", ["--dense", "int8", "--no-logit-error"])):
+            out = subprocess.run([sys.executable, "-m", "agent.bench", *ours_args, *extra],
+                                 capture_output=True, text=True, timeout=3600)
+            if out.returncode != 0:
+                raise SystemExit(f"agent.bench ({mode}) failed: {out.stderr.strip()[-500:]}")
+            ours = json.loads(out.stdout.strip().splitlines()[-1])
+            keep = ("prefill_tok_s", "decode_tok_s", f"decode_batch{args.batch}_tok_s", "roofline_tok_s",
+                    "roofline_fraction", "read_bandwidth_before_after_gb_s", "weight_gb_per_token",
+                    "peak_rss_gb", "ops")
+            entry[f"ours_{mode}"] = {k: ours[k] for k in keep if k in ours}
+            for what in ("prefill_tok_s", "decode_tok_s"):
+                theirs = entry["llama.cpp"].get(what)
+                if theirs:
+                    entry[f"ratio_{mode}_{what.split('_')[0]}"] = round(ours[what] / theirs, 2)
+        report["rounds"].append(entry)
+        print(json.dumps(entry), file=sys.stderr)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent.model.benchmark")
-    parser.add_argument("path")
-    parser.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
-    parser.add_argument("--prompt", type=int, default=64)
-    parser.add_argument("--decode", type=int, default=8)
-    parser.add_argument("--reuse", type=int, default=16, help="tokens appended for the 2nd call")
-    parser.add_argument("--threads", type=int, default=None)
+    parser = argparse.ArgumentParser(prog="python -m agent.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", choices=["20b", "120b", "tiny"], default="20b")
+    parser.add_argument("--layers", type=int, default=None, help="layers (default: the preset's)")
+    parser.add_argument("--checkpoint", default=None, help="an existing checkpoint folder")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the random checkpoint")
+    parser.add_argument("--prompt-tokens", type=int, default=512)
+    parser.add_argument("--decode-tokens", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=8, help="rows for the batched decode (<= 1: skip)")
+    parser.add_argument("--dense", default=None, help='dense-weight mode passed to load (e.g. "int8")')
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--ops", action="store_true", help="per-op breakdown of a decode step")
+    parser.add_argument("--no-logit-error", action="store_true",
+                        help="with --dense: skip the logit comparison (it loads a second model)")
+    parser.add_argument("--vs-llamacpp", action="store_true",
+                        help="llama.cpp's llama-bench and ours back to back on the same checkpoint")
+    parser.add_argument("--llama-bench", default=None, help="path of llama.cpp's llama-bench")
+    parser.add_argument("--rounds", type=int, default=2, help="with --vs-llamacpp: rounds of both")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from agent.model import load
-
-    report = {"path": args.path, "dtype": args.dtype, "threads": torch.get_num_threads(),
-              "start": memory()}
-    started = time.perf_counter()
-    model = load(args.path, dtype=torch.bfloat16 if args.dtype == "bf16" else torch.float32)
-    report["load_s"] = round(time.perf_counter() - started, 2)
-    report["loaded"] = memory()
-    prompt = [(7 * i + 3) % model.config.vocab_size for i in range(args.prompt)]
-
-    started = time.perf_counter()
-    stream = model.generate(prompt, max_tokens=args.decode, temperature=0)
-    first = next(stream)
-    prefill = time.perf_counter() - started
-    report["after_prefill"] = memory()
-    started = time.perf_counter()
-    tokens = [first.token] + [g.token for g in stream]
-    decode = time.perf_counter() - started
-    report["prefill_tokens_per_s"] = round(args.prompt / prefill, 2)
-    report["decode_tokens_per_s"] = round((len(tokens) - 1) / decode, 3) if len(tokens) > 1 else None
-    report["after_decode"] = memory()
-
-    extended = prompt + tokens + [(5 * i + 1) % model.config.vocab_size for i in range(args.reuse)]
-    started = time.perf_counter()
-    next(model.generate(extended, max_tokens=1, temperature=0))
-    report["second_call"] = {**model.last_usage, "seconds": round(time.perf_counter() - started, 2)}
-    report["end"] = memory()
-    print(json.dumps(report, indent=1))
+    if args.prompt_tokens < 1 or args.decode_tokens < 1:
+        parser.error("--prompt-tokens and --decode-tokens must be >= 1")
+    if args.vs_llamacpp:
+        if "--decode-tokens" not in (argv if argv is not None else sys.argv):
+            args.decode_tokens = 64  # llama-bench's tg64
+        print(json.dumps(vs_llamacpp(args), indent=None if args.json else 1))
+        return 0
+    result = run(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
     return 0
 
 

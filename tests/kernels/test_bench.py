@@ -22,7 +22,9 @@ def test_bench_prints_the_keys_external_checks_read(tmp_path):
     for key in ("prefill_tok_s", "decode_tok_s", "peak_rss_gb", "roofline_fraction",
                 "decode_batch2_tok_s", "ttft_s", "read_bandwidth_gb_s"):
         assert result[key] > 0, key
-    assert result["load_s"] >= 0
+    assert result["load_s"] >= 0 and 0 < result["rss_loaded_gb"] <= result["peak_rss_gb"]
+    # the second call extends the first conversation: its cached prompt and answer are reused
+    assert result["second_call"]["reused_tokens"] >= 24 and result["second_call"]["computed_tokens"] >= 16
     assert result["layers"] == 2 and result["dense"] == "int8"
     assert 0 < result["weight_bytes_per_token"] < 10e6        # a tiny model reads little per token
     assert 0 <= result["logit_rms_error_over_rms"] < 0.2      # int8 against the model's own dtype
