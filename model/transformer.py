@@ -25,7 +25,7 @@ from agent.kernels import DenseExperts, Int8Weight, PackedExperts
 from .cache import KVCache
 from .checkpoint import CheckpointError, load_tensors
 from .config import GptOssConfig, sampling_defaults
-from .memory import huge_page_empty, in_huge_pages
+from .weights import WeightPlacement
 from .download import MODELS, find_checkpoint, repo_id
 
 DENSE_AUTO_BYTES = 256 << 20  # dense=None: dequantize experts up front if they fit in this
@@ -82,67 +82,26 @@ class GptOss:
             config.head_dim, config.rope_theta, config.rope_factor, config.rope_original_context,
             config.rope_beta_fast, config.rope_beta_slow, config.rope_truncate)
         self.inv_freq = self.inv_freq.to(self.device)
-        release = getattr(tensors, "release", lambda name: None)
-
         # a big model on the CPU streams its weights every token: keep them in huge pages
-        huge_pages = self.device.type == "cpu" and not small
-
-        def take(names: str | tuple[str, ...], dtype: torch.dtype, convert=lambda t: t):
-            """tensors[name] on our device and dtype (a tuple of names: stacked along dim 0,
-            straight into its final memory); if that copied, the file's pages go."""
-            names = (names,) if isinstance(names, str) else names
-            sources = [tensors[name] for name in names]
-            if len(sources) == 1:
-                result = convert(sources[0].to(self.device, dtype))
-                if huge_pages and isinstance(result, torch.Tensor):
-                    result = in_huge_pages(result)
-            else:
-                shape = (sum(t.shape[0] for t in sources), *sources[0].shape[1:])
-                out = (huge_page_empty if huge_pages else torch.empty)(shape, dtype=dtype)
-                result = convert(torch.cat([t.to(dtype) for t in sources], out=out).to(self.device))
-            if not isinstance(result, torch.Tensor) or result.data_ptr() != sources[0].data_ptr():
-                for name in names:
-                    release(name)
-            return result
-
-        weight = lambda name: take(name, self.dtype)  # noqa: E731
-        exact = lambda name: take(name, torch.float32)  # noqa: E731
-        matrix = lambda name: take(name, self.dtype, self._matrix)  # noqa: E731
-        embed = tensors["model.embed_tokens.weight"].to(self.device, self.dtype)
-        # A compact checkpoint has rows for its vocab_ids only. Every other token embeds as
-        # zeros (an extra zero row) and gets logit -inf: it can never be sampled. Keeping the
-        # rows compact saves the [vocab, hidden] matrices and most of the unembedding work.
-        self.vocab_ids = self.row_of = None
-        if "model.vocab_ids" in tensors:
-            self.vocab_ids = tensors["model.vocab_ids"].to(self.device)
-            n = self.vocab_ids.numel()
-            self.row_of = torch.full((config.vocab_size,), n, dtype=torch.long, device=self.device)
-            self.row_of[self.vocab_ids] = torch.arange(n, device=self.device)
-            embed = torch.cat((embed, embed.new_zeros(1, embed.shape[1])))
-        self.embed = self._matrix(embed)
-        if self.embed is not tensors["model.embed_tokens.weight"]:
-            release("model.embed_tokens.weight")
-        elif huge_pages:  # stays mapped (tokens touch only their rows): read it ahead
-            getattr(tensors, "prefetch", lambda name: None)("model.embed_tokens.weight")
-        self.norm = exact("model.norm.weight")
-        self.unembed = matrix("lm_head.weight")
-        # packed MXFP4 bytes: kept (in huge pages) unless the experts are dequantized anyway
-        raw = ((lambda name: tensors[name].to(self.device)) if self.dense_experts  # noqa: E731
-               else (lambda name: take(name, torch.uint8)))
-        self.layers = [self._layer(i, weight, exact, matrix, raw)
-                       for i in range(config.num_hidden_layers)]
+        place = WeightPlacement(tensors, self.device, self.dtype, self._matrix,
+                                huge_pages=self.device.type == "cpu" and not small,
+                                pack_experts=not self.dense_experts)
+        self.embed, self.vocab_ids, self.row_of = place.embedding(config.vocab_size)
+        self.norm = place.exact("model.norm.weight")
+        self.unembed = place.matrix("lm_head.weight")
+        self.layers = [self._layer(i, place) for i in range(config.num_hidden_layers)]
         self.cache = KVCache(config, 1, self.dtype, self.device)  # the session's, for prefix reuse
         self.stream_owner = None  # the generate() stream allowed to extend self.cache
         self.last_usage = {"prompt_tokens": 0, "reused_tokens": 0, "computed_tokens": 0,
                            "generated_tokens": 0}
 
-    def _layer(self, i, weight, exact, matrix, raw) -> Layer:
+    def _layer(self, i: int, place: WeightPlacement) -> Layer:
         p = f"model.layers.{i}."
         e = p + "mlp.experts."
         packed = PackedExperts(
-            raw(e + "gate_up_proj_blocks"), raw(e + "gate_up_proj_scales"),
-            weight(e + "gate_up_proj_bias"),
-            raw(e + "down_proj_blocks"), raw(e + "down_proj_scales"), weight(e + "down_proj_bias"))
+            place.packed(e + "gate_up_proj_blocks"), place.packed(e + "gate_up_proj_scales"),
+            place.weight(e + "gate_up_proj_bias"), place.packed(e + "down_proj_blocks"),
+            place.packed(e + "down_proj_scales"), place.weight(e + "down_proj_bias"))
         experts = packed if not self.dense_experts else DenseExperts(
             torch.stack([packed.gate_up(j, self.dtype) for j in range(packed.num_experts)]),
             packed.gate_up_bias,
@@ -151,11 +110,11 @@ class GptOss:
         a = p + "self_attn."
         qkv = tuple(f"{a}{name}_proj." for name in "qkv")
         return Layer(
-            exact(p + "input_layernorm.weight"),
-            matrix(tuple(n + "weight" for n in qkv)), weight(tuple(n + "bias" for n in qkv)),
-            matrix(a + "o_proj.weight"), weight(a + "o_proj.bias"), exact(a + "sinks"),
-            exact(p + "post_attention_layernorm.weight"),
-            weight(p + "mlp.router.weight"), weight(p + "mlp.router.bias"), experts,
+            place.exact(p + "input_layernorm.weight"),
+            place.matrix(tuple(n + "weight" for n in qkv)), place.weight(tuple(n + "bias" for n in qkv)),
+            place.matrix(a + "o_proj.weight"), place.weight(a + "o_proj.bias"), place.exact(a + "sinks"),
+            place.exact(p + "post_attention_layernorm.weight"),
+            place.weight(p + "mlp.router.weight"), place.weight(p + "mlp.router.bias"), experts,
             self.config.window(i))
 
     def _matrix(self, w: torch.Tensor):
