@@ -10,7 +10,8 @@ A `constraint` (an object with `mask()` -> a bool tensor [vocab] of the tokens a
 or None for no restriction, `advance(token)` and `relax(reason)`, e.g.
 agent.harmony.grammar.GrammarConstraint) restricts each pick to the tokens it allows: the
 other logits become -inf before greedy or sampling. When the model can produce none of the
-allowed tokens, the step is unconstrained and the constraint is told to relax. Without one,
+allowed tokens (a compact vocabulary), the allowed ones are ranked by id; a constraint that
+allows nothing is told to relax. Without one,
 nothing changes (same tokens, same random stream).
 """
 from __future__ import annotations
@@ -62,15 +63,21 @@ class Sampler:
 
 
 def restrict(logits: torch.Tensor, constraint) -> torch.Tensor:
-    """The logits with every token the constraint refuses at -inf (unchanged without one,
-    or when the model can produce none of the allowed tokens: then the constraint relaxes)."""
+    """The logits with every token the constraint refuses at -inf (unchanged without one).
+    When the model can produce none of the allowed tokens (a compact vocabulary lacks them),
+    the allowed ones are ranked by id, so the shortest, most common pieces come first (ids
+    are BPE ranks) and the constraint still holds; only an empty mask relaxes it."""
     mask = constraint.mask() if constraint is not None else None
     if mask is None:
         return logits
-    allowed = logits.masked_fill(~mask[:logits.numel()], float("-inf"))
+    mask = mask[:logits.numel()]
+    allowed = logits.masked_fill(~mask, float("-inf"))
     if bool(torch.isfinite(allowed).any()):
         return allowed
-    constraint.relax("the model can produce none of the tokens the grammar allows")
+    if bool(mask.any()):
+        ranks = -torch.arange(1, logits.numel() + 1, dtype=logits.dtype).log()
+        return ranks.masked_fill(~mask, float("-inf"))
+    constraint.relax("the grammar allows no token here")
     return logits
 
 

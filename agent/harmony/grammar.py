@@ -42,13 +42,16 @@ class GrammarError(ValueError):
 
 
 def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str = "auto",
-                 response_format: Optional[dict] = None, notes: bool = True) -> str:
+                 response_format: Optional[dict] = None, max_notes: Optional[int] = None,
+                 note_tokens: Optional[int] = None) -> str:
     """The Lark grammar of one assistant completion.
 
     recipients: declared tool -> its arguments' JSON Schema (None: free text, like python).
     tool_choice: "auto", "none", "required", or a recipient that must be called.
     response_format: a JSON Schema the final answer must match (None: free text).
-    notes: whether analysis / commentary messages may come before the ending."""
+    max_notes, note_tokens: at most this many analysis / commentary messages before the
+    ending, each at most this many tokens (None: no limit), so that a token budget can
+    leave room for the ending."""
     if tool_choice not in ("auto", "none", "required") and tool_choice not in recipients:
         raise GrammarError(f"tool_choice names {tool_choice!r}, which is not a declared tool")
     called = ({} if tool_choice == "none" else
@@ -69,11 +72,38 @@ def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str =
         lines.append(f"{args}: " + (_json_rule(schema, f"the parameters of {name}")
                                     if schema is not None else "TEXT"))
     answer = _json_rule(response_format, "the response format") if response_format else "TEXT"
-    head = ["start: (note <|start|> \"assistant\")* ending" if notes else "start: ending",
-            "note: <|channel|> (\"analysis\" | \"commentary\") <|message|> TEXT <|end|>",
+    repeat = "*" if max_notes is None else f"{{0,{int(max_notes)}}}"
+    note_body = "TEXT" if note_tokens is None else "note_text"
+    head = [f"start: (note <|start|> \"assistant\"){repeat} ending",
+            f"note: <|channel|> (\"analysis\" | \"commentary\") <|message|> {note_body} <|end|>",
             "ending: " + " | ".join(endings),
             f"final: <|channel|> \"final\" <|message|> {answer} <|return|>"]
+    if note_tokens is not None:
+        lines.append(f"note_text[max_tokens={max(1, int(note_tokens))}]: {_TEXT}")
     return "\n".join(head + lines + [f"TEXT: {_TEXT}"]) + "\n"
+
+
+def bounded_strings(schema, max_chars: int):
+    """The schema with `maxLength` on every string that has no bound of its own, so that a
+    model looping inside a string value still ends its JSON within a token budget."""
+    if isinstance(schema, list):
+        return [bounded_strings(item, max_chars) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: (bounded_strings(value, max_chars) if key in _SUBSCHEMAS else value)
+           for key, value in schema.items()}
+    for key in ("properties", "$defs", "definitions", "patternProperties"):
+        if isinstance(schema.get(key), dict):
+            out[key] = {name: bounded_strings(sub, max_chars) for name, sub in schema[key].items()}
+    kinds = schema.get("type")
+    is_string = kinds == "string" or (isinstance(kinds, list) and "string" in kinds)
+    if is_string and not any(k in schema for k in ("maxLength", "enum", "const", "pattern", "format")):
+        out["maxLength"] = max_chars
+    return out
+
+
+_SUBSCHEMAS = ("items", "prefixItems", "anyOf", "oneOf", "allOf", "additionalProperties",
+               "not", "if", "then", "else", "contains")
 
 
 def _json_rule(schema: dict, what: str) -> str:
@@ -155,14 +185,20 @@ class GrammarConstraint:
 
 
 def constraint_for(recipients: Mapping[str, Optional[dict]], *, tool_choice: str = "auto",
-                   response_format: Optional[dict] = None,
-                   prefix: Sequence[int] = ()) -> Optional[GrammarConstraint]:
+                   response_format: Optional[dict] = None, prefix: Sequence[int] = (),
+                   max_notes: Optional[int] = None, note_tokens: Optional[int] = None,
+                   max_string: Optional[int] = None) -> Optional[GrammarConstraint]:
     """The constraint for one completion, or None when nothing needs constraining. A tool
     schema llguidance cannot compile is enforced only as "a JSON object" (`warnings` says
-    which); a response format it cannot compile is an error."""
+    which); a response format it cannot compile is an error. `max_notes`, `note_tokens` and
+    `max_string` (the longest unbounded string value) keep a turn inside a token budget."""
     if not recipients and response_format is None:
         return None
     recipients, warnings = dict(recipients), []
+    if max_string is not None:
+        recipients = {name: bounded_strings(schema, max_string) if schema is not None else None
+                      for name, schema in recipients.items()}
+        response_format = bounded_strings(response_format, max_string) if response_format else None
     for name, schema in recipients.items():
         if schema is not None:
             try:
@@ -171,7 +207,9 @@ def constraint_for(recipients: Mapping[str, Optional[dict]], *, tool_choice: str
                 recipients[name] = {"type": "object"}
                 warnings.append(f"{name}: parameters not enforced ({_first_line(exc)})")
     constraint = GrammarConstraint(turn_grammar(recipients, tool_choice=tool_choice,
-                                                response_format=response_format), prefix)
+                                                response_format=response_format,
+                                                max_notes=max_notes, note_tokens=note_tokens),
+                                   prefix)
     constraint.warnings = warnings
     return constraint
 

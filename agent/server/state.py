@@ -18,6 +18,7 @@ from agent.server.generation import Generation
 from agent.server.schemas import FunctionDef
 
 ASSISTANT_STOPS = (RETURN, CALL, ENDOFTEXT)
+NOTES = 3  # analysis / commentary messages a constrained turn may write before its ending
 
 
 @dataclass
@@ -75,18 +76,23 @@ class ServerState:
         choice = _choice(tool_choice, tools, choice_param)
         constraint, prefix = None, []
         if getattr(self.engine.backend, "takes_constraint", False):
+            budget = self.budget(len(prompt), max_tokens, max_tokens_param)
             recipients = {f"functions.{t.name}": t.parameters or {"type": "object"} for t in tools}
             try:
                 constraint = constraint_for(
                     recipients, tool_choice=choice if choice in ("auto", "required")
                     else f"functions.{choice}",
-                    response_format=response_format.schema_ if response_format else None)
+                    response_format=response_format.schema_ if response_format else None,
+                    # reasoning takes at most half the budget and no string value runs on,
+                    # so the call or the answer ends inside it
+                    max_notes=NOTES, note_tokens=max(1, budget // (2 * NOTES)),
+                    max_string=max(16, budget // 2))
             except GrammarError as exc:
                 raise ApiError(f"'{format_param}' cannot be enforced: {exc}".splitlines()[0],
                                param=format_param) from None
         else:
             prefix = list(get_encoding().encode(forced_header(choice), allowed_special="all"))
-        budget = self.budget(len(prompt) + len(prefix), max_tokens, max_tokens_param)
+            budget = self.budget(len(prompt) + len(prefix), max_tokens, max_tokens_param)
         params = Params(max_tokens=budget, stop=ASSISTANT_STOPS,
                         temperature=1.0 if temperature is None else temperature,
                         top_p=1.0 if top_p is None else top_p, seed=seed, logprobs=logprobs,

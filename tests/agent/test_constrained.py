@@ -55,11 +55,17 @@ def test_greedy_takes_the_best_allowed_token():
     assert Sampler(temperature=0)(logits, Allowed(None, 10)) == 9
 
 
-def test_no_producible_allowed_token_leaves_the_step_unconstrained():
-    logits = torch.tensor([float("-inf"), 1.0, 3.0, 2.0])  # token 0: not in a compact vocab
-    only_zero = Allowed({0}, 4)
-    assert Sampler(temperature=0)(logits, only_zero) == 2 and only_zero.relaxed
-    assert Sampler(temperature=1.0, seed=0)(logits, Allowed({0}, 4)) in (1, 2, 3)
+def test_allowed_tokens_the_model_cannot_produce_are_taken_by_rank():
+    logits = torch.tensor([1.0, float("-inf"), 3.0, float("-inf")])  # 1, 3: not in a compact vocab
+    lacking = Allowed({1, 3}, 4)
+    assert Sampler(temperature=0)(logits, lacking) == 1 and not lacking.relaxed
+    assert Sampler(temperature=1.0, seed=0)(logits, Allowed({1, 3}, 4)) in (1, 3)
+
+
+def test_a_constraint_allowing_nothing_relaxes():
+    logits = torch.tensor([1.0, 5.0, 3.0])
+    nothing = Allowed(set(), 3)
+    assert Sampler(temperature=0)(logits, nothing) == 1 and nothing.relaxed
 
 
 def test_sampling_draws_from_the_distribution_restricted_to_allowed_tokens():

@@ -1,0 +1,226 @@
+"""`python -m agent serve` on the embedded model, driven by the official `openai` client and
+the OpenAI Agents SDK. What is asserted holds whatever the model's quality: the turn grammar
+guarantees it (only declared tools, arguments by their schemas, tool_choice and
+response_format obeyed, no Harmony marker text in any content)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+MARKER = re.compile(r"<\|[a-z0-9_]*\|>")
+MODEL = "gpt-oss-nano"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--port", str(port),
+                               "--served-model-name", MODEL],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"serve did not start: {server.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def client(base_url):
+    with openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0,
+                       timeout=120) as c:
+        yield c
+
+
+def function(name, description, properties, required=None, strict=None):
+    schema = {"type": "object", "properties": properties,
+              "required": list(properties) if required is None else required,
+              "additionalProperties": False}
+    tool = {"type": "function",
+            "function": {"name": name, "description": description, "parameters": schema}}
+    if strict is not None:
+        tool["function"]["strict"] = strict
+    return tool
+
+
+WEATHER = function("get_weather", "Current weather for a city.",
+                   {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+                   required=["city"])
+STOCK = function("get_stock_quote", "Latest price of a stock.",
+                 {"symbol": {"type": "string", "maxLength": 8}}, strict=True)
+FLIGHT = function("lookup_flight", "Status of a flight.",
+                  {"flight": {"type": "string"}, "date": {"type": "string"},
+                   "passengers": {"type": "array", "maxItems": 3,
+                                  "items": {"type": "object", "additionalProperties": False,
+                                            "properties": {"name": {"type": "string"},
+                                                           "seat": {"type": "string"}},
+                                            "required": ["name"]}}},
+                  required=["flight"], strict=True)
+CURRENCY = function("convert_currency", "Convert an amount between currencies.",
+                    {"amount": {"type": "number"},
+                     "source": {"enum": ["USD", "EUR", "JPY", "GBP"]},
+                     "target": {"enum": ["USD", "EUR", "JPY", "GBP"]}}, strict=True)
+TOOLSETS = [[WEATHER], [STOCK], [FLIGHT], [CURRENCY], [WEATHER, STOCK], [FLIGHT, CURRENCY],
+            [WEATHER, STOCK, FLIGHT, CURRENCY]]
+ASKS = ["What's the weather in Paris?", "price of AAPL right now", "is flight BA117 on time "
+        "tomorrow", "convert 250 dollars to euros", "Hi there!", "what is 12 * 9",
+        "tell me about tokyo weather and the yen", "帮我查一下航班 CA981"]
+REQUESTS = [(ask, TOOLSETS[(i + j) % len(TOOLSETS)]) for i, ask in enumerate(ASKS) for j in range(3)]
+
+
+def schemas(tools) -> dict:
+    return {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+
+
+def check_calls(calls, tools) -> None:
+    declared = schemas(tools)
+    for call in calls:
+        assert call.function.name in declared, call.function.name
+        jsonschema.validate(json.loads(call.function.arguments), declared[call.function.name])
+
+
+def test_chat_calls_only_declared_tools_with_valid_arguments(client):
+    assert len(REQUESTS) >= 20
+    calls = 0
+    for ask, tools in REQUESTS:
+        reply = client.chat.completions.create(model=MODEL, tools=tools, max_tokens=300,
+                                               messages=[{"role": "user", "content": ask}])
+        message = reply.choices[0].message
+        if reply.choices[0].finish_reason == "length":  # cut inside the arguments
+            continue
+        check_calls(message.tool_calls or (), tools)
+        calls += len(message.tool_calls or ())
+        assert not MARKER.search(message.content or "")
+    assert calls > 0
+
+
+@pytest.mark.parametrize("tools", TOOLSETS[:4])
+def test_tool_choice_required_and_named_always_call(client, tools):
+    for choice in ["required", {"type": "function", "function": {"name": tools[-1]["function"]["name"]}}]:
+        reply = client.chat.completions.create(
+            model=MODEL, tools=tools, tool_choice=choice, max_tokens=300,
+            messages=[{"role": "user", "content": "Hello, how are you today?"}])
+        calls = reply.choices[0].message.tool_calls
+        assert calls and reply.choices[0].finish_reason in ("tool_calls", "length")
+        if reply.choices[0].finish_reason == "length":
+            continue
+        check_calls(calls, tools)
+        if isinstance(choice, dict):
+            assert calls[0].function.name == choice["function"]["name"]
+
+
+def test_streamed_required_call_is_valid(client):
+    stream = client.chat.completions.create(
+        model=MODEL, tools=[FLIGHT], tool_choice="required", stream=True, max_tokens=300,
+        messages=[{"role": "user", "content": "where is my plane"}])
+    names, arguments = set(), ""
+    for chunk in stream:
+        for call in chunk.choices[0].delta.tool_calls or () if chunk.choices else ():
+            names.add(call.function.name) if call.function.name else None
+            arguments += call.function.arguments or ""
+    assert names == {"lookup_flight"}
+    jsonschema.validate(json.loads(arguments), schemas([FLIGHT])["lookup_flight"])
+
+
+ANSWER = {"type": "object", "properties": {"answer": {"type": "integer", "minimum": 0,
+                                                      "maximum": 10**9},
+                                           "unit": {"enum": ["kg", "lb"]}},
+          "required": ["answer", "unit"], "additionalProperties": False}
+
+
+@pytest.mark.parametrize("ask", ["How much is 10 kg in pounds?", "hello", "What is 6 * 7?"])
+def test_response_format_json_schema_always_validates(client, ask):
+    reply = client.chat.completions.create(
+        model=MODEL, max_tokens=300, messages=[{"role": "user", "content": ask}],
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "Answer", "schema": ANSWER, "strict": True}})
+    jsonschema.validate(json.loads(reply.choices[0].message.content), ANSWER)
+
+
+def test_responses_api_calls_only_declared_tools(client):
+    tools = [{"type": "function", "name": t["function"]["name"],
+              "description": t["function"]["description"],
+              "parameters": t["function"]["parameters"], "strict": True} for t in [STOCK, FLIGHT]]
+    for ask, choice in [("price of MSFT", "auto"), ("hello", "required")]:
+        response = client.responses.create(model=MODEL, input=ask, tools=tools,
+                                           tool_choice=choice, max_output_tokens=600)
+        calls = [item for item in response.output if item.type == "function_call"]
+        if response.status == "incomplete":  # cut by max_output_tokens inside the arguments
+            continue
+        for call in calls:
+            assert call.name in {"get_stock_quote", "lookup_flight"}
+            jsonschema.validate(json.loads(call.arguments),
+                                schemas([STOCK, FLIGHT])[call.name])
+        if choice == "required":
+            assert calls
+        assert not MARKER.search(response.output_text or "")
+
+
+# ---- the OpenAI Agents SDK -----------------------------------------------------------------
+
+def run_agent(base_url, model_class):
+    agents = pytest.importorskip("agents")
+    from pydantic import BaseModel
+
+    agents.set_tracing_disabled(True)   # the SDK would export traces to OpenAI
+    seen = []
+
+    @agents.function_tool
+    def get_weather(city: str) -> str:
+        """Current weather for a city.
+
+        Args:
+            city: the city name
+        """
+        seen.append(city)
+        return f"Sunny and 21 C in {city}."
+
+    class Report(BaseModel):
+        city: str
+        summary: str
+
+    client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0)
+    agent = agents.Agent(name="weather", instructions="Answer with the weather report.",
+                         tools=[get_weather], output_type=Report,
+                         model=model_class(model=MODEL, openai_client=client),
+                         model_settings=agents.ModelSettings(max_tokens=300))
+
+    async def go():
+        try:
+            return await agents.Runner.run(agent, "What's the weather in Paris?", max_turns=4)
+        finally:
+            await client.close()
+    return asyncio.run(go()), seen, Report
+
+
+@pytest.mark.parametrize("model_class", ["OpenAIChatCompletionsModel", "OpenAIResponsesModel"])
+def test_the_agents_sdk_runs_with_a_tool_and_an_output_type(base_url, model_class):
+    agents = pytest.importorskip("agents")
+    result, seen, report = run_agent(base_url, getattr(agents, model_class))
+    assert isinstance(result.final_output, report)  # no ModelBehaviorError, a valid Report
