@@ -11,35 +11,22 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from agent.harmony.tokenizer import (CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START,
-                                     get_encoding)
+from agent.harmony.conversation import assistant_message, tool_call_message
+from agent.harmony.parse import StreamParser
+from agent.harmony.render import render
+from agent.harmony.stream import is_tool_call, message_text
+from agent.harmony.tokenizer import CALL, END, RETURN
 
 _EFFORT = re.compile(r"Reasoning:\s*(low|medium|high)", re.I)
 
 
-def harmony_messages(tokens: Sequence[int]) -> list[dict]:
-    """Splits a rendered Harmony prompt into {role, recipient, channel, text} dicts."""
-    enc = get_encoding()
-    out, i = [], 0
-    while i < len(tokens):
-        if tokens[i] != START:
-            i += 1
-            continue
-        j = i + 1
-        while j < len(tokens) and tokens[j] != MESSAGE:
-            j += 1
-        k = j + 1
-        while k < len(tokens) and tokens[k] not in (END, CALL, RETURN, START):
-            k += 1
-        header = enc.decode(list(tokens[i + 1:j]))
-        role = re.split(r"[\s<]", header, 1)[0]
-        to = re.search(r"to=([^\s<]+)", header)
-        channel = re.search(r"<\|channel\|>(\w+)", header)
-        out.append({"role": role, "recipient": to.group(1) if to else None,
-                    "channel": channel.group(1) if channel else None,
-                    "text": enc.decode(list(tokens[j + 1:k])) if j < len(tokens) else ""})
-        i = k
-    return out
+def harmony_messages(tokens: Sequence[int]) -> list:
+    """The messages of a rendered Harmony prompt, read by the one Harmony parser (the
+    trailing `<|start|>assistant` of a completion prompt is no message)."""
+    parser = StreamParser(role=None)
+    # in a prompt, <|call|> and <|return|> close a message like <|end|>; they stop nothing
+    parser.process_all(END if token in (CALL, RETURN) else token for token in tokens)
+    return parser.messages
 
 
 def chat_messages_from_prompt(tokens: Sequence[int]) -> tuple[str, list[dict]]:
@@ -53,7 +40,7 @@ def chat_messages_from_prompt(tokens: Sequence[int]) -> tuple[str, list[dict]]:
             pending = None
 
     for m in harmony_messages(tokens):
-        role, text = m["role"], m["text"]
+        role, text = m.author.role.value, message_text(m)
         if role == "system":
             found = _EFFORT.search(text)
             effort = found.group(1).lower() if found else effort
@@ -64,16 +51,14 @@ def chat_messages_from_prompt(tokens: Sequence[int]) -> tuple[str, list[dict]]:
             flush()
             messages.append({"role": "user", "content": text})
         elif role == "assistant":
-            if not text and m["recipient"] is None and m["channel"] is None:
-                continue  # the trailing `<|start|>assistant` of a completion prompt
             pending = pending or {"role": "assistant", "content": None}
-            if m["recipient"] and m["recipient"] != "user":
+            if is_tool_call(m):
                 calls += 1
                 pending.setdefault("tool_calls", []).append({
                     "id": f"call_{calls}", "type": "function",
-                    "function": {"name": m["recipient"].removeprefix("functions."),
+                    "function": {"name": m.recipient.removeprefix("functions."),
                                  "arguments": text}})
-            elif m["channel"] == "analysis":
+            elif m.channel == "analysis":
                 pending["reasoning_content"] = text
             else:
                 pending["content"] = text
@@ -85,26 +70,17 @@ def chat_messages_from_prompt(tokens: Sequence[int]) -> tuple[str, list[dict]]:
 
 
 def harmony_tokens_from_chat(message: dict, finish_reason: str | None) -> list[int]:
-    enc = get_encoding()
-
-    def header(channel: str, recipient: str | None = None, json_args: bool = False) -> list[int]:
-        text = channel + (f" to={recipient}" if recipient else "") + (" " if json_args else "")
-        return [CHANNEL] + enc.encode_ordinary(text) + ([CONSTRAIN] + enc.encode_ordinary("json")
-                                                        if json_args else []) + [MESSAGE]
-
-    tokens: list[int] = []
+    """The Harmony tokens the model would have written for a chat answer (after the
+    prompt's `<|start|>assistant`): its reasoning, then its first tool call or its text."""
     reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if reasoning:
-        tokens += header("analysis") + enc.encode_ordinary(reasoning) + [END, START] + \
-            enc.encode_ordinary("assistant")
     calls = message.get("tool_calls") or []
+    said = [assistant_message(reasoning, "analysis")] if reasoning else []
     if calls:
         fn = calls[0]["function"]
-        tokens += header("commentary", f"functions.{fn['name']}", True) + \
-            enc.encode_ordinary(fn.get("arguments") or "{}") + [CALL]
+        said.append(tool_call_message(f"functions.{fn['name']}", fn.get("arguments") or "{}"))
     else:
-        tokens += header("final") + enc.encode_ordinary(message.get("content") or "")
-        if finish_reason != "length":
-            tokens.append(RETURN)
+        said.append(assistant_message(message.get("content") or "", "final"))
+    tokens = [t for m in said for t in render(m)][2:]  # the prompt has <|start|>assistant
+    if not calls:
+        tokens = tokens[:-1] + ([] if finish_reason == "length" else [RETURN])
     return tokens
-
