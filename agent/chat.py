@@ -256,7 +256,7 @@ def _import_function(spec: str):
 def _load_model(agent, quiet: bool) -> None:
     """Load the weights now (not at the first token), with a progress line on stderr."""
     from agent.backends.local import resolve_model_path
-    from agent.loop import is_recorded_script
+    from agent.backends import is_recorded_script
     if agent._backend is not None or is_recorded_script(agent.model):
         agent.backend
         return

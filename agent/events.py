@@ -1,7 +1,10 @@
 """Typed events that `Agent.stream` yields while a run is under way."""
 from __future__ import annotations
 
-from typing import Literal, Union
+import asyncio
+import queue
+import threading
+from typing import AsyncIterator, Callable, Iterator, Literal, Union
 
 from pydantic import BaseModel
 
@@ -56,3 +59,26 @@ class Done(BaseModel):
 
 Event = Union[EffortChosen, ReasoningDelta, CommentaryDelta, FinalDelta, ToolCallStarted,
               ToolResultReceived, ErrorEvent, Done]
+
+
+async def iterate_in_thread(make: Callable[[], Iterator[Event]]) -> AsyncIterator[Event]:
+    """Drive a blocking event generator in a worker thread and hand its items to asyncio."""
+    items: queue.Queue = queue.Queue()
+    end = object()
+
+    def pump() -> None:
+        try:
+            for item in make():
+                items.put(item)
+        except BaseException as exc:  # surfaced in the awaiting task
+            items.put(exc)
+        items.put(end)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        item = await asyncio.to_thread(items.get)
+        if item is end:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item

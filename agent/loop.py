@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import math
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequen
 
 from agent.harmony.conversation import tool_result_message, user_message
 from agent.harmony.stream import is_tool_call, message_text
-from agent.events import (CommentaryDelta, Done, EffortChosen, ErrorEvent, Event, FinalDelta,
+from agent.events import (iterate_in_thread, CommentaryDelta, Done, EffortChosen, ErrorEvent, Event, FinalDelta,
                           ReasoningDelta, ToolCallStarted, ToolResultReceived)
 from agent.results import EffortDecision, Result, ToolCall, Usage, find_citations
 from agent.router import Router, router_for
@@ -106,13 +105,9 @@ class Agent:
         """The backend, loading the checkpoint on first use."""
         with self._backend_lock:
             if self._backend is None:
+                from agent.backends import open_backend
                 started = time.perf_counter()
-                if is_recorded_script(self.model):
-                    from agent.backends.scripted import ScriptedBackend
-                    self._backend = ScriptedBackend.from_file(self.model)
-                else:
-                    from agent.backends.local import LocalBackend
-                    self._backend = LocalBackend.load(self.model, device=self.device, progress=self.progress)
+                self._backend = open_backend(self.model, device=self.device, progress=self.progress)
                 self.load_seconds = time.perf_counter() - started
             return self._backend
 
@@ -141,15 +136,19 @@ class Agent:
         return result
 
     def stream(self, task: str, *, output: type | None = None, check: Callable | None = None,
-               effort: "str | Router | None" = None) -> Iterator[Event]:
-        """Yield events while the task runs; the last one is Done(result)."""
-        yield from self._run_turn([], task, output=output, check=check, effort=effort)
+               effort: "str | Router | None" = None, history: Sequence[Any] = (),
+               on_turn: Callable[[list], None] | None = None) -> Iterator[Event]:
+        """Yield events while the task runs; the last one is Done(result). The turn answers
+        `task` after the Harmony `history` (a session's); `on_turn(messages)` receives the
+        messages the turn added."""
+        yield from self._run_turn(history, task, output=output, check=check, effort=effort,
+                                  on_turn=on_turn)
 
     async def arun(self, task: str, **kwargs) -> Result:
         return await asyncio.to_thread(self.run, task, **kwargs)
 
     async def astream(self, task: str, **kwargs) -> AsyncIterator[Event]:
-        async for event in _iterate_in_thread(lambda: self.stream(task, **kwargs)):
+        async for event in iterate_in_thread(lambda: self.stream(task, **kwargs)):
             yield event
 
     def session(self, messages: Sequence[Any] = ()) -> "Session":
@@ -396,12 +395,6 @@ class Agent:
         return problems
 
 
-def is_recorded_script(model: Any) -> bool:
-    """A `.json` file of recorded completions stands in for a model (tests, demos, replays)."""
-    import os
-    return isinstance(model, (str, os.PathLike)) and str(model).endswith(".json") and os.path.isfile(model)
-
-
 # ---- helpers -----------------------------------------------------------------------------
 
 def _delta_event(delta) -> Event | None:
@@ -436,26 +429,3 @@ def _validate(output: type, text: str) -> tuple[bool, Any, str]:
         return False, None, f"{where}: {first.get('msg')}{more}"
     except Exception as exc:  # not JSON at all
         return False, None, f"not JSON ({exc})"
-
-
-async def _iterate_in_thread(make: Callable[[], Iterator[Event]]) -> AsyncIterator[Event]:
-    """Drive a blocking generator in a worker thread and hand its items to asyncio."""
-    items: queue.Queue = queue.Queue()
-    end = object()
-
-    def pump() -> None:
-        try:
-            for item in make():
-                items.put(item)
-        except BaseException as exc:  # surfaced in the awaiting task
-            items.put(exc)
-        items.put(end)
-
-    threading.Thread(target=pump, daemon=True).start()
-    while True:
-        item = await asyncio.to_thread(items.get)
-        if item is end:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Sequence
 
-from agent.events import Done, Event
+from agent.events import Done, Event, iterate_in_thread
 from agent.results import Result
 
 TRANSCRIPT_FORMAT = "gpt-oss-agent/session-v1"
@@ -39,7 +39,7 @@ class Session:
         return result
 
     def stream(self, task: str, **kwargs) -> Iterator[Event]:
-        for event in self.agent._run_turn(self.messages, task, on_turn=self.messages.extend, **kwargs):
+        for event in self.agent.stream(task, history=self.messages, on_turn=self.messages.extend, **kwargs):
             if isinstance(event, Done):
                 self.results.append(event.result)
             yield event
@@ -49,8 +49,7 @@ class Session:
         return await asyncio.to_thread(self.run, task, **kwargs)
 
     async def astream(self, task: str, **kwargs) -> AsyncIterator[Event]:
-        from agent.loop import _iterate_in_thread
-        async for event in _iterate_in_thread(lambda: self.stream(task, **kwargs)):
+        async for event in iterate_in_thread(lambda: self.stream(task, **kwargs)):
             yield event
 
     def reset(self) -> None:
