@@ -15,6 +15,39 @@ from agent.harmony.tokenizer import get_encoding
 from agent.server.app import create_app
 
 
+@contextlib.contextmanager
+def serve_command(*args: str, start_timeout: float = 120):
+    """`python -m agent serve ARGS` in a subprocess on a free port; yields its base URL."""
+    import os
+    import subprocess
+    import sys
+    import httpx
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--port", str(port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + start_timeout
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not start:\n{proc.stdout.read()}")
+        time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,6 +111,12 @@ class SlowBackend:
 @pytest.fixture
 def serve():
     return serving
+
+
+@pytest.fixture(scope="session")
+def serve_cli():
+    """`serve_cli(*args)`: `python -m agent serve ARGS` in a subprocess (serve_command)."""
+    return serve_command
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import openai
@@ -28,34 +26,10 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint):
-    from socket import socket
-    with socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "serve", "--model", str(tiny_checkpoint), "--port",
-         str(port), "--served-model-name", "tiny", "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not start:\n{proc.stdout.read()}")
-        time.sleep(0.2)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def server(tiny_checkpoint, serve_cli):
+    with serve_cli("--model", str(tiny_checkpoint), "--served-model-name", "tiny",
+                       "--threads", "1", start_timeout=60) as url:
+        yield url
 
 
 def test_chat_on_the_runtime_with_prefix_reuse(server):

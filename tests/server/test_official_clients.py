@@ -6,14 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 
-import httpx
 import jsonschema
 import openai
 import pytest
@@ -22,33 +16,10 @@ MARKER = re.compile(r"<\|[a-z0-9_]*\|>")
 MODEL = "gpt-oss-nano"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def base_url():
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--port", str(port),
-                               "--served-model-name", MODEL],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail(f"serve did not start: {server.stderr.read()[-2000:]}")
-        time.sleep(0.2)
-    yield url
-    server.terminate()
-    server.wait(timeout=20)
+def base_url(serve_cli):
+    with serve_cli("--served-model-name", MODEL) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
