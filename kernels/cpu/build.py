@@ -81,11 +81,6 @@ def chosen_variant() -> Variant | None:
     return next((v for v in runnable if v.name == wanted), None)
 
 
-def cpu_supported() -> bool:
-    """True when some variant of the kernels runs on this CPU."""
-    return bool(runnable_variants())
-
-
 def cache_dir(variant: Variant) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     text = b"".join((HERE / name).read_bytes() for name in variant.sources)
