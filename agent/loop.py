@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import math
 import threading
 import time
@@ -25,7 +26,13 @@ from agent.events import (iterate_in_thread, CommentaryDelta, Done, EffortChosen
                           ReasoningDelta, ToolCallStarted, ToolResultReceived)
 from agent.results import EffortDecision, Result, ToolCall, Usage, find_citations
 from agent.router import Router, router_for
+from agent.tools.base import ToolResult
 from agent.tools.toolset import ToolSet
+from agent import tracing
+
+log = logging.getLogger(__name__)
+DECLINED = ("The user declined this call to {recipient}, so it did not run ({reason}). "
+            "Do not call it again for this; go on without it or ask the user.")
 
 if TYPE_CHECKING:
     from agent.session import Session
@@ -69,6 +76,10 @@ class Agent:
     follows the Harmony grammar of agent/harmony/grammar.py: a tool call can only name a
     declared tool, its JSON arguments match the tool's JSON Schema, and with `output=` the
     answer matches the model's schema; other backends ignore it.
+    approve: called as approve(recipient, arguments) before each tool call; True runs it,
+    False or a reason (a string) declines it, and the model is told so instead.
+    tracer: an OpenTelemetry Tracer for the spans of agent/tracing.py (default: the global
+    tracer, a no-op unless the application configured OpenTelemetry).
     """
 
     def __init__(self, model: Any = None, tools: Sequence[Any] = (), instructions: str | None = None,
@@ -78,7 +89,8 @@ class Agent:
                  seed: int | None = None, device: str = "cpu", output_retries: int = 2, min_confidence: float | None = 0.35,
                  check: Callable[[Result], Any] | None = None, date: str | None = "today",
                  model_identity: str | None = None, strict_tools: bool = True,
-                 progress: Callable[[float, str], None] | None = None):
+                 progress: Callable[[float, str], None] | None = None,
+                 approve: Callable[[str, str], "bool | str"] | None = None, tracer: Any = None):
         self.model = model
         self.instructions = instructions
         self.router = router_for(effort)
@@ -94,8 +106,13 @@ class Agent:
         self.model_identity = model_identity
         self.progress = progress
         self.strict_tools = strict_tools
+        self.approve = approve
+        self.tracer = tracer if tracer is not None else tracing.get_tracer()
         self.toolset = ToolSet(tools)
         self._backend = model if callable(getattr(model, "complete", None)) else None
+        if strict_tools and _may_take_constraint(model):
+            from agent.harmony.grammar import warm_up
+            warm_up()  # the grammar's tokenizer builds while torch and the weights load
         self._backend_lock = threading.Lock()
         self.load_seconds: float | None = None
 
@@ -176,34 +193,49 @@ class Agent:
                   on_turn: Callable[[list], None] | None = None) -> Iterator[Event]:
         """One user task, with escalation. Yields events; `on_turn(messages)` receives the
         messages the final attempt added (the session appends them to its history)."""
-        router = self.router if effort is None else router_for(effort)
-        check = check or self.check
-        started = time.perf_counter()
-        decision = router.choose(task, tools=self.toolset.recipients())
-        decisions = [EffortDecision(effort=decision.effort, reason=decision.reason, attempt=1)]
-        usage = Usage()
-        model_s = tools_s = 0.0
-        while True:
-            attempt = len(decisions)
-            yield EffortChosen(effort=decision.effort, reason=decision.reason, attempt=attempt)
-            turn = _Turn(effort=decision.effort, messages=[user_message(task)])
-            yield from self._attempt(list(history), turn, output=output, started=started)
-            usage.add(turn.usage)
-            model_s, tools_s = model_s + turn.model_s, tools_s + turn.tools_s
-            result = self._result(history, turn, output, decisions, usage, started, model_s, tools_s)
-            problems = self._problems(turn, result, check)
-            result.errors.extend(problems)
-            for problem in problems:
-                yield ErrorEvent(message=f"attempt {attempt} at {turn.effort}: {problem}")
-            following = router.escalate(decision.effort, problems) if problems else None
-            if following is None:
-                break
-            decision = following
-            decisions.append(EffortDecision(effort=decision.effort, reason=decision.reason,
-                                            attempt=len(decisions) + 1))
-        if on_turn is not None:
-            on_turn(turn.messages)
-        yield Done(result=result)
+        name = tracing.model_name(self.model, self._backend)
+        with tracing.span(self.tracer, f"invoke_agent {tracing.AGENT_NAME}",
+                          attributes=tracing.run_attributes(name, None)) as run:
+            router = self.router if effort is None else router_for(effort)
+            check = check or self.check
+            started = time.perf_counter()
+            decision = router.choose(task, tools=self.toolset.recipients())
+            decisions = [EffortDecision(effort=decision.effort, reason=decision.reason, attempt=1)]
+            usage = Usage()
+            model_s = tools_s = 0.0
+            while True:
+                attempt = len(decisions)
+                yield EffortChosen(effort=decision.effort, reason=decision.reason, attempt=attempt)
+                turn = _Turn(effort=decision.effort, messages=[user_message(task)])
+                with tracing.span(self.tracer, f"attempt {decision.effort}", run, attributes={
+                        "gpt_oss_agent.effort": decision.effort, "gpt_oss_agent.attempt": attempt,
+                        "gpt_oss_agent.effort_reason": decision.reason}) as attempt_span:
+                    steps = self._attempt(list(history), turn, output=output, started=started)
+                    yield from tracing.within(attempt_span, steps)
+                    tracing.set_attributes(attempt_span, {"gpt_oss_agent.stop_reason": turn.stop_reason,
+                                                          "gpt_oss_agent.steps": turn.steps})
+                usage.add(turn.usage)
+                model_s, tools_s = model_s + turn.model_s, tools_s + turn.tools_s
+                result = self._result(history, turn, output, decisions, usage, started, model_s, tools_s)
+                problems = self._problems(turn, result, check)
+                result.errors.extend(problems)
+                for problem in problems:
+                    yield ErrorEvent(message=f"attempt {attempt} at {turn.effort}: {problem}")
+                following = router.escalate(decision.effort, problems) if problems else None
+                if following is None:
+                    break
+                log.info("attempt %d at %s effort ended badly (%s); escalating to %s", attempt,
+                         turn.effort, "; ".join(problems), following.effort)
+                decision = following
+                decisions.append(EffortDecision(effort=decision.effort, reason=decision.reason,
+                                                attempt=len(decisions) + 1))
+            tracing.set_attributes(run, {**tracing.usage_attributes(usage.model_dump()),
+                                         "gpt_oss_agent.effort": result.effort,
+                                         "gpt_oss_agent.attempts": result.attempts,
+                                         "gpt_oss_agent.stop_reason": result.stop_reason})
+            if on_turn is not None:
+                on_turn(turn.messages)
+        yield Done(result=result)       # after the run's span ended: the caller may stop here
 
     def _attempt(self, history: list, turn: _Turn, *, output: type | None, started: float) -> Iterator[Event]:
         from agent.harmony.conversation import render_prompt
@@ -287,32 +319,40 @@ class Agent:
         timed_out = False
         temperature, top_p = self.sampling(backend)
         constraint = self._constraint(backend, output)
-        completion = backend.complete(prompt, max_tokens=max_tokens, stop=[RETURN, CALL],
-                                      temperature=temperature, top_p=top_p,
-                                      seed=self.seed, logprobs=self.min_confidence is not None,
-                                      **({"constraint": constraint} if constraint else {}))
-        try:
-            for item in completion:
-                if turn.first_token_s is None:
-                    turn.first_token_s = time.perf_counter() - started
-                for delta in decoder.feed(item.token, item.logprob):
-                    event = _delta_event(delta)
-                    if event is not None:
-                        yield event
-                if self._out_of_time(started):
-                    timed_out = True
-                    break
-                if decoder.done:
-                    break
-        finally:
-            close = getattr(completion, "close", None)
-            if close is not None:
-                close()
-        decoder.finish()
-        usage = dict(getattr(backend, "last_usage", None) or {})
-        if not usage.get("generated_tokens"):
-            usage["generated_tokens"] = decoder.generated
-        turn.usage.add(usage)
+        model = tracing.model_name(self.model, backend)
+        with tracing.span(self.tracer, f"chat {model}", kind=tracing.SpanKind.CLIENT,
+                          attributes=tracing.chat_attributes(
+                              model, tracing.provider_name(backend), max_tokens=max_tokens,
+                              temperature=temperature, top_p=top_p, seed=self.seed)) as span:
+            completion = backend.complete(prompt, max_tokens=max_tokens, stop=[RETURN, CALL],
+                                          temperature=temperature, top_p=top_p,
+                                          seed=self.seed, logprobs=self.min_confidence is not None,
+                                          **({"constraint": constraint} if constraint else {}))
+            try:
+                for item in completion:
+                    if turn.first_token_s is None:
+                        turn.first_token_s = time.perf_counter() - started
+                    for delta in decoder.feed(item.token, item.logprob):
+                        event = _delta_event(delta)
+                        if event is not None:
+                            yield event
+                    if self._out_of_time(started):
+                        timed_out = True
+                        break
+                    if decoder.done:
+                        break
+            finally:
+                close = getattr(completion, "close", None)
+                if close is not None:
+                    close()
+            decoder.finish()
+            usage = dict(getattr(backend, "last_usage", None) or {})
+            if not usage.get("generated_tokens"):
+                usage["generated_tokens"] = decoder.generated
+            turn.usage.add(usage)
+            tracing.set_attributes(span, tracing.finish_attributes(usage, decoder.stop_token))
+            log.debug("model call: %d prompt tokens, %d generated", usage.get("prompt_tokens", 0),
+                      usage["generated_tokens"])
         if constraint is not None and constraint.error:
             turn.errors.append(f"step {turn.steps}: generation left the grammar ({constraint.error})")
         if decoder.reasoning:
@@ -332,13 +372,26 @@ class Agent:
         recipient, arguments = message.recipient, message_text(message)
         yield ToolCallStarted(recipient=recipient, input=arguments)
         started = time.perf_counter()
-        result = self.toolset.call(recipient, arguments)
+        with tracing.span(self.tracer, f"execute_tool {recipient}",
+                          attributes=tracing.tool_attributes(recipient)) as span:
+            verdict = True if self.approve is None else self.approve(recipient, arguments)
+            if verdict is True:
+                result = self.toolset.call(recipient, arguments)
+                if result.error:
+                    tracing.fail(span, "tool_error", result.text[:200])
+            else:   # declined: reported to the model as the tool's answer; nothing ran
+                reason = verdict if isinstance(verdict, str) and verdict else "no reason given"
+                result = ToolResult(DECLINED.format(recipient=recipient, reason=reason), error=True)
+                tracing.fail(span, "declined", reason)
+                log.info("%s declined: %s", recipient, reason)
         turn.tools_s += time.perf_counter() - started
         turn.tool_calls.append(ToolCall(recipient=recipient, input=arguments, output=result.text,
                                         error=result.error, step=turn.steps))
-        turn.unresolved = f"{recipient} failed: {result.text[:200]}" if result.error else None
+        if verdict is True:     # a declined call is the user's decision, not a failure to fix
+            turn.unresolved = f"{recipient} failed: {result.text[:200]}" if result.error else None
         if result.error:
             turn.errors.append(f"step {turn.steps}: {recipient}: {result.text[:300]}")
+            log.info("step %d: %s: %s", turn.steps, recipient, result.text[:300])
         if isinstance(result.data, dict) and "cursor" in result.data:
             turn.pages[int(result.data["cursor"])] = result.data
         yield ToolResultReceived(recipient=recipient, output=result.text, error=result.error)
@@ -393,6 +446,13 @@ class Agent:
                 and result.confidence < self.min_confidence):
             problems.append(f"low confidence {result.confidence:.2f} < {self.min_confidence:.2f}")
         return problems
+
+
+def _may_take_constraint(model: Any) -> bool:
+    from agent.backends import is_recorded_script
+    if callable(getattr(model, "complete", None)):
+        return bool(getattr(model, "takes_constraint", False))
+    return not is_recorded_script(model)
 
 
 # ---- helpers -----------------------------------------------------------------------------

@@ -21,7 +21,6 @@ can produce none of them the step goes unconstrained and the constraint turns it
 """
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from typing import Mapping, Optional, Sequence
@@ -114,19 +113,26 @@ def _json_rule(schema: dict, what: str) -> str:
     return "%json " + json.dumps({**schema, "x-guidance": {**options, **schema.get("x-guidance", {})}})
 
 
-@functools.lru_cache(maxsize=1)
+_TOKENIZER: list = []
+_TOKENIZER_LOCK = threading.Lock()
+
+
 def lltokenizer():
-    """llguidance's view of the o200k_harmony vocabulary (built once per process, ~1-1.5 s)."""
-    from llguidance.tiktoken import lltokenizer_from_encoding
-    return lltokenizer_from_encoding(tk.get_encoding(), n_vocab=tk.VOCAB_SIZE,
-                                     eos_token=tk.ENDOFTEXT)
+    """llguidance's view of the o200k_harmony vocabulary (built once per process, ~1-1.5 s;
+    a caller arriving while warm_up's thread builds it waits for that one)."""
+    with _TOKENIZER_LOCK:
+        if not _TOKENIZER:
+            from llguidance.tiktoken import lltokenizer_from_encoding
+            _TOKENIZER.append(lltokenizer_from_encoding(tk.get_encoding(), n_vocab=tk.VOCAB_SIZE,
+                                                        eos_token=tk.ENDOFTEXT))
+        return _TOKENIZER[0]
 
 
-def warm_up() -> threading.Thread:
-    """Build the tokenizer on a background thread (while a model loads, say)."""
-    thread = threading.Thread(target=lltokenizer, name="llguidance-tokenizer", daemon=True)
-    thread.start()
-    return thread
+def warm_up() -> None:
+    """Build the tokenizer on a background thread (while a model loads, say); llguidance
+    releases the GIL while it builds."""
+    if not _TOKENIZER:
+        threading.Thread(target=lltokenizer, name="llguidance-tokenizer", daemon=True).start()
 
 
 def check_grammar(grammar: str) -> None:

@@ -7,7 +7,7 @@ prompt wrong without any visible error.
 """
 from __future__ import annotations
 
-import base64
+import binascii
 import functools
 import gzip
 import hashlib
@@ -94,12 +94,8 @@ def read_vocabulary_bytes(path: Path | None = None) -> bytes:
 
 def parse_ranks(data: bytes) -> dict[bytes, int]:
     """`base64-token rank` lines -> {token bytes: rank}."""
-    ranks = {}
-    for line in data.splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return ranks
+    fields = data.split()  # token, rank, token, rank, ...
+    return {binascii.a2b_base64(token): int(rank) for token, rank in zip(fields[::2], fields[1::2])}
 
 
 @functools.lru_cache(maxsize=1)
