@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -157,9 +158,6 @@ def make_agent(args, tracer=None):
     model = args.model
     if args.backend:
         model = _remote_backend(args.backend, args.model)
-    hooks = {"approve": ask_on_terminal} if args.approve else {}
-    if tracer is not None:
-        hooks["tracer"] = tracer
     if args.temperature is not None and args.temperature < 0:
         raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
     try:
@@ -167,7 +165,8 @@ def make_agent(args, tracer=None):
                      max_steps=args.max_steps, max_tokens=args.max_tokens, max_time=args.max_time,
                      temperature=args.temperature, top_p=args.top_p, seed=args.seed,
                      device=args.device, date=None if args.no_date else "today",
-                     strict_tools=not args.no_strict_tools, **hooks)
+                     strict_tools=not args.no_strict_tools,
+                     approve=ask_on_terminal if args.approve else None, tracer=tracer)
     except (ValueError, TypeError, ImportError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -210,10 +209,10 @@ def ask_on_terminal(recipient: str, arguments: str) -> bool | str:
     if not (recipient == "python" or recipient.startswith("functions.")):
         return True
     try:
-        with open("/dev/tty", "r+") as terminal:
-            terminal.write(f"run {recipient}? [y/N] ")
-            terminal.flush()
-            answer = terminal.readline().strip().lower()
+        with open("/dev/tty", "w") as asking, open("/dev/tty") as answering:
+            asking.write(f"run {recipient}? [y/N] ")
+            asking.flush()
+            answer = answering.readline().strip().lower()
     except OSError:
         return "there is no terminal to ask the user for approval"
     return True if answer in ("y", "yes") else "the user declined it"
@@ -327,13 +326,48 @@ def run_task(agent, task: str, args, session=None):
 def _stream(events, args):
     """Print a run's events as they come; returns its Result. Ctrl-C closes the run."""
     printer = Printer(show_reasoning=args.show_reasoning)
-    try:
-        for event in events:
-            printer.show(event)
-    finally:
-        events.close()
-        printer.end_line()
+    with _CtrlC() as ctrl_c:
+        try:
+            for event in events:
+                ctrl_c.check()
+                printer.show(event)
+        finally:
+            events.close()
+            printer.end_line()
     return printer.result
+
+
+class _CtrlC:
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered: Python drops one that
+    lands inside a finalizer (garbage collection runs them anywhere), and the run must still
+    stop, at its next event, without a "Exception ignored" traceback."""
+
+    def __init__(self):
+        self.pressed = False
+        self.previous = self.previous_hook = None
+
+    def _handler(self, signum, frame):
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def _unraisable(self, unraisable) -> None:
+        if not (self.pressed and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            self.previous_hook(unraisable)
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "_CtrlC":
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+            self.previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            sys.unraisablehook = self.previous_hook
 
 
 class Printer:

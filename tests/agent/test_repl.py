@@ -5,6 +5,7 @@ What the chat holds is read back from the transcripts it saves (/save), not from
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import FINAL, THINK, call
+from .test_cli import tiny_checkpoint  # noqa: F401 (a fixture: a random checkpoint, real vocabulary)
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -146,3 +148,53 @@ def test_answers_that_escalation_discards_are_marked(chat):
         child.expect_exact(f"[attempt {attempt}'s answer above is discarded; trying again]")
     child.expect_exact("answer 3")
     child.expect_exact("> ")
+
+
+def test_approve_asks_before_a_function_runs_and_a_no_reaches_the_model(chat, tmp_path):
+    child = chat(call("functions.wait", '{"seconds": 0}'), FINAL.format("I could not wait."),
+                 call("functions.wait", '{"seconds": 0}'), FINAL.format("Waited."),
+                 flags=("--approve",))
+    child.sendline("wait, please")
+    child.expect_exact("→ functions.wait")
+    child.expect_exact("run functions.wait? [y/N] ")
+    child.sendline("n")
+    child.expect_exact("✗ functions.wait")
+    child.expect_exact("I could not wait.")
+    child.expect_exact("> ")
+    child.sendline("wait now")
+    child.expect_exact("run functions.wait? [y/N] ")
+    child.sendline("y")
+    child.expect_exact("← functions.wait: done waiting")
+    child.expect_exact("Waited.")
+    child.expect_exact("> ")
+    path = tmp_path / "approve.json"
+    child.sendline(f"/save {path}")
+    child.expect_exact(f"to {path}")
+    tool_texts = [m["content"][0]["text"] for m in json.loads(path.read_text())["messages"]
+                  if m["role"] == "tool"]
+    assert "declined" in tool_texts[0] and tool_texts[1] == "done waiting"
+
+
+def test_ctrl_c_stops_the_real_runtime_mid_generation(tmp_path, tiny_checkpoint):
+    """A random checkpoint never ends its message: the turn generates until Ctrl-C stops it,
+    and the same runtime then serves the next turn."""
+    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm", "INPUTRC": "/dev/null",
+           "OMP_NUM_THREADS": "1"}
+    child = pexpect.spawn(sys.executable, ["-m", "agent", "--model", str(tiny_checkpoint), "--tools", "",
+                                           "--effort", "low", "--max-tokens", "100000"],
+                          cwd=str(ROOT), env=env, encoding="utf-8", timeout=120, dimensions=(40, 200))
+    child.logfile_read = seen = io.StringIO()
+    try:
+        child.expect_exact("> ")
+        for turn in (1, 2):
+            child.sendline(f"say something, turn {turn}")
+            child.expect_exact("[effort low")
+            child.sendintr()
+            child.expect_exact("[cancelled; the conversation keeps its 0 earlier messages]")
+            child.expect_exact("> ")
+        child.sendline("/quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert "Traceback" not in seen.getvalue()     # an interrupt inside a finalizer is not shown
