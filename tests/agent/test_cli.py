@@ -204,3 +204,12 @@ def test_bare_backend_flag_uses_openai_base_url_and_key(tmp_path):
     out = subprocess.run([sys.executable, "-m", "agent", "--backend", "--tools", "", "hi"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert out.returncode == 2 and "needs OPENAI_BASE_URL" in out.stderr
+
+
+def test_verbose_shows_the_library_logs(tmp_path):
+    model = script(tmp_path, call("functions.nope", "{}"), FINAL.format("ok"))
+    quiet = agent_cli("--model", model, "--tools", "", "--effort", "low", "hi")
+    loud = agent_cli("--model", model, "--tools", "", "--effort", "low", "-v", "hi")
+    assert quiet.returncode == loud.returncode == 0, loud.stderr
+    assert "INFO agent.loop: step 1: functions.nope" not in quiet.stderr
+    assert "INFO agent.loop: step 1: functions.nope" in loud.stderr

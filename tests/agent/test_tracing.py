@@ -178,3 +178,15 @@ def test_trace_flag_writes_json_lines(tmp_path):
     tool_span = lines[names.index("execute_tool python")]
     assert tool_span["attributes"]["gen_ai.tool.type"] == "extension"
     assert tool_span["parent_id"] is not None
+
+
+def test_the_library_logs_under_agent(caplog):
+    import logging
+    caplog.set_level(logging.INFO, logger="agent")
+    backend = ScriptedBackend([CALL_ADD, FINAL.format("no")] + [FINAL.format(w) for w in ("a", "b")],
+                              logprob=-3.0)
+    with Agent(backend, tools=[add], effort="auto", date=None, approve=lambda r, a: False) as agent:
+        agent.run("What is 2 + 3?")
+    messages = [(r.name, r.getMessage()) for r in caplog.records]
+    assert ("agent.loop", "functions.add declined: no reason given") in messages
+    assert any(name == "agent.loop" and "escalating to medium" in text for name, text in messages)
