@@ -26,6 +26,10 @@ class BatchingBackend:
         return self.backend.last_usage
 
     @property
+    def sampling_defaults(self) -> dict:
+        return dict(getattr(self.backend, "sampling_defaults", None) or {})
+
+    @property
     def takes_constraint(self) -> bool:
         return bool(getattr(self.backend, "takes_constraint", False))
 

@@ -20,14 +20,16 @@ from agent.server.schemas import (ChatMessage, FunctionCallItem, FunctionCallOut
 
 def build_messages(effort: str, instructions: str | None, tools: list[FunctionDef],
                    history: Iterable[Message],
-                   response_format: JsonSchemaFormat | None = None) -> list[Message]:
-    """The whole prompt's messages: gpt-oss's own system message, the request's instructions,
-    functions and response format as the developer message, then the history."""
+                   response_format: JsonSchemaFormat | None = None,
+                   namespaces: Iterable = ()) -> list[Message]:
+    """The whole prompt's messages: gpt-oss's own system message (with the built-in tools'
+    namespaces), the request's instructions, functions and response format as the developer
+    message, then the history."""
     functions = [ToolDescription.new(t.name, t.description or "", parameters=t.parameters)
                  for t in tools]
     response = (ResponseSchema(response_format.name, response_format.schema_,
                                response_format.description) if response_format else None)
-    return prompt_messages(system_message(effort),
+    return prompt_messages(system_message(effort, namespaces=namespaces),
                            developer_message(instructions, functions, response), history)
 
 

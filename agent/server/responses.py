@@ -13,11 +13,16 @@ from agent.server.conversation import responses_history
 from agent.server.decode import Delta, new_id
 from agent.server.errors import ApiError
 from agent.server.generation import Generation
-from agent.server.schemas import FunctionDef, ResponsesRequest
+from agent.harmony.conversation import tool_result_message
+from agent.results import find_citations
+from agent.server.schemas import BUILTIN_TOOLS, FunctionDef, ResponsesRequest
 from agent.server.state import ServerState, StoredResponse
 from agent.server.watch import until_disconnected
 
 router = APIRouter()
+
+
+BUILTIN_ITEMS = {"browser": "web_search_call", "python": "code_interpreter_call"}
 
 
 class OutputItems:
@@ -26,11 +31,15 @@ class OutputItems:
     def __init__(self):
         self.items: list[dict] = []
         self._open: dict | None = None
+        self.arguments: dict[str, str] = {}  # built-in call item id -> its arguments so far
 
     def feed(self, delta: Delta) -> list[dict]:
         events: list[dict] = []
-        kind = {"reasoning": "reasoning", "content": "message"}.get(delta.kind, "function_call")
-        if self._open is None or self._open["type"] != kind or delta.kind == "tool_call":
+        kind = {"reasoning": "reasoning", "content": "message"}.get(delta.kind, "call")
+        open_kind = self._open and self._open["type"]
+        if open_kind not in (None, "reasoning", "message"):
+            open_kind = "call"
+        if open_kind != kind or delta.kind == "tool_call":
             events += self.close()
             events += self._add(kind, delta)
         item, index = self._open, len(self.items) - 1
@@ -43,11 +52,27 @@ class OutputItems:
             events.append({"type": "response.output_text.delta", "item_id": item["id"],
                            "output_index": index, "content_index": 0, "delta": delta.text,
                            "logprobs": []})
+        elif item["type"] != "function_call":
+            self.arguments[item["id"]] += delta.text
         elif delta.text:
             item["arguments"] += delta.text
             events.append({"type": "response.function_call_arguments.delta",
                            "item_id": item["id"], "output_index": index, "delta": delta.text})
         return events
+
+    def tool_ran(self, item: dict, recipient: str, result) -> list[dict]:
+        """Fill a built-in call item with what the tool did; the events that say so."""
+        arguments = self.arguments.get(item["id"], "")
+        if item["type"] == "code_interpreter_call":
+            item.update(code=arguments, container_id="local",
+                        outputs=[{"type": "logs", "logs": result.text}])
+        else:
+            item["action"] = _browser_action(recipient, arguments, result)
+        item["status"] = "failed" if result.error else "completed"
+        index = self.items.index(item)
+        return [{"type": f"response.{item['type']}.completed", "item_id": item["id"],
+                 "output_index": index},
+                {"type": "response.output_item.done", "output_index": index, "item": item}]
 
     def _add(self, kind: str, delta: Delta) -> list[dict]:
         if kind == "reasoning":
@@ -58,6 +83,11 @@ class OutputItems:
                     "status": "in_progress",
                     "content": [{"type": "output_text", "text": "", "annotations": [],
                                  "logprobs": []}]}
+        elif delta.name.split(".")[0] in BUILTIN_ITEMS:
+            kind = BUILTIN_ITEMS[delta.name.split(".")[0]]
+            item = {"type": kind, "id": new_id("ws" if kind == "web_search_call" else "ci"),
+                    "status": "in_progress"}
+            self.arguments[item["id"]] = ""
         else:
             item = {"type": "function_call", "id": new_id("fc"), "call_id": delta.call_id,
                     "name": delta.name, "arguments": "", "status": "in_progress"}
@@ -76,8 +106,11 @@ class OutputItems:
         item, self._open = self._open, None
         if item is None:
             return []
-        item["status"] = "completed"
         index = self.items.index(item)
+        if item["id"] in self.arguments:   # a built-in call: done once its tool has run
+            return [{"type": f"response.{item['type']}.in_progress", "item_id": item["id"],
+                     "output_index": index}]
+        item["status"] = "completed"
         events: list[dict] = []
         if item["type"] == "reasoning":
             events.append({"type": "response.reasoning_text.done", "item_id": item["id"],
@@ -98,35 +131,140 @@ class OutputItems:
         return events
 
 
-def start(state: ServerState, req: ResponsesRequest) -> tuple[Generation, list, dict]:
-    state.check_model(req.model)
-    earlier, call_names = [], {}
-    if req.previous_response_id:
-        stored = state.responses.get(req.previous_response_id)
-        if stored is None:
-            raise ApiError(f"Previous response with id '{req.previous_response_id}' not found.",
-                           status=404, param="previous_response_id", type="not_found_error")
-        earlier, call_names = list(stored.history), dict(stored.call_names)
-    extra, new = responses_history(req.input, call_names)
-    for item in req.input if isinstance(req.input, list) else ():
-        if getattr(item, "type", "") == "function_call":
-            call_names[item.call_id] = item.name
-    tools = [FunctionDef(name=t.name, description=t.description, parameters=t.parameters)
-             for t in req.tools or ()] if req.tool_choice != "none" else []
-    instructions = "\n\n".join(i for i in (req.instructions, extra) if i) or None
-    history = earlier + new
-    gen = state.harmony_generation(
-        effort=(req.reasoning and req.reasoning.effort) or "medium", instructions=instructions,
-        tools=tools, history=history, tool_choice=req.tool_choice,
-        max_tokens=req.max_output_tokens, max_tokens_param="max_output_tokens",
-        temperature=req.temperature, top_p=req.top_p, seed=req.seed,
-        response_format=structured(req.text and req.text.format, "text.format"),
-        format_param="text.format")
-    return gen, history, call_names
+MAX_TOOL_ROUNDS = 8  # built-in tool calls the server runs for one response
+
+
+class ResponseRun:
+    """One /v1/responses request: generations until an answer or a function call, with the
+    built-in tools (web search, code interpreter) run here in between."""
+
+    def __init__(self, state: ServerState, req: ResponsesRequest):
+        state.check_model(req.model)
+        self.state, self.req = state, req
+        earlier, self.call_names = [], {}
+        if req.previous_response_id:
+            stored = state.responses.get(req.previous_response_id)
+            if stored is None:
+                raise ApiError(f"Previous response with id '{req.previous_response_id}' not found.",
+                               status=404, param="previous_response_id", type="not_found_error")
+            earlier, self.call_names = list(stored.history), dict(stored.call_names)
+        extra, new = responses_history(req.input, self.call_names)
+        for item in req.input if isinstance(req.input, list) else ():
+            if getattr(item, "type", "") == "function_call":
+                self.call_names[item.call_id] = item.name
+        offered = [t for t in req.tools or ()] if req.tool_choice != "none" else []
+        self.tools = [FunctionDef(name=t.name, description=t.description, parameters=t.parameters)
+                      for t in offered if t.type == "function"]
+        kinds = {BUILTIN_TOOLS[t.type] for t in offered if t.type in BUILTIN_TOOLS}
+        self.builtins = state.builtin_tools(kinds) if kinds else None
+        self.instructions = "\n\n".join(i for i in (req.instructions, extra) if i) or None
+        self.history = earlier + new
+        self.pages: dict[int, dict] = {}
+        self.generations: list[Generation] = []
+        self.gen = self._generation()  # the first one validates the request before any output
+
+    def _generation(self) -> Generation:
+        req = self.req
+        used = sum(g.decoder.generated for g in self.generations)
+        limit = None if req.max_output_tokens is None else max(1, req.max_output_tokens - used)
+        gen = self.state.harmony_generation(
+            effort=(req.reasoning and req.reasoning.effort) or "medium",
+            instructions=self.instructions, tools=self.tools, history=self.history,
+            tool_choice=req.tool_choice if not self.generations else None,
+            max_tokens=limit, max_tokens_param="max_output_tokens",
+            temperature=req.temperature, top_p=req.top_p, seed=req.seed,
+            response_format=structured(req.text and req.text.format, "text.format"),
+            format_param="text.format", builtins=self.builtins)
+        self.generations.append(gen)
+        return gen
+
+    async def events(self, items: "OutputItems"):
+        """Output item events as the turn goes on; the last generation is self.gen."""
+        try:
+            for round_ in range(MAX_TOOL_ROUNDS + 1):
+                gen = self.gen if round_ == 0 else self._generation()
+                self.gen = gen
+                async for delta in gen.deltas():
+                    for body in items.feed(delta):
+                        yield body
+                self.history += gen.decoder.turn.messages
+                calls = gen.decoder.turn.calls
+                call = calls[-1] if calls else None
+                if (call is None or self.builtins is None or gen.decoder.finish_reason == "length"
+                        or call.recipient not in self.builtins.argument_schemas()):
+                    break
+                item = items.items[-1]
+                for body in items.close():
+                    yield body
+                result = await self.builtins.call(call.recipient, call.arguments)
+                if isinstance(result.data, dict) and "cursor" in result.data:
+                    self.pages[int(result.data["cursor"])] = result.data
+                for body in items.tool_ran(item, call.recipient, result):
+                    yield body
+                self.history.append(tool_result_message(
+                    self.builtins.author_for(call.recipient), result.text,
+                    call.channel or "commentary"))
+        finally:
+            if self.builtins is not None:
+                await self.builtins.close()
+
+    def finish(self, ident: str, items: "OutputItems") -> str:
+        """Citations on the answer; remembers the turn for previous_response_id; the status."""
+        for item in items.items:
+            if item["type"] == "message":
+                part = item["content"][0]
+                part["annotations"] = url_citations(part["text"], self.pages)
+        for gen in self.generations:
+            for call in gen.decoder.tool_calls:
+                self.call_names[call.call_id] = call.name
+        if self.req.store:
+            self.state.store(ident, StoredResponse(self.history, self.call_names))
+        return "incomplete" if self.gen.decoder.finish_reason == "length" else "completed"
+
+    def usage(self) -> dict:
+        totals: dict = {}
+        for gen in self.generations:
+            for key, value in gen.responses_usage().items():
+                if isinstance(value, dict):
+                    inner = totals.setdefault(key, {})
+                    for k, v in value.items():
+                        inner[k] = inner.get(k, 0) + v
+                else:
+                    totals[key] = totals.get(key, 0) + value
+        return totals
+
+
+def url_citations(text: str, pages: dict[int, dict]) -> list[dict]:
+    """`【cursor†Lx-Ly】` markers of browser pages -> url_citation annotations."""
+    if not pages:
+        return []
+    out = []
+    for citation in find_citations(text, pages):
+        if citation.url:
+            start = text.find(citation.marker)
+            out.append({"type": "url_citation", "start_index": start,
+                        "end_index": start + len(citation.marker), "url": citation.url,
+                        "title": citation.title or citation.url})
+    return out
+
+
+def _browser_action(recipient: str, arguments: str, result) -> dict:
+    try:
+        args = json.loads(arguments or "{}")
+    except ValueError:
+        args = {}
+    args = args if isinstance(args, dict) else {}
+    data = result.data if isinstance(result.data, dict) else {}
+    if recipient == "browser.search":
+        return {"type": "search", "query": str(args.get("query", ""))}
+    if recipient == "browser.find":
+        return {"type": "find", "pattern": str(args.get("pattern", "")),
+                "url": data.get("url")}
+    return {"type": "open_page", "url": data.get("url") or str(args.get("id", ""))}
 
 
 def response_body(req: ResponsesRequest, ident: str, created: int, items: list[dict],
-                  gen: Generation | None, status: str) -> dict:
+                  run: ResponseRun | None, status: str) -> dict:
     body = {
         "id": ident, "object": "response", "created_at": created, "model": req.model,
         "status": status, "output": items, "error": None,
@@ -142,56 +280,35 @@ def response_body(req: ResponsesRequest, ident: str, created: int, items: list[d
         "text": {"format": req.text.format.model_dump(by_alias=True, exclude_none=True)
                  if req.text and req.text.format else {"type": "text"}},
         "truncation": "disabled",
-        "usage": gen.responses_usage() if gen is not None else None,
+        "usage": run.usage() if run is not None else None,
     }
     if body["tool_choice"] is None:
         body["tool_choice"] = "auto"
     return body
 
 
-def finish(state: ServerState, req: ResponsesRequest, ident: str, gen: Generation,
-           history: list, call_names: dict) -> str:
-    """Remembers the turn for previous_response_id; returns the response status."""
-    for call in gen.decoder.tool_calls:
-        call_names[call.call_id] = call.name
-    if req.store:
-        state.store(ident, StoredResponse(history + gen.decoder.turn.messages, call_names))
-    return "incomplete" if gen.decoder.finish_reason == "length" else "completed"
-
-
 @router.post("/v1/responses")
 async def create_response(req: ResponsesRequest, request: Request):
     state: ServerState = request.app.state.server
-    gen, history, call_names = start(state, req)
+    run = ResponseRun(state, req)
     ident, created = new_id("resp"), int(time.time())
     if req.stream:
-        return StreamingResponse(stream(state, req, gen, ident, created, history, call_names),
-                                 media_type="text/event-stream",
+        return StreamingResponse(stream(run, ident, created), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     items = OutputItems()
-    await until_disconnected(request, gen.run())
-    for delta in _replay(gen):
-        items.feed(delta)
+
+    async def collect():
+        async for _ in run.events(items):
+            pass
+    await until_disconnected(request, collect())
     items.close()
-    status = finish(state, req, ident, gen, history, call_names)
-    return response_body(req, ident, created, items.items, gen, status)
+    status = run.finish(ident, items)
+    return response_body(req, ident, created, items.items, run, status)
 
 
-def _replay(gen: Generation) -> list[Delta]:
-    """The finished output as deltas, in Harmony order (reasoning, then text or a call)."""
-    d = gen.decoder
-    out = [Delta("reasoning", "".join(d.reasoning))] if d.reasoning else []
-    if d.content:
-        out.append(Delta("content", "".join(d.content)))
-    for i, call in enumerate(d.tool_calls):
-        out += [Delta("tool_call", index=i, call_id=call.call_id, name=call.name),
-                Delta("tool_args", call.arguments, index=i, call_id=call.call_id)]
-    return out
-
-
-async def stream(state: ServerState, req: ResponsesRequest, gen: Generation, ident: str,
-                 created: int, history: list, call_names: dict):
+async def stream(run: ResponseRun, ident: str, created: int):
     seq = 0
+    req = run.req
 
     def event(body: dict) -> bytes:
         nonlocal seq
@@ -204,15 +321,14 @@ async def stream(state: ServerState, req: ResponsesRequest, gen: Generation, ide
     yield event({"type": "response.created", "response": shell})
     yield event({"type": "response.in_progress", "response": shell})
     try:
-        async for delta in gen.deltas():
-            for body in items.feed(delta):
-                yield event(body)
+        async for body in run.events(items):
+            yield event(body)
     except ApiError as err:
         yield event({"type": "error", "code": err.code, "message": err.message, "param": err.param})
         return
     for body in items.close():
         yield event(body)
-    status = finish(state, req, ident, gen, history, call_names)
+    status = run.finish(ident, items)
     kind = "response.completed" if status == "completed" else "response.incomplete"
     yield event({"type": kind,
-                 "response": response_body(req, ident, created, items.items, gen, status)})
+                 "response": response_body(req, ident, created, items.items, run, status)})

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo,
-                      field_validator)
+                      field_validator, model_validator)
 
 from agent.server.json_schema import schema_problem
 
@@ -259,14 +259,27 @@ InputItem = Annotated[Union[
 ], Discriminator(_item_kind)]
 
 
+BUILTIN_TOOLS = {"web_search": "browser", "web_search_preview": "browser",
+                 "browser_search": "browser", "code_interpreter": "python"}
+
+
 class ResponsesTool(_Body):
-    type: Literal["function"]
-    name: str = Field(pattern=FUNCTION_NAME)
+    """A function tool, or a built-in the server runs itself (web search through the
+    browser, code_interpreter through the sandboxed python)."""
+    type: Literal["function", "web_search", "web_search_preview", "browser_search",
+                  "code_interpreter"]
+    name: str | None = Field(default=None, pattern=FUNCTION_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
     _schema = field_validator("parameters")(_json_schema("function"))
+
+    @model_validator(mode="after")
+    def _named(self):
+        if self.type == "function" and not self.name:
+            raise ValueError("a function tool needs 'name'")
+        return self
 
 
 class ReasoningConfig(_Body):

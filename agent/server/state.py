@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 from agent.harmony.conversation import render_prompt
 from agent.harmony.grammar import GrammarError, constraint_for
@@ -36,6 +36,7 @@ class ServerState:
     created: int = field(default_factory=lambda: int(time.time()))
     max_stored: int = 1000
     responses: OrderedDict = field(default_factory=OrderedDict)
+    builtin_tools: Any = None  # kinds ("browser", "python") -> a Toolbox of those tools
 
     def check_model(self, name: str) -> None:
         if name != self.model_name:
@@ -66,18 +67,22 @@ class ServerState:
                            temperature: float | None, top_p: float | None, seed: int | None,
                            stop: Sequence[str] = (), logprobs: bool = False,
                            response_format=None, choice_param: str = "tool_choice",
-                           format_param: str = "response_format") -> Generation:
+                           format_param: str = "response_format", builtins=None) -> Generation:
         """A queued generation of one assistant turn. On a backend that takes a constraint
         (the in-process runtime) the turn follows the Harmony grammar: only declared tools,
         arguments by their schemas, `tool_choice` and the response format obeyed. Other
-        backends get `tool_choice` as a header written for the model."""
+        backends get `tool_choice` as a header written for the model. `builtins` is a
+        Toolbox of built-in tools (browser, python) the server runs itself."""
+        namespaces = builtins.namespace_configs() if builtins is not None else ()
         prompt = render_prompt(build_messages(effort, instructions, tools, history,
-                                              response_format))
-        choice = _choice(tool_choice, tools, choice_param)
+                                              response_format, namespaces))
+        choice = _choice(tool_choice, tools, choice_param, builtins)
         constraint, prefix = None, []
         if getattr(self.engine.backend, "takes_constraint", False):
             budget = self.budget(len(prompt), max_tokens, max_tokens_param)
             recipients = {f"functions.{t.name}": t.parameters or {"type": "object"} for t in tools}
+            if builtins is not None:
+                recipients.update(builtins.argument_schemas())
             try:
                 constraint = constraint_for(
                     recipients, tool_choice=choice if choice in ("auto", "required")
@@ -86,27 +91,31 @@ class ServerState:
                     # reasoning takes at most half the budget and no string value runs on,
                     # so the call or the answer ends inside it
                     max_notes=NOTES, note_tokens=max(1, budget // (2 * NOTES)),
-                    max_string=max(16, budget // 2))
+                    max_string=max(16, budget // 8))
             except GrammarError as exc:
                 raise ApiError(f"'{format_param}' cannot be enforced: {exc}".splitlines()[0],
                                param=format_param) from None
         else:
             prefix = list(get_encoding().encode(forced_header(choice), allowed_special="all"))
             budget = self.budget(len(prompt) + len(prefix), max_tokens, max_tokens_param)
+        # unset sampling fields take the checkpoint's recommendation (the embedded model
+        # decodes greedily), else gpt-oss's 1.0 / 1.0
+        defaults = getattr(self.engine.backend, "sampling_defaults", None) or {}
         params = Params(max_tokens=budget, stop=ASSISTANT_STOPS,
-                        temperature=1.0 if temperature is None else temperature,
-                        top_p=1.0 if top_p is None else top_p, seed=seed, logprobs=logprobs,
-                        constraint=constraint)
+                        temperature=defaults.get("temperature", 1.0) if temperature is None
+                        else temperature,
+                        top_p=defaults.get("top_p", 1.0) if top_p is None else top_p,
+                        seed=seed, logprobs=logprobs, constraint=constraint)
         decoder = OutputDecoder(stop_strings=list(stop))
         decoder.prime(prefix)
         return Generation(self.engine, prompt + prefix, params, decoder)
 
 
-def _choice(tool_choice, tools: list[FunctionDef], param: str) -> str:
+def _choice(tool_choice, tools: list[FunctionDef], param: str, builtins=None) -> str:
     """tool_choice -> "auto", "required" or the name of the function that must be called."""
     if tool_choice in (None, "auto", "none"):
         return "auto"
-    if not tools:
+    if not tools and not (builtins is not None and tool_choice == "required"):
         raise ApiError(f"'{param}' requires 'tools'", param=param)
     if tool_choice == "required":
         return "required"

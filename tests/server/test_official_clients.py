@@ -110,12 +110,13 @@ def test_streamed_required_call_is_valid(client):
     stream = client.chat.completions.create(
         model=MODEL, tools=[FLIGHT], tool_choice="required", stream=True, max_tokens=300,
         messages=[{"role": "user", "content": "where is my plane"}])
-    names, arguments = set(), ""
+    names, arguments, finish = set(), "", None
     for chunk in stream:
         for call in chunk.choices[0].delta.tool_calls or () if chunk.choices else ():
             names.add(call.function.name) if call.function.name else None
             arguments += call.function.arguments or ""
-    assert names == {"lookup_flight"}
+        finish = (chunk.choices[0].finish_reason if chunk.choices else None) or finish
+    assert names == {"lookup_flight"} and finish == "tool_calls"
     jsonschema.validate(json.loads(arguments), schemas([FLIGHT])["lookup_flight"])
 
 
