@@ -190,3 +190,18 @@ def test_the_library_logs_under_agent(caplog):
     messages = [(r.name, r.getMessage()) for r in caplog.records]
     assert ("agent.loop", "functions.add declined: no reason given") in messages
     assert any(name == "agent.loop" and "escalating to medium" in text for name, text in messages)
+
+
+def test_a_run_nests_under_the_callers_span_and_does_not_leak_into_its_code(spans):
+    tracer, exporter = spans
+    with Agent(ScriptedBackend([CALL_ADD, ANSWER]), tools=[add], effort="low", date=None,
+               tracer=tracer) as agent:
+        with tracer.start_as_current_span("application") as app:
+            for _ in agent.stream("What is 2 + 3?"):
+                with tracer.start_as_current_span("handler"):    # the caller's code per event
+                    pass
+    named = {}
+    for span in exporter.get_finished_spans():
+        named.setdefault(span.name, []).append(span)
+    assert named["invoke_agent gpt-oss-agent"][0].parent.span_id == app.get_span_context().span_id
+    assert {h.parent.span_id for h in named["handler"]} == {app.get_span_context().span_id}
