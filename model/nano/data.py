@@ -163,12 +163,14 @@ def draw_task(rng: random.Random, realistic_share: float, **kwargs) -> Task:
 
 
 def sample_batch(rng: random.Random, size: int, realistic_share: float = 0.0,
-                 session_share: float = 0.0) -> tuple[list[int], list[tuple]]:
+                 session_share: float = 0.0, effort_weights=None) -> tuple[list[int], list[tuple]]:
     """`size` transcripts that share one system message (effort, date, tools), so the
     trainer computes it once: -> (system tokens, [(tokens, mask, task), ...]).
     `realistic_share` of the tasks come from realistic.py; `session_share` of the rows are
-    the last turn of a 2-3 turn session (each turn a new task)."""
-    effort, date = rng.choice(EFFORTS), random_date(rng)
+    the last turn of a 2-3 turn session (each turn a new task); `effort_weights` for
+    low/medium/high (default: equal; the agent's router mostly picks low)."""
+    effort = rng.choices(EFFORTS, effort_weights)[0] if effort_weights else rng.choice(EFFORTS)
+    date = random_date(rng)
     browser, with_functions = rng.random() < 0.5, rng.random() < 0.6
     # sometimes no python section (an agent started without tools): still use python; with
     # realistic tasks mostly the wording of the agent's own sandboxed tool

@@ -79,3 +79,74 @@ def load(folder: str | Path) -> NanoGptOss:
             bias.data.copy_(state[p + f"mlp.experts.{name}_bias"])
     model.set_fake_quant(True)
     return model.eval()
+
+
+IDENTIFIER_PIECES = (r"_[a-z]{2,14}", r"[a-z]{2,14}", r"[A-Z][a-z]{2,14}", r" [a-z]{2,14}",
+                     r" [A-Z][a-z]{2,14}")
+
+
+def identifier_ids(have: set[int], budget: int) -> list[int]:
+    """Up to `budget` ids not in `have` that spell parts of English identifiers and values
+    (`_weather`, `track`, `Munich`), snake_case pieces first, lower ids (earlier BPE merges,
+    commoner text) first within each kind."""
+    import re
+
+    from agent.harmony import tokenizer as tk
+    kinds = [re.compile(p) for p in IDENTIFIER_PIECES]
+    found: list[list[int]] = [[] for _ in kinds]
+    for i in range(tk.VOCAB_SIZE):
+        try:
+            text = tk.decode([i])
+        except Exception:  # special or unused ids
+            continue
+        for k, kind in enumerate(kinds):
+            if i not in have and kind.fullmatch(text):
+                found[k].append(i)
+                break
+    out = []
+    for ids in found:
+        out += ids[:budget - len(out)]
+    return out
+
+
+def widen(model: NanoGptOss, extra: list[int]) -> NanoGptOss:
+    """`model` with zero rows for the `extra` ids: the grammar of a tool call (a declared
+    name, a schema's keys) can then always be followed, since a compact checkpoint's other
+    ids have logit -inf; a zero row scores 0 and adds no direction to the input."""
+    vocab = torch.unique(torch.cat([model.vocab_ids, torch.tensor(extra, dtype=torch.long)]))
+    wide = NanoGptOss(model.cfg, vocab)
+    with torch.no_grad():
+        rows = wide.lookup[model.vocab_ids]
+        for name in ("embed", "lm_head"):
+            getattr(wide, name).zero_()
+            getattr(wide, name)[rows] = getattr(model, name)
+        own = dict(model.named_parameters())
+        for name, param in wide.named_parameters():
+            if name not in ("embed", "lm_head"):
+                param.copy_(own[name])
+    wide.set_fake_quant(model.layers[0].mlp.fake_quant)
+    return wide.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m agent.model.nano.export IN OUT --rows N: IN widened to N vocabulary rows."""
+    import argparse
+    import shutil
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("source")
+    p.add_argument("out")
+    p.add_argument("--rows", type=int, required=True, help="vocabulary rows in all")
+    args = p.parse_args(argv)
+    model = load(args.source)
+    extra = identifier_ids(set(model.vocab_ids.tolist()), args.rows - len(model.vocab_ids))
+    save(widen(model, extra), args.out)
+    for name in ("generation_config.json", "training.json"):
+        if (Path(args.source) / name).exists():
+            shutil.copy(Path(args.source) / name, Path(args.out) / name)
+    print(f"{len(model.vocab_ids)} -> {len(model.vocab_ids) + len(extra)} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

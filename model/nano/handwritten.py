@@ -12,6 +12,7 @@ decoding, strict tool calls, the sandboxed python tool). Success:
     (strings compared without case and spaces; omitted optional arguments are fine), and the
     final answer holds one of the expected result strings;
   direct: no tool call, and the final answer holds one of the expected words;
+  (answers count as whole words, without case for functions and direct answers);
   multi_turn: one session, every turn right; readme: the README's Python API example
     (separate runs of one agent), every run right.
 """
@@ -63,7 +64,13 @@ def holds_answer(text: str, answer, kind: str) -> bool:
         rel = 1e-3 if kind == "unit" else 1e-9
         return any(abs(x - answer) <= max(rel * abs(answer), 1e-6 if kind != "unit" else 0.01)
                    for x in _numbers(text))
-    return str(answer) in text
+    return mentions(text, str(answer), ignore_case=False)
+
+
+def mentions(text: str, phrase: str, ignore_case: bool = True) -> bool:
+    """`phrase` in `text` as a whole word ("hi" is not in "this"; "16" does not hold "6")."""
+    pattern = r"(?<!\w)" + re.escape(phrase) + r"(?!\w)"
+    return re.search(pattern, text, re.IGNORECASE if ignore_case else 0) is not None
 
 
 def _norm(value):
@@ -121,7 +128,7 @@ def judge_turn(turn: dict, result, functions: dict) -> tuple[bool, str]:
             return False, why
     elif calls:
         return False, f"called {calls[0].recipient} for a direct answer"
-    if not any(a.lower() in final.lower() for a in turn["answer"]):
+    if not any(mentions(final, a) for a in turn["answer"]):
         return False, f"final {final[:100]!r} lacks any of {turn['answer']}"
     return True, ""
 
@@ -163,8 +170,9 @@ def evaluate(model_dir: str, verbose: bool = False, only: set[str] | None = None
         wins[task["category"]] += ok
         if not ok:
             failures.append(f"{task['id']} {task.get('user') or task['turns'][0]['user']!r}: {why}")
-            if verbose:
-                print(f"FAIL {failures[-1]}", file=sys.stderr, flush=True)
+        if verbose:
+            line = f"FAIL {failures[-1]}" if not ok else f"ok   {task['id']}"
+            print(f"{line} ({seconds:.1f}s)", file=sys.stderr, flush=True)
     python = sum(wins[c] for c in PYTHON_KINDS), sum(totals[c] for c in PYTHON_KINDS)
     return {
         "tasks": len(tasks), "seconds": round(time.time() - started),

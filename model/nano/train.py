@@ -41,9 +41,10 @@ def build_vocab(examples: int, seed: int, realistic_share: float = 0.0) -> torch
 
 
 def make_batch(model: NanoGptOss, rng: random.Random, size: int, pool: int = 1,
-               realistic_share: float = 0.0, session_share: float = 0.0):
+               realistic_share: float = 0.0, session_share: float = 0.0, effort_weights=None):
     """-> (prefix [P], inputs [B,S], targets [B,S], loss mask [B,S]) in local ids."""
-    prefix, rows = data.sample_batch(rng, size * pool, realistic_share, session_share)
+    prefix, rows = data.sample_batch(rng, size * pool, realistic_share, session_share,
+                                     effort_weights)
     lookup = model.lookup
     rows = [r for r in rows if (lookup[torch.tensor(r[0])] >= 0).all()]  # drop rare OOV rows
     if pool > 1:  # a window of similar lengths from the sorted pool: less padding
@@ -111,7 +112,8 @@ def train(args) -> None:
         for group in opt.param_groups:
             group["lr"] = learning_rate(progress, args.lr, args.warmup)
         prefix, inputs, targets, mask = make_batch(model, rng, args.batch, args.pool,
-                                                   args.realistic, args.sessions)
+                                                   args.realistic, args.sessions,
+                                                   args.efforts)
         hidden = model(prefix, inputs)
         logits = model.local_logits(hidden[mask])
         loss = F.cross_entropy(logits, targets[mask])
@@ -196,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of tasks from realistic.py (the rest from tasks.py)")
     p.add_argument("--sessions", type=float, default=0.0,
                    help="share of transcripts that are the last turn of a multi-turn session")
+    p.add_argument("--efforts", type=lambda s: [float(w) for w in s.split(",")],
+                   help="low,medium,high weights of the batches' effort (default: equal)")
     p.add_argument("--grow-vocab", action="store_true",
                    help="with --init: add rows for ids of the data mix the checkpoint lacks")
     p.add_argument("--untied", dest="tie", action="store_false",
