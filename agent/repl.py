@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from agent.chat import EFFORT_CHOICES, UsageError, parse_tools, run_task
+from agent.run import EFFORT_CHOICES, UsageError, parse_tools, run_task
 
 HISTORY_FILE = Path("~/.cache/gpt-oss-agent/chat_history")
 HISTORY_LENGTH = 1000

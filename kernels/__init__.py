@@ -8,7 +8,7 @@ implementation that provides it:
 
 An implementation module is used only if it imports cleanly and defines a function of the same
 name with the same signature; anything it lacks falls back to the pure-torch reference
-(`agent.kernels.reference`, the definition of correct). `AGENT_KERNELS=reference` in the
+(`agent.kernels.reference`, the definition of correct). `GPT_OSS_AGENT_KERNELS=reference` in the
 environment, or a `with reference_kernels():` block, forces the reference everywhere.
 
 Shapes (B batch rows, T tokens, H hidden, Hq/Hkv query/key-value heads, D head dim,
@@ -129,7 +129,7 @@ class Int8Weight:
         return dequantize_int8(self.q[rows], self.scales[rows], self.dtype)
 
 
-_reference_only = os.environ.get("AGENT_KERNELS", "").strip().lower() == "reference"
+_reference_only = os.environ.get("GPT_OSS_AGENT_KERNELS", "").strip().lower() == "reference"
 
 
 @contextmanager

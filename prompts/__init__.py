@@ -6,6 +6,6 @@
     response_formats.jinja  `# Response Formats` (structured output)
 
 To change a prompt without touching code, copy a template into a folder, edit it, and pass the
-folder as `agent.harmony.Renderer(template_dir=...)` or set $AGENT_PROMPTS_DIR. Templates not
+folder as `agent.harmony.Renderer(template_dir=...)` or set $GPT_OSS_AGENT_PROMPTS_DIR. Templates not
 in that folder come from here. The packaged ones reproduce openai-harmony's text exactly.
 """

@@ -2,7 +2,7 @@
 
 Message frames are assembled here token by token (`<|start|>role to=R<|channel|>C
 <|constrain|>json<|message|>...<|end|>`); the wording of system and developer messages lives in
-jinja2 templates (`prompts/`). Pass `Renderer(template_dir=...)`, or set $AGENT_PROMPTS_DIR for
+jinja2 templates (`prompts/`). Pass `Renderer(template_dir=...)`, or set $GPT_OSS_AGENT_PROMPTS_DIR for
 the module-level functions and the CLI, to override any of those templates with a file of the
 same name, without touching code.
 
@@ -183,7 +183,7 @@ class Renderer:
         return tokens
 
 
-PROMPTS_ENV = "AGENT_PROMPTS_DIR"
+PROMPTS_ENV = "GPT_OSS_AGENT_PROMPTS_DIR"
 
 
 @functools.lru_cache(maxsize=4)
@@ -192,7 +192,7 @@ def _renderer_for(template_dir: str | None) -> Renderer:
 
 
 def default_renderer() -> Renderer:
-    """The packaged templates, or the folder named by $AGENT_PROMPTS_DIR overriding them."""
+    """The packaged templates, or the folder named by $GPT_OSS_AGENT_PROMPTS_DIR overriding them."""
     return _renderer_for(os.environ.get(PROMPTS_ENV) or None)
 
 

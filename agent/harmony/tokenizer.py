@@ -70,8 +70,8 @@ def special_tokens() -> dict[str, int]:
 
 
 def vocabulary_path() -> Path:
-    """Where the o200k_base ranks live: $AGENT_O200K_FILE if set, else the packaged copy."""
-    override = os.environ.get("AGENT_O200K_FILE")
+    """Where the o200k_base ranks live: $GPT_OSS_AGENT_O200K_FILE if set, else the packaged copy."""
+    override = os.environ.get("GPT_OSS_AGENT_O200K_FILE")
     return Path(override) if override else Path(__file__).with_name("o200k_base.tiktoken.gz")
 
 

@@ -13,7 +13,7 @@ at memory speed, which needs a register-level 4-bit decode (a permute or shuffle
 16-entry table); Inductor cannot express that. The build is cached per source hash under
 ~/.cache/gpt-oss-agent/, so later processes load it in well under a second. With no variant for
 this CPU or no compiler, `extension()` returns None and callers use the pure-torch reference.
-GPT_OSS_CPU_KERNELS=0 disables the kernels; =avx2 forces that variant (to test it on an
+GPT_OSS_AGENT_CPU_KERNELS=0 disables the kernels; =avx2 forces that variant (to test it on an
 AVX-512 machine).
 """
 from __future__ import annotations
@@ -70,9 +70,9 @@ def runnable_variants() -> tuple[Variant, ...]:
 
 
 def chosen_variant() -> Variant | None:
-    """The variant extension() builds: the best this CPU runs, or the one GPT_OSS_CPU_KERNELS
+    """The variant extension() builds: the best this CPU runs, or the one GPT_OSS_AGENT_CPU_KERNELS
     names; None when the kernels are disabled or none fits."""
-    wanted = os.environ.get("GPT_OSS_CPU_KERNELS", "1")
+    wanted = os.environ.get("GPT_OSS_AGENT_CPU_KERNELS", "1")
     if wanted == "0":
         return None
     runnable = runnable_variants()

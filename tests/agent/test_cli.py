@@ -65,7 +65,7 @@ def test_without_bubblewrap_the_cli_runs_python_unsandboxed_and_says_so(tmp_path
     model = script(tmp_path, call("python", "print(6 * 7)", channel="analysis", json=False),
                    FINAL.format("42"))
     env = {**ENV, "PATH": str(tmp_path)}  # no bwrap on this PATH
-    env.pop("AGENT_PYTHON_SANDBOX", None)
+    env.pop("GPT_OSS_AGENT_PYTHON_SANDBOX", None)
     out = subprocess.run([sys.executable, "-m", "agent", "--model", model, "--effort", "low",
                           "--json", "What is 6*7?"], capture_output=True, text=True, timeout=120,
                          cwd=ROOT, env=env)

@@ -161,7 +161,7 @@ def test_trace_flag_writes_json_lines(tmp_path):
     script.write_text(json.dumps({"completions": [call("python", "print(6 * 7)", channel="analysis", json=False),
                                                   FINAL.format("42")]}))
     trace_file = tmp_path / "trace.jsonl"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "AGENT_PYTHON_SANDBOX": os.environ.get("AGENT_PYTHON_SANDBOX", "none")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GPT_OSS_AGENT_PYTHON_SANDBOX": os.environ.get("GPT_OSS_AGENT_PYTHON_SANDBOX", "none")}
     out = subprocess.run([sys.executable, "-m", "agent", "--model", str(script), "--effort", "low",
                           "--trace", str(trace_file), "--json", "What is 6*7?"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)

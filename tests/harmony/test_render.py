@@ -161,11 +161,11 @@ def test_user_template_folder_overrides_one_prompt(tmp_path: Path):
 
 def test_prompts_dir_environment_variable(tmp_path: Path, monkeypatch):
     (tmp_path / "developer.jinja").write_text("{{ instructions | upper }}")
-    monkeypatch.setenv("AGENT_PROMPTS_DIR", str(tmp_path))
+    monkeypatch.setenv("GPT_OSS_AGENT_PROMPTS_DIR", str(tmp_path))
     msg = Message.from_role_and_content(Role.DEVELOPER,
                                         DeveloperContent.new().with_instructions("shout"))
     assert tk.decode(render(msg)) == "<|start|>developer<|message|>SHOUT<|end|>"
-    monkeypatch.delenv("AGENT_PROMPTS_DIR")
+    monkeypatch.delenv("GPT_OSS_AGENT_PROMPTS_DIR")
     assert "# Instructions" in tk.decode(render(msg))
 
 

@@ -56,6 +56,6 @@ def test_corrupt_vocabulary_file_is_a_clear_error(tmp_path):
 
 
 def test_environment_override_names_the_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("AGENT_O200K_FILE", str(tmp_path / "nope.gz"))
+    monkeypatch.setenv("GPT_OSS_AGENT_O200K_FILE", str(tmp_path / "nope.gz"))
     with pytest.raises(tk.VocabularyError, match="nope.gz"):
         tk.read_vocabulary_bytes()

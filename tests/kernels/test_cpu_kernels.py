@@ -70,7 +70,7 @@ def test_the_best_variant_for_each_cpu_kind(monkeypatch):
         assert [v.name for v in cpu_build.runnable_variants()] == want
         for forced, chosen in (("1", want[0] if want else None), ("avx2", "avx2" if want else None),
                                ("0", None)):
-            monkeypatch.setenv("GPT_OSS_CPU_KERNELS", forced)
+            monkeypatch.setenv("GPT_OSS_AGENT_CPU_KERNELS", forced)
             assert getattr(cpu_build.chosen_variant(), "name", None) == chosen
     cpu_build.runnable_variants.cache_clear()
 

@@ -80,7 +80,7 @@ def test_bad_model_path_is_one_line_and_exit_3(tmp_path):
 def test_broken_model_folders_are_one_line_like_the_cli(tmp_path, capsys):
     """The same line as `python -m agent --model DIR` prints, and no traceback (both run
     in-process here: main() returns the exit code)."""
-    from agent.chat import main as cli_main
+    from agent.run import main as cli_main
     from agent.model.config import preset
     from agent.model.random import write_random
     from agent.server.cli import main as serve_main

@@ -263,7 +263,7 @@ def test_python_m_agent_tool_through_mcp(script, http_url, capsys):
 
 
 def test_python_m_agent_with_mcp_on_recorded_completions(http_url, tmp_path, capsys):
-    from agent.chat import main
+    from agent.run import main
     recorded = tmp_path / "recorded.json"
     recorded.write_text(json.dumps({"completions": [call("functions.add", '{"a": 20, "b": 22}'),
                                                     final("20 + 22 = 42")]}))

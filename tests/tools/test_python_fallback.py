@@ -15,7 +15,7 @@ def test_missing_bwrap_refuses_unless_opted_out(tmp_path, monkeypatch):
         assert "Internet access for this session is UNKNOWN" in tool.description
     finally:
         tool.session.close()
-    monkeypatch.setenv("AGENT_PYTHON_SANDBOX", "none")
+    monkeypatch.setenv("GPT_OSS_AGENT_PYTHON_SANDBOX", "none")
     tool = PythonTool(bwrap="/nonexistent/bwrap")  # the environment opted out explicitly
     assert tool.session.sandbox == "none"
     tool.session.close()

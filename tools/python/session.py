@@ -63,7 +63,7 @@ class PythonSession:
                 "python tool: bubblewrap (`bwrap`) not found"
                 + (f" at {bwrap}" if bwrap else " on PATH")
                 + "; install it (apt-get install bubblewrap) or opt into running code "
-                "without a sandbox with PythonTool(sandbox='none') or AGENT_PYTHON_SANDBOX=none "
+                "without a sandbox with PythonTool(sandbox='none') or GPT_OSS_AGENT_PYTHON_SANDBOX=none "
                 "(unsafe: the code runs as you, with your files and network)")
         remove_abandoned_folders()
         self._root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))

@@ -31,9 +31,9 @@ class PythonTool(Tool):
                  bwrap: str | None = None):
         """timeout: wall-clock seconds per call (overrides `limits.timeout`).
         sandbox="none" runs code without bubblewrap (explicit, unsafe opt-in); the default is
-        "bwrap", or the AGENT_PYTHON_SANDBOX environment variable when set (for command lines
+        "bwrap", or the GPT_OSS_AGENT_PYTHON_SANDBOX environment variable when set (for command lines
         on machines without bubblewrap)."""
-        sandbox = sandbox or os.environ.get("AGENT_PYTHON_SANDBOX") or "bwrap"
+        sandbox = sandbox or os.environ.get("GPT_OSS_AGENT_PYTHON_SANDBOX") or "bwrap"
         limits = replace(limits or Limits(), timeout=timeout)
         self.session = PythonSession(limits, workspace=workspace, sandbox=sandbox, bwrap=bwrap)
         self.timeout = None  # the session enforces its own limit, and restarts the worker

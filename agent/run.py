@@ -1,4 +1,4 @@
-"""`python -m agent "task"` and the interactive chat.
+"""`python -m agent "task"`: one-shot runs, and the command line the chat (agent/repl.py) shares.
 
     python -m agent "What is 17 * 23?"                 stream the answer
     python -m agent --tools python,browser "..."       with tools (also module:function)
@@ -221,9 +221,9 @@ def ask_on_terminal(recipient: str, arguments: str) -> bool | str:
 def _python_tool():
     """The sandboxed python tool. Without bubblewrap the library refuses to run code; the
     command line, a user's own program on their own machine, runs it unsandboxed (resource
-    limits only) and says so, unless AGENT_PYTHON_SANDBOX chose explicitly."""
+    limits only) and says so, unless GPT_OSS_AGENT_PYTHON_SANDBOX chose explicitly."""
     from agent.tools.python.sandbox import find_bwrap
-    if find_bwrap() is not None or os.environ.get("AGENT_PYTHON_SANDBOX"):
+    if find_bwrap() is not None or os.environ.get("GPT_OSS_AGENT_PYTHON_SANDBOX"):
         return "python"
     print("warning: bubblewrap (bwrap) not found: the python tool runs code without a sandbox "
           "(resource limits only); `apt-get install bubblewrap` adds one", file=sys.stderr)
