@@ -57,9 +57,16 @@ def test_expected_calls_fit_the_declared_signatures():
     ("10 kg is 22.2 pounds.", 22.046226, "unit", False),
     ("nommisrep", "nommisrep", "string", True),
     ("yellowimmon", "nommisrep", "string", False),
+    ("The answer is:\nZ", "Z", "string", True),
+    ("Zebra", "Z", "string", False),
 ])
 def test_answers_are_read_with_the_kinds_tolerance(text, answer, kind, expected):
     assert hw.holds_answer(text, answer, kind) is expected
+
+
+def test_direct_answers_count_whole_words():
+    assert hw.mentions("Hi! How can I help?", "hi") and not hw.mentions("This is it.", "hi")
+    assert not hw.mentions("in 16 minutes", "6") and hw.mentions("HX-30317 booked", "hx-30317")
 
 
 def run(task_id, completions, **override):
