@@ -25,9 +25,6 @@ import json
 import threading
 from typing import Mapping, Optional, Sequence
 
-import numpy
-import torch
-
 from . import tokenizer as tk
 
 # Body text: anything without "<|" (no marker, spelled or special, inside a message).
@@ -155,6 +152,7 @@ class GrammarConstraint:
                                              llguidance.LLMatcher.grammar_from_lark(grammar))
         if self._matcher.is_error():
             raise GrammarError(self._matcher.get_error())
+        import numpy
         self._bits = numpy.full(tk.VOCAB_SIZE // 32, -1, dtype=numpy.int32)
         for token in prefix:        # tokens already written for the model (a forced header)
             self.advance(token)
@@ -163,8 +161,10 @@ class GrammarConstraint:
     def active(self) -> bool:
         return self.error is None and not self._matcher.is_stopped()
 
-    def mask(self) -> Optional[torch.Tensor]:
+    def mask(self):
         """A bool tensor [VOCAB_SIZE] of the tokens allowed next (None: no restriction)."""
+        import numpy
+        import torch  # not at import: the tokenizer's warm-up overlaps torch's import
         if not self.active:
             return None
         self._matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
