@@ -21,6 +21,7 @@ can produce none of them the step goes unconstrained and the constraint turns it
 """
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from typing import Mapping, Optional, Sequence
@@ -206,18 +207,27 @@ def constraint_for(recipients: Mapping[str, Optional[dict]], *, tool_choice: str
                       for name, schema in recipients.items()}
         response_format = bounded_strings(response_format, max_string) if response_format else None
     for name, schema in recipients.items():
-        if schema is not None:
-            try:
-                check_grammar("start: " + _json_rule(schema, f"the parameters of {name}"))
-            except GrammarError as exc:
-                recipients[name] = {"type": "object"}
-                warnings.append(f"{name}: parameters not enforced ({_first_line(exc)})")
+        problem = _schema_problem(json.dumps(schema, sort_keys=True)) if schema is not None else None
+        if problem is not None:
+            recipients[name] = {"type": "object"}
+            warnings.append(f"{name}: parameters not enforced ({problem})")
     constraint = GrammarConstraint(turn_grammar(recipients, tool_choice=tool_choice,
                                                 response_format=response_format,
                                                 max_notes=max_notes, note_tokens=note_tokens),
                                    prefix)
     constraint.warnings = warnings
     return constraint
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_problem(schema_json: str) -> Optional[str]:
+    """Why llguidance cannot compile this schema (None: it can); cached, since an agent
+    offers the same tools at every step."""
+    try:
+        check_grammar("start: " + _json_rule(json.loads(schema_json), "the parameters"))
+    except GrammarError as exc:
+        return _first_line(exc)
+    return None
 
 
 def _first_line(exc: Exception) -> str:
