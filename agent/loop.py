@@ -20,15 +20,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequence
 
+from agent import tracing
+from agent.events import (CommentaryDelta, Done, EffortChosen, ErrorEvent, Event, FinalDelta,
+                          ReasoningDelta, ToolCallStarted, ToolResultReceived, iterate_in_thread)
 from agent.harmony.conversation import tool_result_message, user_message
 from agent.harmony.stream import is_tool_call, message_text
-from agent.events import (iterate_in_thread, CommentaryDelta, Done, EffortChosen, ErrorEvent, Event, FinalDelta,
-                          ReasoningDelta, ToolCallStarted, ToolResultReceived)
 from agent.results import EffortDecision, Result, ToolCall, Usage, find_citations
 from agent.router import Router, router_for
 from agent.tools.base import ToolResult
 from agent.tools.toolset import ToolSet
-from agent import tracing
 
 log = logging.getLogger(__name__)
 DECLINED = ("The user declined this call to {recipient}, so it did not run ({reason}). "
@@ -304,10 +304,8 @@ class Agent:
     def sampling(self, backend) -> tuple[float, float]:
         """temperature and top_p: the user's, else the checkpoint's recommendation (the
         embedded model decodes greedily), else gpt-oss's (1.0, 1.0)."""
-        defaults = getattr(backend, "sampling_defaults", None) or {}
-        temperature = self.temperature if self.temperature is not None else defaults.get("temperature", 1.0)
-        top_p = self.top_p if self.top_p is not None else defaults.get("top_p", 1.0)
-        return temperature, top_p
+        from agent.backends.base import sampling_for
+        return sampling_for(backend, self.temperature, self.top_p)
 
     def _generate(self, prompt: list[int], max_tokens: int, turn: _Turn, started: float,
                   output: type | None = None):

@@ -40,3 +40,11 @@ class Backend(Protocol):
 
 def is_backend(obj: object) -> bool:
     return callable(getattr(obj, "complete", None))
+
+
+def sampling_for(backend, temperature: float | None, top_p: float | None) -> tuple[float, float]:
+    """temperature and top_p: the caller's, else the checkpoint's recommendation (the embedded
+    model decodes greedily; its generation_config.json), else gpt-oss's (1.0, 1.0)."""
+    defaults = getattr(backend, "sampling_defaults", None) or {}
+    return (defaults.get("temperature", 1.0) if temperature is None else temperature,
+            defaults.get("top_p", 1.0) if top_p is None else top_p)

@@ -133,27 +133,25 @@ def warm_up() -> None:
         threading.Thread(target=lltokenizer, name="llguidance-tokenizer", daemon=True).start()
 
 
-def check_grammar(grammar: str) -> None:
-    """Raise GrammarError naming the problem when llguidance cannot compile `grammar`."""
+def check_grammar(grammar: str):
+    """llguidance's matcher for `grammar`; GrammarError naming the problem when it cannot
+    compile it."""
     import llguidance
     matcher = llguidance.LLMatcher(lltokenizer(), llguidance.LLMatcher.grammar_from_lark(grammar))
     if matcher.is_error():
         raise GrammarError(matcher.get_error())
+    return matcher
 
 
 class GrammarConstraint:
     """A grammar followed token by token: `mask()` before each pick, `advance(token)` after."""
 
     def __init__(self, grammar: str, prefix: Sequence[int] = ()):
-        import llguidance
+        import numpy
         self.grammar = grammar
         self.error: Optional[str] = None
         self.warnings: list[str] = []
-        self._matcher = llguidance.LLMatcher(lltokenizer(),
-                                             llguidance.LLMatcher.grammar_from_lark(grammar))
-        if self._matcher.is_error():
-            raise GrammarError(self._matcher.get_error())
-        import numpy
+        self._matcher = check_grammar(grammar)
         self._bits = numpy.full(tk.VOCAB_SIZE // 32, -1, dtype=numpy.int32)
         for token in prefix:        # tokens already written for the model (a forced header)
             self.advance(token)
@@ -172,12 +170,6 @@ class GrammarConstraint:
         # bit j of word i is token 32 * i + j: little-endian words, little-endian bits
         return torch.from_numpy(numpy.unpackbits(self._bits.view(numpy.uint8),
                                                  bitorder="little").view(numpy.bool_))
-
-    def allows(self, token: int) -> bool:
-        if not self.active:
-            return True
-        mask = self.mask()
-        return mask is None or bool(mask[token])
 
     def advance(self, token: int) -> None:
         if not self.active:

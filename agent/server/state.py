@@ -7,6 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from agent.backends.base import sampling_for
 from agent.harmony.conversation import render_prompt
 from agent.harmony.grammar import GrammarError, constraint_for
 from agent.harmony.tokenizer import CALL, ENDOFTEXT, RETURN, get_encoding
@@ -98,14 +99,9 @@ class ServerState:
         else:
             prefix = list(get_encoding().encode(forced_header(choice), allowed_special="all"))
             budget = self.budget(len(prompt) + len(prefix), max_tokens, max_tokens_param)
-        # unset sampling fields take the checkpoint's recommendation (the embedded model
-        # decodes greedily), else gpt-oss's 1.0 / 1.0
-        defaults = getattr(self.engine.backend, "sampling_defaults", None) or {}
-        params = Params(max_tokens=budget, stop=ASSISTANT_STOPS,
-                        temperature=defaults.get("temperature", 1.0) if temperature is None
-                        else temperature,
-                        top_p=defaults.get("top_p", 1.0) if top_p is None else top_p,
-                        seed=seed, logprobs=logprobs, constraint=constraint)
+        temperature, top_p = sampling_for(self.engine.backend, temperature, top_p)
+        params = Params(max_tokens=budget, stop=ASSISTANT_STOPS, temperature=temperature,
+                        top_p=top_p, seed=seed, logprobs=logprobs, constraint=constraint)
         decoder = OutputDecoder(stop_strings=list(stop))
         decoder.prime(prefix)
         return Generation(self.engine, prompt + prefix, params, decoder)
