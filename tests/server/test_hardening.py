@@ -58,6 +58,23 @@ def read_response(sock: socket.socket, timeout: float) -> bytes:
     return data
 
 
+def send_until_answered(sock: socket.socket, piece: bytes, times: int, pause: float = 0.0) -> int:
+    """Send `piece` up to `times` times (pausing after each), stopping as soon as the server
+    has answered (or closed); returns how many were sent."""
+    sent = 0
+    with contextlib.suppress(OSError):
+        while sent < times:
+            sock.sendall(piece)
+            sent += 1
+            time.sleep(pause)
+            sock.settimeout(0.001)
+            with contextlib.suppress(socket.timeout):
+                if sock.recv(1, socket.MSG_PEEK):
+                    break
+            sock.settimeout(None)
+    return sent
+
+
 def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/1.1 ") else 0
 
@@ -83,20 +100,11 @@ def test_50_mb_body_is_refused_413_before_it_is_read():
         assert b"connection: close" in response.lower()
 
         # a chunked body declares no length: cut off once it passes the cap
-        sent = 0
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
                       b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
             piece = b"%x\r\n%s\r\n" % (1 << 20, b" " * (1 << 20))
-            with contextlib.suppress(OSError):
-                while sent < 50:
-                    s.sendall(piece)
-                    sent += 1
-                    s.settimeout(0.001)
-                    with contextlib.suppress(socket.timeout):
-                        if s.recv(1, socket.MSG_PEEK):
-                            break
-                    s.settimeout(None)
+            sent = send_until_answered(s, piece, times=50)
             response = read_response(s, timeout=5)
         assert status_of(response) == 413
         assert sent < 50  # the server answered while the client was still sending
@@ -158,15 +166,7 @@ def test_slow_body_is_answered_408():
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
                       b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
-            with contextlib.suppress(OSError):
-                for _ in range(30):
-                    s.sendall(b" ")
-                    time.sleep(0.1)
-                    s.settimeout(0.001)
-                    with contextlib.suppress(socket.timeout):
-                        if s.recv(1, socket.MSG_PEEK):
-                            break
-                    s.settimeout(None)
+            send_until_answered(s, b" ", times=30, pause=0.1)
             response = read_response(s, timeout=3)
         assert status_of(response) == 408, response[:200]
         assert error_body(response)["code"] == "request_timeout"
