@@ -242,6 +242,7 @@ class StreamParser:
         self._text: list[str] = []
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._held = ""  # body text that may be the start of a spelled-out special token
+        self._shown = ""  # the end of the body text emitted so far
 
     # -- public ---------------------------------------------------------------------------
 
@@ -276,10 +277,15 @@ class StreamParser:
         if token == tk.ENDOFTEXT:  # some models end the whole stream with it
             self._end_of_text(events)
             return events
-        handler = {EXPECT_START: self._expect_start, HEADER: self._in_header,
-                   CONTENT: self._in_content}[self.state]
-        handler(token, events)
+        self._handle(token, events)
         return events
+
+    def _handle(self, token: int, events: list[Event]) -> None:
+        """One token in the current state (STOPPED takes none)."""
+        handler = {EXPECT_START: self._expect_start, HEADER: self._in_header,
+                   CONTENT: self._in_content}.get(self.state)
+        if handler is not None:
+            handler(token, events)
 
     def process_all(self, tokens) -> list[Event]:
         events: list[Event] = []
@@ -395,10 +401,11 @@ class StreamParser:
     def _emit(self, text: str, events: list[Event]) -> None:
         # Text shown before a dropped marker may join the text after it into a new one
         # (`<` + `<|x|>` + `|end|>`): the part that would complete it is dropped too.
-        shown = "".join(self._text)[-_LONGEST_NAME - 4:]
+        shown = self._shown
         while (found := _MARKER.search(shown + text)) and found.end() > len(shown):
             text = text[found.end() - len(shown):]
         if text:
+            self._shown = (shown + text)[-_LONGEST_NAME - 4:]  # enough to hold a marker
             self._text.append(text)
             events.append(ContentDelta(text, self._header.channel, self._header.recipient))
 
@@ -415,8 +422,7 @@ class StreamParser:
             if token == tk.CHANNEL:
                 self._header_tokens.append(tk.CHANNEL)
             for piece in tk.get_encoding().encode_ordinary(rest):  # the new header's text
-                {HEADER: self._in_header, CONTENT: self._in_content,
-                 EXPECT_START: self._expect_start}.get(self.state, lambda *_: None)(piece, events)
+                self._handle(piece, events)
             return
         self._error(events, f"{shown}{how} inside a message body dropped", "token")
         if rest:
@@ -444,7 +450,7 @@ class StreamParser:
         for problem in header.problems:
             self._error(events, problem, "header")
         self._header, self._next_role, self._header_tokens = header, None, []
-        self._text, self.state, self._held = [], CONTENT, ""
+        self._text, self.state, self._held, self._shown = [], CONTENT, "", ""
         self._decoder.reset()
         events.append(MessageStart(header.author.role, header.channel, header.recipient,
                                    header.content_type, header.author.name))
