@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 import threading
 from typing import Any, Sequence
 
 from agent.tools.base import ToolResult
 from agent.tools.toolbox import Toolbox
+
+log = logging.getLogger(__name__)
+CLOSE_SECONDS = 10  # an exit is never held up longer by a tool that will not close
 
 
 class ToolSet:
@@ -21,10 +26,21 @@ class ToolSet:
     def _run(self, coroutine):
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                            name="agent-tools")
+            self._thread = threading.Thread(target=self._serve, daemon=True, name="agent-tools")
             self._thread.start()
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result()
+        except BaseException:       # Ctrl-C in the caller: the call it was waiting for stops too
+            future.cancel()
+            raise
+
+    def _serve(self) -> None:
+        # Ctrl-C belongs to the main thread: the kernel may deliver it to any thread that does
+        # not block it, and then a main thread waiting in input() never wakes to see it. The
+        # loop's worker threads (asyncio.to_thread) inherit the mask.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        self._loop.run_forever()
 
     def names(self) -> list[str]:
         return [t.namespace if t.namespace != "functions" else t.name for t in self.toolbox]
@@ -55,7 +71,9 @@ class ToolSet:
         if self._loop is None:
             return
         try:
-            self._run(self.toolbox.close())
+            self._run(asyncio.wait_for(self.toolbox.close(), CLOSE_SECONDS))
+        except TimeoutError:
+            log.warning("the tools did not close within %d s; leaving them", CLOSE_SECONDS)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)

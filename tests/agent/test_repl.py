@@ -9,6 +9,7 @@ import io
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,16 @@ UP = "\x1b[A"
 WAIT_TOOL = '''
 import asyncio
 
+from pathlib import Path
+
 async def wait(seconds: int) -> str:
     """Wait a number of seconds."""
-    await asyncio.sleep(seconds)
+    Path(__file__).with_name("wait-started").touch()
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        Path(__file__).with_name("wait-cancelled").touch()
+        raise
     return "done waiting"
 '''
 
@@ -46,6 +54,7 @@ def chat(tmp_path):
                                                "--tools", f"{tool_file}:wait", *flags],
                               cwd=str(ROOT), env=env, encoding="utf-8", timeout=60,
                               dimensions=(40, 200))
+        child.logfile_read = io.StringIO()        # the whole screen, for a failure's message
         children.append(child)
         child.expect_exact("> ")
         return child
@@ -53,6 +62,24 @@ def chat(tmp_path):
     yield start
     for child in children:
         child.close(force=True)
+
+
+def wait_for(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def expect_exit(child) -> None:
+    try:
+        child.expect(pexpect.EOF)
+    except pexpect.TIMEOUT:
+        raise AssertionError("the chat did not end; its screen:\n"
+                             + child.logfile_read.getvalue()[-3000:]) from None
+    child.close()
 
 
 def saved_user_messages(child, path: Path) -> list[str]:
@@ -70,19 +97,22 @@ def test_ctrl_c_cancels_the_running_turn_and_keeps_the_chat(chat, tmp_path):
     child.expect_exact("first answer")
     child.expect_exact("> ")
     child.sendline("wait a minute")
-    child.expect_exact("→ functions.wait")        # the tool is running: the turn is under way
+    child.expect_exact("→ functions.wait")
+    assert wait_for(lambda: (tmp_path / "wait-started").exists())  # the turn is in the tool
     child.sendintr()
     child.expect_exact("[cancelled; the conversation keeps its 2 earlier messages]")
     child.expect_exact("> ")
+    assert wait_for(lambda: (tmp_path / "wait-cancelled").exists())  # the tool stopped too
     child.sendline("again")                       # the chat goes on after the cancelled turn
     child.expect_exact("third answer")
     child.expect_exact("> ")
     assert saved_user_messages(child, tmp_path / "t.json") == ["hello", "again"]
+    child.send("half a line")
+    child.expect_exact("half a line")
     child.sendintr()                              # Ctrl-C at the prompt only clears the line
     child.expect_exact("> ")
     child.sendline("/quit")
-    child.expect(pexpect.EOF)
-    child.close()
+    expect_exit(child)
     assert child.exitstatus == 0
 
 
