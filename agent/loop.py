@@ -359,7 +359,8 @@ class Agent:
 
     def _constraint(self, backend, output: type | None):
         """The grammar of this step's completion, on backends that take one (the local
-        runtime): declared recipients only, arguments and the answer by their schemas."""
+        runtime, remote engines): declared recipients only, arguments and the answer by
+        their schemas."""
         if not (self.strict_tools and getattr(backend, "takes_constraint", False)):
             return None
         from agent.harmony.grammar import constraint_for

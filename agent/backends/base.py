@@ -26,9 +26,10 @@ def empty_usage() -> dict[str, int]:
 class Backend(Protocol):
     """`complete` yields tokens until a stop token (included) or `max_tokens`;
     `last_usage` then describes that call: prompt, reused-from-cache, computed, generated.
-    A backend that can restrict tokens (the local runtime) says so with a true
-    `takes_constraint` attribute and takes `constraint=` (agent.harmony.grammar's
-    GrammarConstraint); callers pass it only to those."""
+    A backend that takes a grammar says so with a true `takes_constraint` attribute and
+    takes `constraint=` (agent.harmony.grammar's GrammarConstraint): the local runtime masks
+    every token with it; the remote backend sends it where the engine follows grammars and
+    checks the returned tokens against it. Callers pass it only to those."""
 
     last_usage: dict
 

@@ -11,6 +11,12 @@ prompt as token ids and reads back generated token ids wherever the engine allow
                                                  prompt is turned back into chat messages and
                                                  the answer into Harmony tokens
 
+The turn's grammar (agent/harmony/grammar.py, an llguidance Lark grammar) goes with the
+request where the engine follows one: /v1/completions as vLLM's `structured_outputs.grammar`
+(vLLM with `--structured-outputs-config.backend guidance`, and `python -m agent serve`). On
+every API the tokens that come back are checked against it, so output that leaves the grammar
+is reported as the turn's error and an undeclared or malformed call is answered as one.
+
 An API key (vLLM `--api-key`, hosted endpoints) comes from `api_key=` or the environment
 variable GPT_OSS_AGENT_API_KEY. Connection errors, timeouts, 429 and 5xx are retried with
 backoff. A raw-token stream that
@@ -20,6 +26,7 @@ is generated twice and nothing is lost.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import Iterator, Sequence
@@ -30,12 +37,18 @@ from agent.backends.base import Generated, empty_usage
 from agent.backends.harmony_chat import chat_messages_from_prompt, harmony_tokens_from_chat
 from agent.harmony.tokenizer import CALL, MESSAGE, RETURN, START, get_encoding
 
+log = logging.getLogger(__name__)
 RETRYABLE = (httpx.TransportError,)  # connect/read/write errors, timeouts, protocol errors
 APIS = ("completions", "llamacpp", "ollama", "chat")
 
 
 class RemoteError(RuntimeError):
-    """The engine refused the request or stayed unreachable after the retries."""
+    """The engine refused the request (`status`: its HTTP status) or stayed unreachable
+    after the retries."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class _Retryable(Exception):
@@ -54,6 +67,8 @@ def split_url(url: str) -> tuple[str, str]:
 
 
 class RemoteBackend:
+    takes_constraint = True     # sent where the engine follows grammars, checked everywhere
+
     def __init__(self, url: str, *, model: str | None = None, api: str | None = None,
                  timeout: float = 120.0, retries: int = 3, backoff: float = 0.5,
                  api_key: str | None = None, transport: httpx.BaseTransport | None = None):
@@ -68,6 +83,7 @@ class RemoteBackend:
         self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                                  headers=headers, transport=transport)
         self.last_usage = empty_usage()
+        self.sends_grammar = self.api == "completions"  # until the engine refuses one
 
     def close(self) -> None:
         self.http.close()
@@ -76,10 +92,12 @@ class RemoteBackend:
 
     def complete(self, prompt: list[int], *, max_tokens: int, stop: Sequence[int] = (),
                  temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
-                 logprobs: bool = False) -> Iterator[Generated]:
+                 logprobs: bool = False, constraint=None) -> Iterator[Generated]:
         prompt = list(prompt)
         self.last_usage = {**empty_usage(), "prompt_tokens": len(prompt)}
-        sampling = dict(temperature=temperature, top_p=top_p, seed=seed, logprobs=logprobs)
+        grammar = getattr(constraint, "grammar", None) if self.sends_grammar else None
+        sampling = dict(temperature=temperature, top_p=top_p, seed=seed, logprobs=logprobs,
+                        grammar=grammar)
         if self.api == "chat":
             out = self._chat(prompt, max_tokens, stop, sampling)
         else:
@@ -88,6 +106,8 @@ class RemoteBackend:
         for item in out:
             produced += 1
             self.last_usage["generated_tokens"] = produced
+            if constraint is not None:
+                constraint.advance(item.token)  # leaving the grammar sets constraint.error
             yield item
 
     def _raw(self, prompt, max_tokens, stop, sampling) -> Iterator[Generated]:
@@ -95,15 +115,30 @@ class RemoteBackend:
         join the prompt and the engine continues from there."""
         got: list[int] = []
         attempt = 0
+        refused: RemoteError | None = None
         while True:
             try:
                 for item in self._raw_once(prompt + got, max_tokens - len(got), stop, sampling):
+                    if refused is not None:
+                        # an engine without a Lark grammar backend (vLLM on xgrammar, a server
+                        # over a backend that cannot constrain): from now on it gets no grammar
+                        # and its output is only checked
+                        log.warning("%s does not follow the turn grammar (%s); its output is "
+                                    "checked instead", self.base, refused)
+                        self.sends_grammar, refused = False, None
                     got.append(item.token)
                     yield item
                     if item.token in stop:
                         return
                 return
+            except RemoteError as exc:
+                if sampling["grammar"] is None or got or exc.status != 400:
+                    raise
+                refused, sampling = exc, {**sampling, "grammar": None}  # was it the grammar?
+                continue
             except _Retryable as exc:
+                # the grammar describes a whole turn: a resumed stream is only checked
+                sampling = {**sampling, "grammar": None} if got else sampling
                 attempt += 1
                 if attempt > self.retries:
                     raise RemoteError(f"{self.base}: {exc} (gave up after {self.retries} retries)")
@@ -153,7 +188,7 @@ class RemoteBackend:
                 if response.status_code >= 400:
                     response.read()
                     raise RemoteError(f"{self.base}{path}: HTTP {response.status_code}: "
-                                      f"{_error_text(response)}")
+                                      f"{_error_text(response)}", status=response.status_code)
                 yield from response.iter_lines()
         except RETRYABLE as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
@@ -197,6 +232,8 @@ class RemoteBackend:
                 "logprobs": 0, "return_tokens_as_token_ids": True}
         if s["seed"] is not None:
             body["seed"] = s["seed"]
+        if s["grammar"] is not None:
+            body["structured_outputs"] = {"grammar": s["grammar"]}
         return body
 
     def _read_completions(self, lines):

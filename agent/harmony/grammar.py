@@ -137,7 +137,10 @@ def check_grammar(grammar: str):
     """llguidance's matcher for `grammar`; GrammarError naming the problem when it cannot
     compile it."""
     import llguidance
-    matcher = llguidance.LLMatcher(lltokenizer(), llguidance.LLMatcher.grammar_from_lark(grammar))
+    # log_level 0: a token that leaves the grammar is reported by GrammarConstraint, not
+    # printed; llguidance's default limits bound an untrusted grammar's cost
+    matcher = llguidance.LLMatcher(lltokenizer(), llguidance.LLMatcher.grammar_from_lark(grammar),
+                                   log_level=0)
     if matcher.is_error():
         raise GrammarError(matcher.get_error())
     return matcher

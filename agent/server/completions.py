@@ -4,7 +4,9 @@ This is the endpoint a client with its own Harmony renderer and parser uses (the
 remote backend does): the prompt is a list of token ids, the output comes back as text and,
 with `return_token_ids`, as token ids. Like vLLM for gpt-oss, generation stops at
 <|return|>, <|call|> and <|endoftext|> (unless `ignore_eos`) plus any `stop_token_ids`; the
-stop token is reported in `stop_reason`, not in the text or ids.
+stop token is reported in `stop_reason`, not in the text or ids. As with vLLM's guidance
+backend, `structured_outputs.grammar` (an llguidance Lark grammar, such as the agent's turn
+grammar) is followed token by token where the backend takes a constraint.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from agent.harmony.grammar import GrammarConstraint, GrammarError
 from agent.harmony.tokenizer import STARTOFTEXT, VOCAB_SIZE, get_encoding
 from agent.server.chat import SSE_HEADERS, sse
 from agent.server.decode import StopMatcher, new_id
@@ -48,7 +51,8 @@ class RawRun:
         self.params = Params(max_tokens=budget, stop=stops,
                              temperature=1.0 if req.temperature is None else req.temperature,
                              top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed,
-                             logprobs=req.logprobs is not None)
+                             logprobs=req.logprobs is not None,
+                             constraint=grammar_constraint(state, req.structured_outputs))
         self.req, self.state, self.enc = req, state, enc
         self.stops = StopMatcher([req.stop] if isinstance(req.stop, str) else req.stop or [])
         self.utf8 = codecs.getincrementaldecoder("utf-8")("replace")
@@ -125,6 +129,20 @@ class RawRun:
                 yield [], rest, []
         finally:
             handle.cancel()
+
+
+def grammar_constraint(state: ServerState, structured):
+    """The request's grammar as a constraint; a 400 naming the field when it cannot be one."""
+    if structured is None or structured.grammar is None:
+        return None
+    param = "structured_outputs.grammar"
+    if not getattr(state.engine.backend, "takes_constraint", False):
+        raise ApiError("this server's backend cannot follow a grammar", param=param)
+    try:
+        return GrammarConstraint(structured.grammar)
+    except GrammarError as exc:
+        raise ApiError(f"'{param}' does not compile: {str(exc).strip().splitlines()[0]}",
+                       param=param) from None
 
 
 def choice(run: RawRun, ids: list[int], text: str, pairs, finish: str | None) -> dict:

@@ -23,6 +23,7 @@ MAX_STOP = 4
 MAX_STOP_CHARS = 512      # the stop matcher holds back up to this many characters
 MAX_STOP_TOKEN_IDS = 64
 INT64 = dict(ge=-2**63, le=2**63 - 1)
+MAX_GRAMMAR_CHARS = 2_000_000  # a turn grammar of MAX_TOOLS large schemas fits
 
 
 class _Body(BaseModel):
@@ -309,6 +310,20 @@ class ResponsesRequest(SamplingFields):
 
 # ---- /v1/completions (raw Harmony tokens) -------------------------------------------------
 
+class StructuredOutputs(_Body):
+    """vLLM's `structured_outputs`; of its forms only `grammar` (an llguidance Lark grammar,
+    as vLLM's guidance backend reads it) is followed."""
+    grammar: str | None = Field(default=None, max_length=MAX_GRAMMAR_CHARS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_grammar(cls, value: Any) -> Any:
+        other = sorted(k for k in value or {} if k != "grammar") if isinstance(value, dict) else []
+        if other:
+            raise ValueError(f"only 'grammar' is supported, not {', '.join(other)}")
+        return value
+
+
 class CompletionRequest(SamplingFields):
     model: str
     prompt: list[int] | str = Field(
@@ -321,6 +336,7 @@ class CompletionRequest(SamplingFields):
     echo: bool = False
     skip_special_tokens: bool = True
     return_token_ids: bool = False
+    structured_outputs: StructuredOutputs | None = None
 
     _stop_list = field_validator("stop")(_stops)
 

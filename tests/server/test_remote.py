@@ -227,3 +227,95 @@ def test_missing_stop_token_is_inferred_from_the_header():
     assert implied_stop(tokens("<|channel|>commentary to=functions.add <|constrain|>json<|message|>{}")) == CALL
     assert implied_stop(tokens("<|channel|>analysis<|message|>x<|end|><|start|>assistant"
                                "<|channel|>final<|message|>done")) == RETURN
+
+
+# ---- the turn grammar over the wire --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def embedded_server():
+    """This project's server on the embedded model: it follows `structured_outputs.grammar`
+    as vLLM's guidance backend does."""
+    from agent.backends.local import LocalBackend
+    from .conftest import serving
+    with serving(LocalBackend.load(None), "gpt-oss-nano") as (url, _):
+        yield url
+
+
+def travel_tools():
+    from agent.tools.function import tool
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        return f"{city}: 18 C, light rain"
+
+    @tool
+    def convert_currency(amount: float, source: str, target: str) -> str:
+        """Convert an amount between currencies."""
+        return f"{amount * 0.9:.2f} {target}"
+    return [get_weather, convert_currency]
+
+
+TRAVEL_TASKS = ["What's the weather in Paris?", "convert 250 dollars to euros", "Hi there!",
+                "what is 12 * 9", "tell me about tokyo weather", "is it raining in Oslo?"]
+
+
+@pytest.mark.parametrize("sends_grammar", [True, False])
+def test_remote_turns_follow_the_grammar_the_agent_sends(embedded_server, sends_grammar):
+    """With the grammar sent, the embedded model (which left to itself calls tools it was
+    never offered) calls only declared tools with valid arguments. Without it, the agent
+    still checks every returned token against the same grammar and reports where the
+    engine's output left it."""
+    from agent.loop import Agent
+    remote = RemoteBackend(embedded_server)
+    remote.sends_grammar = sends_grammar
+    agent = Agent(model=remote, tools=travel_tools(), effort="low", min_confidence=None,
+                  date=None, max_tokens=400, seed=7)
+    results = [agent.run(task) for task in TRAVEL_TASKS]
+    agent.close()
+    declared = {"functions.get_weather", "functions.convert_currency"}
+    called = [call.recipient for result in results for call in result.tool_calls]
+    left = [e for result in results for e in result.errors if "left the grammar" in e]
+    if sends_grammar:
+        assert remote.sends_grammar                       # the server took every grammar
+        assert set(called) <= declared and called, called
+        assert left == [], left
+    else:
+        undeclared = [c for c in called if c not in declared]
+        assert left, "the check found nothing; the control shows why the grammar is sent"
+        assert len(left) >= len(undeclared)              # every undeclared call was caught
+
+
+def test_completions_follow_a_grammar_and_refuse_a_bad_one(embedded_server):
+    import httpx
+    prompt = tokens("<|start|>user<|message|>Is the sky blue?<|end|><|start|>assistant")
+    grammar = 'start: <|channel|> "final" <|message|> ("yes" | "no, never") <|return|>'
+    for seed in range(4):
+        body = httpx.post(embedded_server + "/v1/completions", timeout=60, json={
+            "model": "gpt-oss-nano", "prompt": prompt, "max_tokens": 20, "temperature": 1.0,
+            "seed": seed, "skip_special_tokens": False,
+            "structured_outputs": {"grammar": grammar}}).json()
+        assert body["choices"][0]["text"] in ("<|channel|>final<|message|>yes",
+                                               "<|channel|>final<|message|>no, never"), body
+    bad = httpx.post(embedded_server + "/v1/completions", timeout=60, json={
+        "model": "gpt-oss-nano", "prompt": prompt, "structured_outputs": {"grammar": "start: nowhere"}})
+    assert bad.status_code == 400
+    error = bad.json()["error"]
+    assert error["param"] == "structured_outputs.grammar" and "nowhere" in error["message"]
+    other = httpx.post(embedded_server + "/v1/completions", timeout=60, json={
+        "model": "gpt-oss-nano", "prompt": prompt, "structured_outputs": {"regex": "a+"}})
+    assert other.status_code == 400 and "regex" in other.text
+
+
+def test_an_engine_that_cannot_follow_the_grammar_is_checked_instead(serve):
+    """A server over a backend without constraints answers the grammar with a 400; the
+    remote backend then stops sending it and the task still completes."""
+    from agent.loop import Agent
+    with serve(ScriptedBackend([CALL_ADD, ANSWER])) as (url, _):
+        remote = RemoteBackend(url)
+        agent = Agent(model=remote, tools=[add_tool()], effort="low", min_confidence=None,
+                      date=None)
+        result = agent.run("What is 2 + 3? Use the tool.")
+        agent.close()
+    assert result.final == "2 + 3 = 5" and not remote.sends_grammar
+    assert not [e for e in result.errors if "left the grammar" in e]
