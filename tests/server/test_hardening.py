@@ -180,7 +180,7 @@ def test_huge_headers_and_deep_json_are_400s_at_once():
         deep = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=10,
                           content=b'{"model": "test-model", "messages": ' + b"[" * 200_000
                           + b"]" * 200_000 + b"}", headers={"Content-Type": "application/json"})
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 10  # parsing is bounded (a recursion would take minutes or crash)
         assert client(port).chat.completions.create(model="test-model", messages=HI)
     assert status_of(big) == 400  # h11's 16 KB limit on the request line and headers
     assert deep.status_code == 400 and deep.json()["error"]["type"] == "invalid_request_error"
@@ -314,7 +314,7 @@ def test_5000_tools_abandoned_then_a_normal_request_completes_promptly():
         started = time.monotonic()
         reply = client(port).chat.completions.create(model="test-model", messages=HI)
         assert reply.choices[0].message.content == "ok"
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 10  # not the minutes the abandoned prefill would take
 
 
 @pytest.fixture(scope="module")
@@ -438,7 +438,7 @@ def test_no_key_means_no_body_is_read():
             response = read_response(s, timeout=5)
         assert status_of(response) == 401
         assert error_body(response)["code"] == "invalid_api_key"
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5  # the 4 MB body was never sent: not waited for
 
 
 def test_key_from_the_environment(monkeypatch):
