@@ -6,9 +6,10 @@ Types as in the published gpt-oss GGUFs: experts MXFP4 exactly as the checkpoint
 (only the nibble order changes), attention, embedding and unembedding Q8_0, norms, biases,
 sinks and the router F32. Names and metadata are those llama.cpp's "gpt-oss" loader reads
 (src/models/openai-moe.cpp): gate_up is split into ffn_gate_exps / ffn_up_exps (even / odd
-rows). The vocabulary is metadata only ("none" with {arch}.vocab_size), which is all
-llama-bench needs: it feeds random token ids. Written with the `gguf` package (pip install
-gguf); tensors are converted one at a time, big matrices in row chunks, so memory stays at a
+rows). The vocabulary is o200k_harmony as llama.cpp's "gpt2" byte-level BPE (tokens in
+GPT-2's byte-to-character spelling, merges recovered from the ranks, the Harmony special
+tokens as control tokens), so llama-server can follow grammars and detokenize; llama-bench
+only feeds random ids. Written with the `gguf` package (pip install gguf); tensors are converted one at a time, big matrices in row chunks, so memory stays at a
 few hundred MB beyond the mapped checkpoint.
 """
 from __future__ import annotations
@@ -126,9 +127,70 @@ def _metadata(writer, c: GptOssConfig) -> None:
     writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
     writer.add_rope_scaling_factor(c.rope_factor)
     writer.add_rope_scaling_orig_ctx_len(c.rope_original_context)
-    writer.add_tokenizer_model("none")
+    _vocabulary(writer, c.vocab_size)
     writer.add_vocab_size(c.vocab_size)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_MXFP4_MOE)
+
+
+def _vocabulary(writer, vocab_size: int) -> None:
+    import gguf
+
+    from agent.harmony import tokenizer as tk
+    if vocab_size < tk.VOCAB_SIZE:      # a test model's short vocabulary: ids only
+        writer.add_tokenizer_model("none")
+        return
+    tokens, merges = byte_level_bpe(tk.parse_ranks(tk.read_vocabulary_bytes()))
+    named = {i: name for name, i in tk.NAMED_SPECIAL_TOKENS.items()}
+    types = [gguf.TokenType.NORMAL] * len(tokens)
+    for i in range(len(tokens), vocab_size):   # the special range, named or reserved
+        tokens.append(named.get(i, f"<|reserved_{i}|>"))
+        types.append(gguf.TokenType.CONTROL)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-4o")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(tk.STARTOFTEXT)
+    writer.add_eos_token_id(tk.RETURN)
+    writer.add_pad_token_id(tk.ENDOFTEXT)
+    writer.add_add_bos_token(False)
+
+
+def byte_level_bpe(ranks: dict[bytes, int]) -> tuple[list[str], list[str]]:
+    """tiktoken ranks -> (tokens, merges) in the spelling of GPT-2-style tokenizer files:
+    every byte as one printable character, a merge as "left right". A token's merge is the
+    last step of byte-pair encoding its own bytes with the merges ranked below it."""
+    char = _byte_characters()
+    spell = lambda piece: "".join(char[b] for b in piece)  # noqa: E731
+    by_rank = sorted(ranks, key=ranks.__getitem__)
+    merges = []
+    for piece in by_rank:
+        if len(piece) < 2:
+            continue
+        rank, parts = ranks[piece], [bytes([b]) for b in piece]
+        while len(parts) > 2:
+            pairs = [(ranks.get(a + b, rank), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+            best, i = min(pairs)
+            if best >= rank:
+                break
+            parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        if len(parts) != 2:
+            raise ValueError(f"token {rank} ({piece!r}) is not one merge of lower-ranked tokens")
+        merges.append(f"{spell(parts[0])} {spell(parts[1])}")
+    return [spell(piece) for piece in by_rank], merges
+
+
+def _byte_characters() -> list[str]:
+    """GPT-2's byte -> character table: printable Latin-1 bytes stand for themselves, the
+    others (controls, space, 0x7f-0xa0, 0xad) take the characters from U+0100 on, in order."""
+    printable = [*range(0x21, 0x7f), *range(0xa1, 0xad), *range(0xae, 0x100)]
+    table, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b], extra = chr(0x100 + extra), extra + 1
+    return [table[b] for b in range(256)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,10 +11,11 @@ prompt as token ids and reads back generated token ids wherever the engine allow
                                                  prompt is turned back into chat messages and
                                                  the answer into Harmony tokens
 
-The turn's grammar (agent/harmony/grammar.py, an llguidance Lark grammar) goes with the
-request where the engine follows one: /v1/completions as vLLM's `structured_outputs.grammar`
-(vLLM with `--structured-outputs-config.backend guidance`, and `python -m agent serve`). On
-every API the tokens that come back are checked against it, so output that leaves the grammar
+The turn's grammar (agent/harmony/grammar.py) goes with the request where the engine follows
+one: to /v1/completions as vLLM's `structured_outputs.grammar` in llguidance's Lark (vLLM with
+`--structured-outputs-config.backend guidance`, and `python -m agent serve`), to llama.cpp's
+/completion as `grammar` in GBNF (the frame and declared tools; arguments as JSON). On every
+API the tokens that come back are checked against the full grammar, so output that leaves it
 is reported as the turn's error and an undeclared or malformed call is answered as one.
 
 An API key (vLLM `--api-key`, hosted endpoints) comes from `api_key=` or the environment
@@ -83,7 +84,7 @@ class RemoteBackend:
         self.http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                                  headers=headers, transport=transport)
         self.last_usage = empty_usage()
-        self.sends_grammar = self.api == "completions"  # until the engine refuses one
+        self.sends_grammar = self.api in ("completions", "llamacpp")  # until one is refused
 
     def close(self) -> None:
         self.http.close()
@@ -95,7 +96,9 @@ class RemoteBackend:
                  logprobs: bool = False, constraint=None) -> Iterator[Generated]:
         prompt = list(prompt)
         self.last_usage = {**empty_usage(), "prompt_tokens": len(prompt)}
-        grammar = getattr(constraint, "grammar", None) if self.sends_grammar else None
+        grammar = None
+        if constraint is not None and self.sends_grammar:
+            grammar = constraint.gbnf if self.api == "llamacpp" else constraint.grammar
         sampling = dict(temperature=temperature, top_p=top_p, seed=seed, logprobs=logprobs,
                         grammar=grammar)
         if self.api == "chat":
@@ -263,6 +266,8 @@ class RemoteBackend:
                 "cache_prompt": True, "n_probs": 1 if s["logprobs"] else 0}
         if s["seed"] is not None:
             body["seed"] = s["seed"]
+        if s["grammar"] is not None:
+            body["grammar"] = s["grammar"]
         return body
 
     def _read_llamacpp(self, lines):

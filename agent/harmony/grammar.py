@@ -17,7 +17,9 @@ that looks like a Harmony marker can reach a user); the response format's schema
 the final answer. `GrammarConstraint` follows a completion token by token and gives the
 sampler a mask of the tokens that keep it in the grammar (model/generate.py). When the model
 can produce none of them the step goes unconstrained and the constraint turns itself off
-(`error` says why), so generation never stalls.
+(`error` says why), so generation never stalls. The same frame is also written in llama.cpp's
+GBNF (`dialect=GBNF`, `GrammarConstraint.gbnf`) for llama.cpp servers; there the arguments are
+held to JSON syntax and their schemas are checked on the returned tokens.
 """
 from __future__ import annotations
 
@@ -30,18 +32,77 @@ from . import tokenizer as tk
 
 # Body text: anything without "<|" (no marker, spelled or special, inside a message).
 _TEXT = r"/([^<]|<+[^<|])*<*/"
-_NAME_CHANNELS = '("commentary" | "analysis")'
-_CONTENT_TYPE = '(" " (<|constrain|> "json" | "json" | "code"))?'
 
 
 class GrammarError(ValueError):
     """A tool's parameters or a response format that llguidance cannot compile."""
 
 
+class _Lark:
+    """llguidance's Lark: special tokens by name, JSON by its full schema (%json)."""
+    root, defines, alternative = "start", ":", "\n    | "
+
+    def rule(self, name: str) -> str:
+        return name
+
+    def token(self, text: str) -> str:
+        return text
+
+    def stop(self, text: str) -> str:
+        return " " + text
+
+    def json(self, schema: dict, what: str) -> str:
+        return _json_rule(schema, what)
+
+    def bounded_text(self, tokens: int) -> tuple[str, str]:
+        return "note_text", f"note_text[max_tokens={max(1, int(tokens))}]: {_TEXT}"
+
+    def support(self) -> list[str]:
+        return [f"TEXT: {_TEXT}"]
+
+
+class _Gbnf:
+    """llama.cpp's GBNF: rule names without "_", special tokens by id (`<[200005]>`), JSON
+    values by their syntax only (the schema is checked on the returned tokens instead)."""
+    root, defines, alternative = "root", " ::=", " | "  # GBNF rules end at a newline
+
+    def rule(self, name: str) -> str:
+        return {"start": "root", "TEXT": "text"}.get(name, name.replace("_", "-"))
+
+    def token(self, text: str) -> str:
+        return f"<[{tk.NAMED_SPECIAL_TOKENS[text]}]>"
+
+    def stop(self, text: str) -> str:
+        # <|return|> and <|call|> end generation in llama.cpp, which allows such a token only
+        # where the grammar is complete: so the grammar ends just before them
+        return ""
+
+    def json(self, schema: dict, what: str) -> str:
+        return "json-object" if schema.get("type") == "object" else "json-value"
+
+    def bounded_text(self, tokens: int) -> tuple[str, None]:
+        return "text", None         # GBNF cannot count tokens: the budget still ends the turn
+
+    def support(self) -> list[str]:
+        return ['text ::= ([^<] | "<"+ [^<|])* "<"*',
+                'json-value ::= json-object | json-array | json-string | json-number'
+                ' | "true" | "false" | "null"',
+                'json-object ::= "{" ws (json-string ws ":" ws json-value ws'
+                ' ("," ws json-string ws ":" ws json-value ws)*)? "}"',
+                'json-array ::= "[" ws (json-value ws ("," ws json-value ws)*)? "]"',
+                r'json-string ::= "\"" ([^"\\\x00-\x1f] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4}))* "\""',
+                'json-number ::= "-"? ("0" | [1-9] [0-9]*) ("." [0-9]+)? ([eE] [-+]? [0-9]+)?',
+                'ws ::= " "?']
+
+
+LARK, GBNF = _Lark(), _Gbnf()
+
+
 def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str = "auto",
                  response_format: Optional[dict] = None, max_notes: Optional[int] = None,
-                 note_tokens: Optional[int] = None) -> str:
-    """The Lark grammar of one assistant completion.
+                 note_tokens: Optional[int] = None, dialect=LARK) -> str:
+    """The grammar of one assistant completion, in llguidance's Lark (or, with
+    `dialect=GBNF`, in llama.cpp's GBNF).
 
     recipients: declared tool -> its arguments' JSON Schema (None: free text, like python).
     tool_choice: "auto", "none", "required", or a recipient that must be called.
@@ -56,28 +117,34 @@ def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str =
               else dict(recipients))
     if tool_choice == "required" and not called:
         raise GrammarError("tool_choice 'required' needs at least one declared tool")
-    endings = [] if tool_choice in ("required",) or tool_choice in recipients else ["final"]
+    d = dialect
+    channel, message, end = (d.token(t) for t in ("<|channel|>", "<|message|>", "<|end|>"))
+    call = d.stop("<|call|>")
+    text = d.rule("TEXT")
+    channels = '("commentary" | "analysis")'
+    content_type = f'(" " ({d.token("<|constrain|>")} "json" | "json" | "code"))?'
+    endings = [] if tool_choice in ("required",) or tool_choice in recipients else [d.rule("final")]
     lines = []
     for index, (name, schema) in enumerate(called.items()):
-        endings.append(f"call_{index}")
+        rule, args = d.rule(f"call_{index}"), d.rule(f"args_{index}")
+        endings.append(rule)
         to = json.dumps(f" to={name}")
-        args = f"args_{index}"
-        lines.append(f"call_{index}: <|channel|> {_NAME_CHANNELS} {to} {_CONTENT_TYPE} "
-                     f"<|message|> {args} <|call|>\n"
-                     f"    | {to} <|channel|> {_NAME_CHANNELS} {_CONTENT_TYPE} "
-                     f"<|message|> {args} <|call|>")
-        lines.append(f"{args}: " + (_json_rule(schema, f"the parameters of {name}")
-                                    if schema is not None else "TEXT"))
-    answer = _json_rule(response_format, "the response format") if response_format else "TEXT"
+        lines.append(f"{rule}{d.defines} {channel} {channels} {to} {content_type} "
+                     f"{message} {args}{call}{d.alternative}"
+                     f"{to} {channel} {channels} {content_type} {message} {args}{call}")
+        lines.append(f"{args}{d.defines} " + (d.json(schema, f"the parameters of {name}")
+                                             if schema is not None else text))
+    answer = d.json(response_format, "the response format") if response_format else text
     repeat = "*" if max_notes is None else f"{{0,{int(max_notes)}}}"
-    note_body = "TEXT" if note_tokens is None else "note_text"
-    head = [f"start: (note <|start|> \"assistant\"){repeat} ending",
-            f"note: <|channel|> (\"analysis\" | \"commentary\") <|message|> {note_body} <|end|>",
-            "ending: " + " | ".join(endings),
-            f"final: <|channel|> \"final\" <|message|> {answer} <|return|>"]
-    if note_tokens is not None:
-        lines.append(f"note_text[max_tokens={max(1, int(note_tokens))}]: {_TEXT}")
-    return "\n".join(head + lines + [f"TEXT: {_TEXT}"]) + "\n"
+    note_body, note_rule = (text, None) if note_tokens is None else d.bounded_text(note_tokens)
+    head = [f"{d.root}{d.defines} ({d.rule('note')} {d.token('<|start|>')} \"assistant\"){repeat} "
+            f"{d.rule('ending')}",
+            f"{d.rule('note')}{d.defines} {channel} (\"analysis\" | \"commentary\") {message} "
+            f"{note_body} {end}",
+            f"{d.rule('ending')}{d.defines} " + " | ".join(endings),
+            f"{d.rule('final')}{d.defines} {channel} \"final\" {message} {answer}"
+            f"{d.stop('<|return|>')}"]
+    return "\n".join(head + lines + ([note_rule] if note_rule else []) + d.support()) + "\n"
 
 
 def bounded_strings(schema, max_chars: int):
@@ -152,6 +219,7 @@ class GrammarConstraint:
     def __init__(self, grammar: str, prefix: Sequence[int] = ()):
         import numpy
         self.grammar = grammar
+        self.gbnf: Optional[str] = None     # the same turn in llama.cpp's GBNF, when known
         self.error: Optional[str] = None
         self.warnings: list[str] = []
         self._matcher = check_grammar(grammar)
@@ -206,11 +274,11 @@ def constraint_for(recipients: Mapping[str, Optional[dict]], *, tool_choice: str
         if problem is not None:
             recipients[name] = {"type": "object"}
             warnings.append(f"{name}: parameters not enforced ({problem})")
-    constraint = GrammarConstraint(turn_grammar(recipients, tool_choice=tool_choice,
-                                                response_format=response_format,
-                                                max_notes=max_notes, note_tokens=note_tokens),
-                                   prefix)
+    frame = dict(tool_choice=tool_choice, response_format=response_format,
+                 max_notes=max_notes, note_tokens=note_tokens)
+    constraint = GrammarConstraint(turn_grammar(recipients, **frame), prefix)
     constraint.warnings = warnings
+    constraint.gbnf = turn_grammar(recipients, **frame, dialect=GBNF)  # for llama.cpp servers
     return constraint
 
 

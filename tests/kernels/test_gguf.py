@@ -78,3 +78,25 @@ def test_values_dequantize_to_the_checkpoint(written):
         error = (values(theirs) - want).view(step.shape[0], -1, 32).abs()
         # half a step, plus 127 steps times the fp16 rounding of the stored scale (2^-11)
         assert bool((error <= step * (0.5 + 127 * 2.0 ** -11) * 1.001).all())
+
+
+def test_the_vocabulary_as_byte_level_bpe_encodes_as_tiktoken_does():
+    """The GGUF's tokens and recovered merges, loaded into Hugging Face `tokenizers` (an
+    independent BPE) with o200k's split pattern, give tiktoken's ids and decode back."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    from agent.harmony import tokenizer as tk
+    from agent.model.gguf import byte_level_bpe
+    tokens, merges = byte_level_bpe(tk.parse_ranks(tk.read_vocabulary_bytes()))
+    assert len(tokens) == tk.O200K_RANKS and len(merges) == tk.O200K_RANKS - 256
+    bpe = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)},
+                               merges=[tuple(m.split(" ")) for m in merges]))
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(tk.O200K_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    bpe.decoder = decoders.ByteLevel()
+    enc = tk.get_encoding()
+    for text in ["Hello, world! What's the weather in Paris?", "  def f(x):\n\treturn x**2  # ok",
+                 "数字 12345 und Ümläute — ‘quotes’ 🙂\r\n\n", "I'M DONE, they'll see\x00\x7f"]:
+        ids = list(enc.encode(text))
+        assert bpe.encode(text).ids == ids and bpe.decode(ids) == text
