@@ -42,15 +42,18 @@ def create_app(backend, model_name: str = "gpt-oss", *, max_context: int | None 
                max_batch: int = 8, api_key: str | None = None,
                max_body_bytes: int = MAX_BODY_BYTES, body_seconds: float = BODY_SECONDS,
                keep_alive_seconds: float = KEEP_ALIVE_SECONDS,
-               builtin_tools=None) -> FastAPI:
+               builtin_tools=None, mcp_servers=None) -> FastAPI:
     """`api_key`: Bearer key every endpoint but /health wants; `max_body_bytes` /
     `body_seconds`: the largest request body and the time it may take to arrive (413 / 408);
     `keep_alive_seconds`: SSE comment interval on quiet streams (0: none);
     `builtin_tools(kinds)`: a Toolbox of the built-ins ("browser", "python") a /v1/responses
-    request asks for (default: the project's browser and sandboxed python)."""
+    request asks for (default: the project's browser and sandboxed python); `mcp_servers`:
+    label -> connected MCPServer, offered to /v1/responses as `{"type": "mcp"}` tools (the
+    caller closes them)."""
     engine = Engine(backend, max_batch=max_batch)
     state = ServerState(engine=engine, model_name=model_name,
                         builtin_tools=builtin_tools or default_builtin_tools,
+                        mcp_servers=dict(mcp_servers or {}),
                         max_context=max_context or context_of(backend))
 
     @asynccontextmanager

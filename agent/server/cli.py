@@ -41,6 +41,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=8,
                    help="most waiting requests served together when the runtime batches")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--mcp", action="append", default=[], metavar="LABEL=COMMAND|URL",
+                   help="an MCP server whose tools /v1/responses offers as {\"type\": \"mcp\", "
+                        "\"server_label\": LABEL} (repeatable; a URL for streamable HTTP)")
     p.add_argument("--log-level", default="warning")
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or None,
                    help=f"require 'Authorization: Bearer KEY' on every endpoint but /health "
@@ -142,15 +145,25 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # the CLI's one line for any broken model folder
             print(f"error: cannot load the model: {_one_line(exc)}", file=sys.stderr)
             return 3
+        from agent.server import mcp_tools
+        try:
+            mcp_servers = mcp_tools.connect(args.mcp)
+        except Exception as exc:
+            print(f"error: cannot start an MCP server: {_one_line(exc)}", file=sys.stderr)
+            return 3
         from agent.server.app import create_app
         app = create_app(backend, served_name(args), max_context=args.max_context,
                          max_batch=args.max_batch, api_key=args.api_key,
                          max_body_bytes=args.max_body_bytes, body_seconds=args.body_timeout,
-                         keep_alive_seconds=args.keep_alive)
+                         keep_alive_seconds=args.keep_alive, mcp_servers=mcp_servers)
         port = sock.getsockname()[1]
         print(f"serving {served_name(args)!r} on http://{args.host}:{port}/v1 "
-              f"(pid {os.getpid()}{', API key required' if args.api_key else ''})",
+              f"(pid {os.getpid()}{', API key required' if args.api_key else ''}"
+              f"{', MCP: ' + ', '.join(mcp_servers) if mcp_servers else ''})",
               file=sys.stderr, flush=True)
-        server(app, header_timeout=args.header_timeout, log_level=args.log_level).run(
-            sockets=[sock])
+        try:
+            server(app, header_timeout=args.header_timeout, log_level=args.log_level).run(
+                sockets=[sock])
+        finally:
+            mcp_tools.close(mcp_servers)
     return 0

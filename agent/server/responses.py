@@ -13,6 +13,7 @@ from agent.server.conversation import responses_history
 from agent.server.decode import Delta, new_id
 from agent.server.errors import ApiError
 from agent.server.generation import Generation
+from agent.server.mcp_tools import Offered
 from agent.harmony.conversation import tool_result_message
 from agent.results import find_citations
 from agent.server.schemas import BUILTIN_TOOLS, FunctionDef, ResponsesRequest
@@ -28,10 +29,11 @@ BUILTIN_ITEMS = {"browser": "web_search_call", "python": "code_interpreter_call"
 class OutputItems:
     """Turns deltas into Responses output items, and the events that announce them."""
 
-    def __init__(self):
+    def __init__(self, mcp: dict[str, tuple[str, str]] | None = None):
         self.items: list[dict] = []
         self._open: dict | None = None
         self.arguments: dict[str, str] = {}  # built-in call item id -> its arguments so far
+        self.mcp = mcp or {}                 # MCP function name -> (server label, tool name)
 
     def feed(self, delta: Delta) -> list[dict]:
         events: list[dict] = []
@@ -66,12 +68,23 @@ class OutputItems:
         if item["type"] == "code_interpreter_call":
             item.update(code=arguments, container_id="local",
                         outputs=[{"type": "logs", "logs": result.text}])
+        elif item["type"] == "mcp_call":
+            item.update(arguments=arguments, output=None if result.error else result.text,
+                        error=result.text if result.error else None)
         else:
             item["action"] = _browser_action(recipient, arguments, result)
         item["status"] = "failed" if result.error else "completed"
         index = self.items.index(item)
-        return [{"type": f"response.{item['type']}.completed", "item_id": item["id"],
+        done = "failed" if item["type"] == "mcp_call" and result.error else "completed"
+        return [{"type": f"response.{item['type']}.{done}", "item_id": item["id"],
                  "output_index": index},
+                {"type": "response.output_item.done", "output_index": index, "item": item}]
+
+    def listed(self, item: dict) -> list[dict]:
+        """A finished item placed as it is (an MCP server's tool list)."""
+        self.items.append(item)
+        index = len(self.items) - 1
+        return [{"type": "response.output_item.added", "output_index": index, "item": item},
                 {"type": "response.output_item.done", "output_index": index, "item": item}]
 
     def _add(self, kind: str, delta: Delta) -> list[dict]:
@@ -83,6 +96,12 @@ class OutputItems:
                     "status": "in_progress",
                     "content": [{"type": "output_text", "text": "", "annotations": [],
                                  "logprobs": []}]}
+        elif delta.name in self.mcp:
+            label, name = self.mcp[delta.name]
+            item = {"type": "mcp_call", "id": new_id("mcp"), "server_label": label,
+                    "name": name, "arguments": "", "output": None, "error": None,
+                    "status": "in_progress"}
+            self.arguments[item["id"]] = ""
         elif delta.name.split(".")[0] in BUILTIN_ITEMS:
             kind = BUILTIN_ITEMS[delta.name.split(".")[0]]
             item = {"type": kind, "id": new_id("ws" if kind == "web_search_call" else "ci"),
@@ -157,6 +176,17 @@ class ResponseRun:
                       for t in offered if t.type == "function"]
         kinds = {BUILTIN_TOOLS[t.type] for t in offered if t.type in BUILTIN_TOOLS}
         self.builtins = state.builtin_tools(kinds) if kinds else None
+        requested = [(i, t) for i, t in enumerate(offered) if t.type == "mcp"]
+        self.mcp = Offered(state.mcp_servers, requested) if requested else None
+        if self.mcp is not None:
+            clash = sorted(set(self.mcp.labels) & {t.name for t in self.tools})
+            if clash:
+                raise ApiError(f"function {clash[0]!r} is also an offered MCP tool", param="tools")
+            self.tools += [FunctionDef(name=t.name, description=t.description,
+                                       parameters=t.schema) for t in self.mcp.tools]
+            self.builtins = self.builtins or state.builtin_tools(set())
+            for tool in self.mcp.tools:
+                self.builtins.add(tool)     # run here; the server stays connected after
         self.instructions = "\n\n".join(i for i in (req.instructions, extra) if i) or None
         self.history = earlier + new
         self.pages: dict[int, dict] = {}
@@ -181,6 +211,9 @@ class ResponseRun:
     async def events(self, items: "OutputItems"):
         """Output item events as the turn goes on; the last generation is self.gen."""
         try:
+            for label, tools in self.mcp.listings if self.mcp is not None else ():
+                for body in items.listed(self.mcp.list_item(label, tools, new_id("mcpl"))):
+                    yield body
             for round_ in range(MAX_TOOL_ROUNDS + 1):
                 gen = self.gen if round_ == 0 else self._generation()
                 self.gen = gen
@@ -207,6 +240,11 @@ class ResponseRun:
         finally:
             if self.builtins is not None:
                 await self.builtins.close()
+
+    def mcp_names(self) -> dict[str, tuple[str, str]]:
+        if self.mcp is None:
+            return {}
+        return {t.name: (self.mcp.labels[t.name], t.remote_name) for t in self.mcp.tools}
 
     def finish(self, ident: str, items: "OutputItems") -> str:
         """Citations on the answer; remembers the turn for previous_response_id; the status."""
@@ -295,7 +333,7 @@ async def create_response(req: ResponsesRequest, request: Request):
     if req.stream:
         return StreamingResponse(stream(run, ident, created), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
-    items = OutputItems()
+    items = OutputItems(run.mcp_names())
 
     async def collect():
         async for _ in run.events(items):
@@ -316,7 +354,7 @@ async def stream(run: ResponseRun, ident: str, created: int):
         seq += 1
         return f"event: {body['type']}\ndata: {json.dumps(body)}\n\n".encode()
 
-    items = OutputItems()
+    items = OutputItems(run.mcp_names())
     shell = response_body(req, ident, created, [], None, "in_progress")
     yield event({"type": "response.created", "response": shell})
     yield event({"type": "response.in_progress", "response": shell})

@@ -265,14 +265,19 @@ BUILTIN_TOOLS = {"web_search": "browser", "web_search_preview": "browser",
 
 
 class ResponsesTool(_Body):
-    """A function tool, or a built-in the server runs itself (web search through the
-    browser, code_interpreter through the sandboxed python)."""
+    """A function tool, a built-in the server runs itself (web search through the browser,
+    code_interpreter through the sandboxed python), or the tools of an MCP server it was
+    started with (agent/server/mcp_tools.py)."""
     type: Literal["function", "web_search", "web_search_preview", "browser_search",
-                  "code_interpreter"]
+                  "code_interpreter", "mcp"]
     name: str | None = Field(default=None, pattern=FUNCTION_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    server_label: str | None = None
+    server_url: str | None = None
+    allowed_tools: list[str] | dict[str, Any] | None = None
+    require_approval: str | dict[str, Any] | None = None
 
     _schema = field_validator("parameters")(_json_schema("function"))
 
@@ -280,7 +285,16 @@ class ResponsesTool(_Body):
     def _named(self):
         if self.type == "function" and not self.name:
             raise ValueError("a function tool needs 'name'")
+        if self.type == "mcp" and not self.server_label:
+            raise ValueError("an mcp tool needs 'server_label'")
         return self
+
+    def allowed_tool_names(self) -> set[str] | None:
+        """allowed_tools as names (a list, or OpenAI's {"tool_names": [...]}); None: all."""
+        allowed = self.allowed_tools
+        if isinstance(allowed, dict):
+            allowed = allowed.get("tool_names")
+        return None if allowed is None else {str(name) for name in allowed}
 
 
 class ReasoningConfig(_Body):

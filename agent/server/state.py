@@ -38,6 +38,7 @@ class ServerState:
     max_stored: int = 1000
     responses: OrderedDict = field(default_factory=OrderedDict)
     builtin_tools: Any = None  # kinds ("browser", "python") -> a Toolbox of those tools
+    mcp_servers: dict = field(default_factory=dict)  # label -> a connected MCPServer (--mcp)
 
     def check_model(self, name: str) -> None:
         if name != self.model_name:

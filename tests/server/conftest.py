@@ -21,23 +21,12 @@ def serve_command(*args: str, start_timeout: float = 120):
     import os
     import subprocess
     import sys
-    import httpx
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--port", str(port), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + start_timeout
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not start:\n{proc.stdout.read()}")
-        time.sleep(0.2)
+    wait_until_healthy(proc, url, start_timeout)
     try:
         yield url
     finally:
@@ -46,6 +35,23 @@ def serve_command(*args: str, start_timeout: float = 120):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def wait_until_healthy(proc, url: str, timeout: float) -> None:
+    """Until GET url/health answers 200; the test fails with the server's output if the
+    process `proc` (stdout piped, text) exits or the time runs out first."""
+    import httpx
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{proc.args[0]} did not start:\n{proc.stdout.read()[-3000:]}")
+        time.sleep(0.2)
 
 
 def free_port() -> int:

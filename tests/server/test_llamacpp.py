@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,7 @@ import pytest
 from agent.backends.remote import RemoteBackend
 from agent.harmony.tokenizer import get_encoding
 
-from .conftest import free_port
+from .conftest import free_port, wait_until_healthy
 
 SERVER = os.environ.get("GPT_OSS_AGENT_LLAMA_SERVER") or shutil.which("llama-server")
 pytestmark = pytest.mark.skipif(not SERVER, reason="no llama-server binary (set "
@@ -42,17 +41,7 @@ def llama_server(tmp_path_factory):
                              "-t", "1", "-c", "4096", "-np", "1"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"llama-server did not start:\n{proc.stdout.read()[-3000:]}")
-        time.sleep(0.2)
+    wait_until_healthy(proc, url, 60)
     yield url
     proc.terminate()
     proc.wait(timeout=10)
