@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mcp", action="append", default=[], metavar="'COMMAND ARGS' | URL",
                    help="add an MCP server's tools (a command run over stdio, or a streamable "
                         "HTTP URL); repeatable")
+    from agent.tools.mcp.client import add_header_flag
+    add_header_flag(p)
     p.add_argument("--instructions", help="developer instructions (text, or @file)")
     p.add_argument("--max-steps", type=_positive_int, default=12, help="model calls per turn (default 12)")
     p.add_argument("--max-tokens", type=_positive_int, default=8192, help="generated tokens per turn")
@@ -152,7 +154,8 @@ def make_agent(args, tracer=None):
     if args.mcp:
         from agent.tools.mcp import MCPServer
         try:
-            tools += [MCPServer.from_spec(spec) for spec in args.mcp]  # connected by the Agent
+            tools += [MCPServer.from_spec(spec, headers=dict(args.mcp_header))
+                      for spec in args.mcp]  # connected by the Agent
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     model = args.model

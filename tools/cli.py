@@ -44,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
                    help="load function tools (a @tool, a typed function, or a list of them)")
     p.add_argument("--mcp", action="append", default=[], metavar="'COMMAND ARGS' | URL",
                    help="load an MCP server's tools as functions.NAME (repeatable)")
+    from agent.tools.mcp.client import add_header_flag
+    add_header_flag(p)
     return p
 
 
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             toolbox = Toolbox([build_tool(options, namespace)])
         else:
             from agent.tools.mcp import MCPServer
-            servers = [MCPServer.from_spec(spec) for spec in options.mcp]
+            servers = [MCPServer.from_spec(spec, headers=dict(options.mcp_header))
+                       for spec in options.mcp]
             toolbox = Toolbox([*load_functions(options.tools), *servers])
     except Exception as e:
         print(f"error: {e}", file=sys.stderr)

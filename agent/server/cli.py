@@ -44,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mcp", action="append", default=[], metavar="LABEL=COMMAND|URL",
                    help="an MCP server whose tools /v1/responses offers as {\"type\": \"mcp\", "
                         "\"server_label\": LABEL} (repeatable; a URL for streamable HTTP)")
+    from agent.tools.mcp.client import add_header_flag
+    add_header_flag(p)
     p.add_argument("--log-level", default="warning")
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or None,
                    help=f"require 'Authorization: Bearer KEY' on every endpoint but /health "
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             return 3
         from agent.server import mcp_tools
         try:
-            mcp_servers = mcp_tools.connect(args.mcp)
+            mcp_servers = mcp_tools.connect(args.mcp, headers=dict(args.mcp_header))
         except Exception as exc:
             print(f"error: cannot start an MCP server: {_one_line(exc)}", file=sys.stderr)
             return 3

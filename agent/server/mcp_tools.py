@@ -26,9 +26,9 @@ def parse_spec(spec: str) -> tuple[str | None, str]:
     return None, spec.strip()
 
 
-def connect(specs: list[str]) -> dict:
+def connect(specs: list[str], headers: Mapping[str, str] | None = None) -> dict:
     """--mcp values -> {label: a connected agent.tools.mcp.MCPServer}; ValueError naming the
-    spec that is malformed, repeated or cannot be reached."""
+    spec that is malformed, repeated or cannot be reached. `headers` go to the URLs."""
     from agent.tools.mcp import MCPServer
     servers: dict = {}
     try:
@@ -37,7 +37,7 @@ def connect(specs: list[str]) -> dict:
             label = label or f"mcp{index + 1}"
             if label in servers:
                 raise ValueError(f"--mcp {spec!r}: the label {label!r} is used twice")
-            server = MCPServer.from_spec(target, label=label)
+            server = MCPServer.from_spec(target, label=label, headers=headers)
             servers[label] = server
             server.tools()              # connect now: a broken server is a start-up error
     except Exception:

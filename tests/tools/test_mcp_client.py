@@ -26,7 +26,7 @@ SERVER = textwrap.dedent('''
     import os, sys
     from typing import Literal
     from pydantic import BaseModel
-    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver import Context, MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.server.mcpserver.utilities.types import Image
 
@@ -51,6 +51,11 @@ SERVER = textwrap.dedent('''
     def refuse(reason: str) -> str:
         """Always refuses."""
         raise ToolError(f"refused: {reason}")
+
+    @app.tool()
+    def header(name: str, ctx: Context) -> str:
+        """A header of the HTTP request that carried this call."""
+        return dict(ctx.headers or {}).get(name.lower(), "absent")
 
     @app.tool(name="echo-text")
     def echo(text: str) -> str:
@@ -148,8 +153,8 @@ def test_agent_calls_a_stdio_server_and_stops_it_on_close(script, quiet, tmp_pat
     agent = Agent(backend, tools=[server], effort="low", date=None)
     pid = int(pidfile.read_text())
     assert agent.toolset.recipients() == ["functions.add", "functions.weather", "functions.refuse",
-                                          "functions.echo_text", "functions.nap",
-                                          "functions.picture"]
+                                          "functions.header", "functions.echo_text",
+                                          "functions.nap", "functions.picture"]
     result = agent.run("Use every tool")
     assert result.final == "Done." and result.ok
     add, weather, refuse, echo, picture, bad = result.tool_calls
@@ -307,3 +312,18 @@ def test_results_render_text_structured_content_resources_and_errors():
     failed = types.CallToolResult(content=[types.TextContent(type="text", text="disk full")],
                                   is_error=True)
     assert (render_result(failed).text, render_result(failed).error) == ("Error: disk full", True)
+
+
+def test_headers_reach_an_http_server_from_the_api_and_the_command_line(http_url, capsys):
+    from agent.tools.cli import main
+    answers = []
+    for headers in ({"Authorization": "Bearer s3cret"}, None):
+        box = Toolbox([MCPServer.http(http_url, headers=headers)])
+        try:
+            answers.append(asyncio.run(box.call("functions.header", '{"name": "Authorization"}')).text)
+        finally:
+            asyncio.run(box.close())
+    assert answers == ["Bearer s3cret", "absent"]
+    assert main(["functions.header", '{"name": "x-team"}', "--mcp", http_url,
+                 "--mcp-header", "X-Team: blue"]) == 0
+    assert capsys.readouterr().out.strip() == "blue"

@@ -22,7 +22,7 @@ import re
 import shlex
 import sys
 import threading
-from typing import Any, TextIO
+from typing import Any, Mapping, TextIO
 
 from agent.tools.base import ToolProvider, ToolResult
 from agent.tools.function import SchemaTool
@@ -41,12 +41,15 @@ class MCPServer(ToolProvider):
     prefix: put before every tool name (two servers with the same tool names, or a server
     tool called `python` or `browser`, which are reserved for the built-ins).
     timeout: seconds per tool call; connect_timeout: seconds to start and list the tools.
+    headers: HTTP headers for every request to a streamable HTTP server (an
+    `Authorization: Bearer ...` token, say).
     """
 
     def __init__(self, target: Any, *, prefix: str = "", timeout: float | None = 60.0,
                  connect_timeout: float = 30.0, errlog: TextIO | None = None,
-                 label: str | None = None):
+                 label: str | None = None, headers: Mapping[str, str] | None = None):
         self.target = target
+        self.headers = dict(headers or {})
         self.prefix = prefix
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -150,16 +153,21 @@ class MCPServer(ToolProvider):
         from mcp import Client, StdioServerParameters
         from mcp.client.stdio import stdio_client
         try:
-            with contextlib.ExitStack() as files:
+            async with contextlib.AsyncExitStack() as held:
                 server = self.target
                 if isinstance(server, StdioServerParameters):
-                    errlog = self.errlog or _stderr() or files.enter_context(open(os.devnull, "w"))
+                    errlog = self.errlog or _stderr() or held.enter_context(open(os.devnull, "w"))
                     server = stdio_client(server, errlog=errlog)
-                async with Client(server) as client:
-                    listed = await _list_tools(client)
-                    self._client = client
-                    ready.set_result(listed)
-                    await self._stop.wait()
+                elif isinstance(server, str) and self.headers:
+                    from mcp.client.streamable_http import (create_mcp_http_client,
+                                                            streamable_http_client)
+                    http = await held.enter_async_context(create_mcp_http_client(headers=self.headers))
+                    server = streamable_http_client(server, http_client=http)
+                client = await held.enter_async_context(Client(server))
+                listed = await _list_tools(client)
+                self._client = client
+                ready.set_result(listed)
+                await self._stop.wait()
         except BaseException as e:
             self._lost = f"the MCP server {self.label!r} stopped: {_reason(e)}"
             if not ready.done():
@@ -232,6 +240,21 @@ def _block_text(block: Any) -> str:
     if kind == "resource_link":
         return f"[resource link: {block.name} {block.uri}]"
     return f"[{kind or 'unknown'} content: not shown]"
+
+
+def add_header_flag(parser) -> None:
+    """--mcp-header 'NAME: VALUE' (repeatable): headers for the command's MCP URLs."""
+    parser.add_argument("--mcp-header", action="append", type=_header, default=[],
+                        metavar="'NAME: VALUE'", help="an HTTP header sent to the --mcp URLs "
+                        "(a token, say); repeatable")
+
+
+def _header(text: str) -> tuple[str, str]:
+    import argparse
+    name, sep, value = text.partition(":")
+    if not sep or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'NAME: VALUE'")
+    return name.strip(), value.strip()
 
 
 def _label(target: Any) -> str:
