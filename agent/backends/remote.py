@@ -235,7 +235,7 @@ class RemoteBackend:
                 "logprobs": 0, "return_tokens_as_token_ids": True}
         if s["seed"] is not None:
             body["seed"] = s["seed"]
-        if s["grammar"] is not None:
+        if s.get("grammar") is not None:
             body["structured_outputs"] = {"grammar": s["grammar"]}
         return body
 
@@ -266,7 +266,7 @@ class RemoteBackend:
                 "cache_prompt": True, "n_probs": 1 if s["logprobs"] else 0}
         if s["seed"] is not None:
             body["seed"] = s["seed"]
-        if s["grammar"] is not None:
+        if s.get("grammar") is not None:
             body["grammar"] = s["grammar"]
         return body
 

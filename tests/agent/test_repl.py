@@ -21,6 +21,8 @@ pexpect = pytest.importorskip("pexpect")
 
 ROOT = Path(__file__).resolve().parents[2]
 UP = "\x1b[A"
+# HOME is the test's own (a fresh chat history) but the compiled kernels are the machine's
+CACHE = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
 WAIT_TOOL = '''
 import asyncio
 
@@ -44,8 +46,8 @@ def chat(tmp_path):
     children = []
     tool_file = tmp_path / "waiting.py"
     tool_file.write_text(WAIT_TOOL)
-    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm", "INPUTRC": "/dev/null",
-           "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CACHE_HOME": CACHE, "TERM": "xterm",
+           "INPUTRC": "/dev/null", "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
 
     def start(*completions: str, flags: tuple = (), logprob: float | None = None):
         script = tmp_path / f"script{len(children)}.json"
@@ -208,8 +210,8 @@ def test_approve_asks_before_a_function_runs_and_a_no_reaches_the_model(chat, tm
 def test_ctrl_c_stops_the_real_runtime_mid_generation(tmp_path, tiny_checkpoint):
     """A random checkpoint never ends its message: the turn generates until Ctrl-C stops it,
     and the same runtime then serves the next turn."""
-    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm", "INPUTRC": "/dev/null",
-           "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CACHE_HOME": CACHE, "TERM": "xterm",
+           "INPUTRC": "/dev/null", "OMP_NUM_THREADS": "1"}
     child = pexpect.spawn(sys.executable, ["-m", "agent", "--model", str(tiny_checkpoint), "--tools", "",
                                            "--effort", "low", "--max-tokens", "100000"],
                           cwd=str(ROOT), env=env, encoding="utf-8", timeout=120, dimensions=(40, 200))
