@@ -18,8 +18,9 @@ the final answer. `GrammarConstraint` follows a completion token by token and gi
 sampler a mask of the tokens that keep it in the grammar (model/generate.py). When the model
 can produce none of them the step goes unconstrained and the constraint turns itself off
 (`error` says why), so generation never stalls. The same frame is also written in llama.cpp's
-GBNF (`dialect=GBNF`, `GrammarConstraint.gbnf`) for llama.cpp servers; there the arguments are
-held to JSON syntax and their schemas are checked on the returned tokens.
+GBNF (`dialect=GBNF`, `GrammarConstraint.gbnf`) for llama.cpp servers; there the arguments
+follow their schemas' types, enums and required keys, and the rest of each schema is checked
+on the returned tokens.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ class _Lark:
 
 class _Gbnf:
     """llama.cpp's GBNF: rule names without "_", special tokens by id (`<[200005]>`), JSON
-    values by their syntax only (the schema is checked on the returned tokens instead)."""
+    values by what GBNF can say of their schemas (_gbnf_value)."""
     root, defines, alternative = "root", " ::=", " | "  # GBNF rules end at a newline
 
     def rule(self, name: str) -> str:
@@ -78,7 +79,7 @@ class _Gbnf:
         return ""
 
     def json(self, schema: dict, what: str) -> str:
-        return "json-object" if schema.get("type") == "object" else "json-value"
+        return _gbnf_value(schema)
 
     def bounded_text(self, tokens: int) -> tuple[str, None]:
         return "text", None         # GBNF cannot count tokens: the budget still ends the turn
@@ -91,11 +92,60 @@ class _Gbnf:
                 ' ("," ws json-string ws ":" ws json-value ws)*)? "}"',
                 'json-array ::= "[" ws (json-value ws ("," ws json-value ws)*)? "]"',
                 r'json-string ::= "\"" ([^"\\\x00-\x1f] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4}))* "\""',
-                'json-number ::= "-"? ("0" | [1-9] [0-9]*) ("." [0-9]+)? ([eE] [-+]? [0-9]+)?',
+                'json-number ::= json-integer ("." [0-9]+)? ([eE] [-+]? [0-9]+)?',
+                'json-integer ::= "-"? ("0" | [1-9] [0-9]*)',
                 'ws ::= " "?']
 
 
 LARK, GBNF = _Lark(), _Gbnf()
+_GBNF_TYPES = {"string": "json-string", "integer": "json-integer", "number": "json-number",
+               "boolean": '("true" | "false")', "null": '"null"'}
+
+
+def _gbnf_value(schema, depth: int = 0) -> str:
+    """A JSON Schema as a GBNF expression: types, enums, const, anyOf / oneOf, arrays of
+    items, objects of their declared keys, the required ones first and in order (other keys
+    only where additionalProperties allows them); what GBNF cannot say, such as $ref,
+    patterns, bounds or repeated keys, is left to the check of the returned tokens."""
+    if not isinstance(schema, dict) or depth > 12:
+        return "json-value"
+    if "const" in schema:
+        return _gbnf_literal(schema["const"])
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return "(" + " | ".join(_gbnf_literal(v) for v in schema["enum"]) + ")"
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return "(" + " | ".join(_gbnf_value(s, depth + 1) for s in schema[key]) + ")"
+    kind = schema.get("type")
+    if isinstance(kind, list) and kind:
+        return "(" + " | ".join(_gbnf_value({**schema, "type": k}, depth + 1) for k in kind) + ")"
+    if kind in _GBNF_TYPES:
+        return _GBNF_TYPES[kind]
+    if kind == "array":
+        item = _gbnf_value(schema.get("items"), depth + 1)
+        return f'("[" ws ({item} ws ("," ws {item} ws)*)? "]")'
+    properties = schema.get("properties")
+    if kind in ("object", None) and isinstance(properties, dict) and properties:
+        pairs = {name: f'{_gbnf_literal(str(name))} ws ":" ws {_gbnf_value(sub, depth + 1)}'
+                 for name, sub in properties.items()}
+        required = [pairs[n] for n in dict.fromkeys(schema.get("required") or ()) if n in pairs]
+        optional = [p for p in pairs.values() if p not in required]
+        extra = schema.get("additionalProperties")
+        if extra is True or isinstance(extra, dict):   # absent: the declared keys only
+            optional.append(f'json-string ws ":" ws {_gbnf_value(extra, depth + 1)}')
+        other = "(" + " | ".join(optional) + ")" if optional else None
+        if not required:
+            return f'("{{" ws ({other} ws ("," ws {other} ws)*)? "}}")'
+        # the required keys first, in their order, then any of the others
+        rest = f' (ws "," ws {other})*' if other else ""
+        return '("{" ws ' + ' ws "," ws '.join(required) + rest + ' ws "}")'
+    return "json-object" if kind == "object" else "json-value"
+
+
+def _gbnf_literal(value) -> str:
+    """A JSON value's text as a GBNF string literal."""
+    text = json.dumps(value, ensure_ascii=False)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str = "auto",

@@ -137,3 +137,49 @@ def test_an_uncompilable_tool_schema_is_enforced_as_an_object_and_reported():
     assert constraint.error is None
     allowed = torch.nonzero(constraint.mask()).flatten().tolist()
     assert allowed and all(tk.decode([t]).lstrip().startswith("{") for t in allowed)
+
+
+# ---- the GBNF form (llama.cpp servers) ----------------------------------------------------
+
+WEATHER_ARGS = {"type": "object", "additionalProperties": False, "required": ["city"],
+                "properties": {"city": {"type": "string"},
+                               "unit": {"enum": ["celsius", "fahrenheit"]},
+                               "days": {"type": "integer"}}}
+ORDER_ARGS = {"type": "object",
+              "properties": {"items": {"type": "array", "items": {
+                  "type": "object", "properties": {"name": {"type": "string"},
+                                                   "qty": {"type": "number"}}}},
+                             "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                             "mode": {"const": "fast"}, "id": {"type": ["string", "integer"]}},
+              "additionalProperties": {"type": "array"}}
+GBNF_CASES = [
+    (WEATHER_ARGS, [{"city": "Paris"}, {"city": "Oslo", "days": 3, "unit": "celsius"},
+                    {"city": 'Zürich "old" town\n', "unit": "fahrenheit"}],
+     [{"city": 3}, {"town": "Paris"}, {"city": "Paris", "unit": "kelvin"},
+      {"city": "Rome", "days": 1.5}, {}, {"unit": "celsius"}, []]),
+    (ORDER_ARGS, [{"items": [{"name": "tea", "qty": 1.5}, {}], "note": None},
+                  {"mode": "fast", "id": 7}, {"id": "x7", "other": [1, {"deep": True}]}],
+     [{"items": {"name": "tea"}}, {"note": 5}, {"mode": "slow"}, {"id": False}, "text",
+      {"other": "not an array"}]),
+]
+
+
+def llguidance_reads_gbnf(expression: str):
+    """A matcher for `root ::= expression` read by llguidance's own GBNF converter (an
+    independent reader of the syntax llama.cpp takes)."""
+    from llguidance.gbnf_to_lark import gbnf_to_lark
+
+    from agent.harmony.grammar import GBNF, check_grammar
+    return check_grammar(gbnf_to_lark("\n".join([f"root ::= {expression}", *GBNF.support()])))
+
+
+@pytest.mark.parametrize("schema, valid, invalid", GBNF_CASES)
+def test_gbnf_arguments_follow_the_schema(schema, valid, invalid):
+    from agent.harmony.grammar import GBNF
+    from agent.harmony.tokenizer import get_encoding
+    expression = GBNF.json(schema, "test")
+    for instance, expected in [(v, True) for v in valid] + [(i, False) for i in invalid]:
+        matcher = llguidance_reads_gbnf(expression)
+        tokens = get_encoding().encode(json.dumps(instance, ensure_ascii=False))
+        accepted = all(matcher.consume_token(t) for t in tokens) and matcher.is_accepting()
+        assert accepted is expected, (instance, matcher.get_error())

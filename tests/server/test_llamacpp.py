@@ -9,6 +9,7 @@ must hold a random model to the GBNF turn frame the agent sends.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -61,14 +62,21 @@ def test_llamacpp_reads_the_converted_vocabulary_as_tiktoken_does(llama_server):
         assert theirs["tokens"] == ours and back["content"] == text
 
 
-def weather_tool():
+def tools():
+    from typing import Literal
+
     from agent.tools.function import tool
 
     @tool
     def get_weather(city: str) -> str:
         """Current weather for a city."""
         return f"{city}: 18 C"
-    return get_weather
+
+    @tool
+    def pick(color: Literal["red", "green"]) -> str:
+        """Pick a colour."""
+        return color
+    return [get_weather, pick]
 
 
 @pytest.mark.parametrize("sends_grammar", [True, False])
@@ -79,15 +87,19 @@ def test_random_model_keeps_the_harmony_frame_under_llamacpps_grammar(llama_serv
     from agent.loop import Agent
     remote = RemoteBackend("llamacpp+" + llama_server)
     remote.sends_grammar = sends_grammar
-    agent = Agent(model=remote, tools=[weather_tool()], effort="low", min_confidence=None,
+    agent = Agent(model=remote, tools=tools(), effort="low", min_confidence=None,
                   date=None, max_tokens=160, max_step_tokens=40, max_steps=2, temperature=1.0)
-    results = [agent.run(f"weather in city number {seed}?") for seed in range(6)]
+    results = [agent.run(f"weather in city number {seed}, or pick a colour?") for seed in range(8)]
     agent.close()
     assert remote.sends_grammar is sends_grammar
     frame_errors = [e for r in results for e in r.errors
                     if "header" in e or "no tool named" in e or "not a message" in e]
-    called = {call.recipient for r in results for call in r.tool_calls}
+    calls = [call for r in results for call in r.tool_calls]
+    declared = {"functions.get_weather", "functions.pick"}
     if sends_grammar:
-        assert frame_errors == [] and called <= {"functions.get_weather"}, (frame_errors, called)
+        assert frame_errors == [] and {c.recipient for c in calls} <= declared, frame_errors
+        picks = [json.loads(c.input) for c in calls if c.recipient == "functions.pick"]
+        assert picks and all(set(p) == {"color"} and p["color"] in ("red", "green")
+                             for p in picks), picks
     else:
-        assert frame_errors or called - {"functions.get_weather"}
+        assert frame_errors or {c.recipient for c in calls} - declared
