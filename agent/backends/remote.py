@@ -14,7 +14,7 @@ prompt as token ids and reads back generated token ids wherever the engine allow
 The turn's grammar (agent/harmony/grammar.py) goes with the request where the engine follows
 one: to /v1/completions as vLLM's `structured_outputs.grammar` in llguidance's Lark (vLLM with
 `--structured-outputs-config.backend guidance`, and `python -m agent serve`), to llama.cpp's
-/completion as `grammar` in GBNF (the frame and declared tools; arguments as JSON). On every
+/completion as `grammar` in GBNF (the frame, the declared tools, their arguments' types). On every
 API the tokens that come back are checked against the full grammar, so output that leaves it
 is reported as the turn's error and an undeclared or malformed call is answered as one.
 

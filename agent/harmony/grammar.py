@@ -102,11 +102,23 @@ _GBNF_TYPES = {"string": "json-string", "integer": "json-integer", "number": "js
                "boolean": '("true" | "false")', "null": '"null"'}
 
 
+_GBNF_MAX_CHARS = 20_000  # an expression (item and key lists are written twice) is cut here
+
+
 def _gbnf_value(schema, depth: int = 0) -> str:
     """A JSON Schema as a GBNF expression: types, enums, const, anyOf / oneOf, arrays of
     items, objects of their declared keys, the required ones first and in order (other keys
     only where additionalProperties allows them); what GBNF cannot say, such as $ref,
-    patterns, bounds or repeated keys, is left to the check of the returned tokens."""
+    patterns, bounds or repeated keys, is left to the check of the returned tokens. A part
+    that would grow past _GBNF_MAX_CHARS is any JSON value (or object) instead."""
+    out = _gbnf_expression(schema, depth)
+    if len(out) <= _GBNF_MAX_CHARS:
+        return out
+    return "json-object" if isinstance(schema, dict) and schema.get("type") == "object" \
+        else "json-value"
+
+
+def _gbnf_expression(schema, depth: int) -> str:
     if not isinstance(schema, dict) or depth > 12:
         return "json-value"
     if "const" in schema:

@@ -85,6 +85,10 @@ class Offered:
             self.tools += tools
             self.listings.append((spec.server_label, tools))
 
+    def names(self) -> dict[str, tuple[str, str]]:
+        """function name -> (server label, the tool's name on its server)."""
+        return {t.name: (self.labels[t.name], t.remote_name) for t in self.tools}
+
     def list_item(self, label: str, tools: list, ident: str) -> dict:
         return {"type": "mcp_list_tools", "id": ident, "server_label": label,
                 "tools": [{"name": t.remote_name, "description": t.description,

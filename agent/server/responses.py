@@ -242,9 +242,7 @@ class ResponseRun:
                 await self.builtins.close()
 
     def mcp_names(self) -> dict[str, tuple[str, str]]:
-        if self.mcp is None:
-            return {}
-        return {t.name: (self.mcp.labels[t.name], t.remote_name) for t in self.mcp.tools}
+        return self.mcp.names() if self.mcp is not None else {}
 
     def finish(self, ident: str, items: "OutputItems") -> str:
         """Citations on the answer; remembers the turn for previous_response_id; the status."""
