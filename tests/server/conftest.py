@@ -125,6 +125,14 @@ def serve_cli():
     return serve_command
 
 
+@pytest.fixture(scope="module")
+def client(base_url):
+    """The official openai client on the server of the module's `base_url` fixture."""
+    with openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0,
+                       timeout=120) as c:
+        yield c
+
+
 @pytest.fixture
 def slow_backend():
     return SlowBackend

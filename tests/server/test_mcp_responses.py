@@ -48,13 +48,6 @@ def base_url(serve_cli, tmp_path_factory):
         yield url
 
 
-@pytest.fixture(scope="module")
-def client(base_url):
-    with openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0,
-                       timeout=120) as c:
-        yield c
-
-
 def check_mcp_items(output, allowed: set[str]) -> list:
     listed = [item for item in output if item.type == "mcp_list_tools"]
     assert len(listed) == 1 and listed[0].server_label == "calc"

@@ -22,13 +22,6 @@ def base_url(serve_cli):
         yield url
 
 
-@pytest.fixture(scope="module")
-def client(base_url):
-    with openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0,
-                       timeout=120) as c:
-        yield c
-
-
 def function(name, description, properties, required=None, strict=None):
     schema = {"type": "object", "properties": properties,
               "required": list(properties) if required is None else required,
