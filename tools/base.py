@@ -8,6 +8,7 @@ in the developer message (a `ToolDescription`). Whatever happens inside a tool, 
 from __future__ import annotations
 
 import json
+import signal
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -113,3 +114,12 @@ def format_validation_error(recipient: str, error: Any) -> str:
         where = ".".join(str(p) for p in item.get("loc", ())) or "arguments"
         parts.append(f"{where}: {item.get('msg', 'invalid')}")
     return f"Invalid arguments for {recipient}: " + "; ".join(parts) + "."
+
+
+def run_loop_in_worker(loop) -> None:
+    """The target of a thread that runs an asyncio loop for tools. Ctrl-C belongs to the main
+    thread: the kernel may deliver SIGINT to any thread that does not block it, and a main
+    thread waiting in input() would then never see it. Threads this one starts (the loop's
+    asyncio.to_thread workers) inherit the mask."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    loop.run_forever()

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import threading
 from typing import Any, Sequence
 
-from agent.tools.base import ToolResult
+from agent.tools.base import ToolResult, run_loop_in_worker
 from agent.tools.toolbox import Toolbox
 
 log = logging.getLogger(__name__)
@@ -26,7 +25,8 @@ class ToolSet:
     def _run(self, coroutine):
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._serve, daemon=True, name="agent-tools")
+            self._thread = threading.Thread(target=run_loop_in_worker, args=(self._loop,),
+                                            daemon=True, name="agent-tools")
             self._thread.start()
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
@@ -34,13 +34,6 @@ class ToolSet:
         except BaseException:       # Ctrl-C in the caller: the call it was waiting for stops too
             future.cancel()
             raise
-
-    def _serve(self) -> None:
-        # Ctrl-C belongs to the main thread: the kernel may deliver it to any thread that does
-        # not block it, and then a main thread waiting in input() never wakes to see it. The
-        # loop's worker threads (asyncio.to_thread) inherit the mask.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        self._loop.run_forever()
 
     def names(self) -> list[str]:
         return [t.namespace if t.namespace != "functions" else t.name for t in self.toolbox]

@@ -24,7 +24,7 @@ import sys
 import threading
 from typing import Any, Mapping, TextIO
 
-from agent.tools.base import ToolProvider, ToolResult
+from agent.tools.base import ToolProvider, ToolResult, run_loop_in_worker
 from agent.tools.function import SchemaTool
 
 CLOSE_TIMEOUT = 10.0  # seconds to let a server shut down before its thread is abandoned
@@ -131,8 +131,8 @@ class MCPServer(ToolProvider):
     def _connect(self) -> list:
         self._lost = None
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name=f"mcp {self.label[:40]}")
+        self._thread = threading.Thread(target=run_loop_in_worker, args=(self._loop,),
+                                        daemon=True, name=f"mcp {self.label[:40]}")
         self._thread.start()
         ready: concurrent.futures.Future = concurrent.futures.Future()
         self._stop = asyncio.Event()  # bound to the thread's loop on first use there
