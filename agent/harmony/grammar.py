@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from . import tokenizer as tk
 
@@ -278,16 +278,23 @@ def check_grammar(grammar: str):
 class GrammarConstraint:
     """A grammar followed token by token: `mask()` before each pick, `advance(token)` after."""
 
-    def __init__(self, grammar: str, prefix: Sequence[int] = ()):
+    def __init__(self, grammar: str, prefix: Sequence[int] = (),
+                 write_gbnf: Optional[Callable[[], str]] = None):
         import numpy
         self.grammar = grammar
-        self.gbnf: Optional[str] = None     # the same turn in llama.cpp's GBNF, when known
+        self._write_gbnf = write_gbnf
         self.error: Optional[str] = None
         self.warnings: list[str] = []
         self._matcher = check_grammar(grammar)
         self._bits = numpy.full(tk.VOCAB_SIZE // 32, -1, dtype=numpy.int32)
         for token in prefix:        # tokens already written for the model (a forced header)
             self.advance(token)
+
+    @functools.cached_property
+    def gbnf(self) -> Optional[str]:
+        """The same turn in llama.cpp's GBNF (None: not known), written when first asked
+        for: only a llama.cpp backend reads it."""
+        return self._write_gbnf() if self._write_gbnf is not None else None
 
     @property
     def active(self) -> bool:
@@ -338,9 +345,9 @@ def constraint_for(recipients: Mapping[str, Optional[dict]], *, tool_choice: str
             warnings.append(f"{name}: parameters not enforced ({problem})")
     frame = dict(tool_choice=tool_choice, response_format=response_format,
                  max_notes=max_notes, note_tokens=note_tokens)
-    constraint = GrammarConstraint(turn_grammar(recipients, **frame), prefix)
+    constraint = GrammarConstraint(turn_grammar(recipients, **frame), prefix,
+                                   functools.partial(turn_grammar, recipients, **frame, dialect=GBNF))
     constraint.warnings = warnings
-    constraint.gbnf = turn_grammar(recipients, **frame, dialect=GBNF)  # for llama.cpp servers
     return constraint
 
 
