@@ -1,4 +1,5 @@
-"""Shared test set-up: openai-harmony (the format oracle) reads the vocabulary offline.
+"""Shared test set-up: openai-harmony (the format oracle) reads the vocabulary offline; and
+`wait_until`, the one polling helper.
 
 openai-harmony downloads o200k_base.tiktoken unless TIKTOKEN_ENCODINGS_BASE names a folder
 holding it. At start-up we write the sha256-checked packaged copy into a temporary
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 
 import pytest
 
@@ -42,3 +44,11 @@ def harmony_encoding(tiktoken_encodings_base):
     from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
     return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    """Poll `predicate` until it holds or `timeout` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return bool(predicate())

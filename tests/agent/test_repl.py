@@ -9,11 +9,11 @@ import io
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from ..conftest import wait_until
 from .conftest import FINAL, THINK, call
 from .test_cli import tiny_checkpoint  # noqa: F401 (a fixture: a random checkpoint, real vocabulary)
 
@@ -66,15 +66,6 @@ def chat(tmp_path):
         child.close(force=True)
 
 
-def wait_for(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def expect_exit(child) -> None:
     try:
         child.expect(pexpect.EOF)
@@ -100,11 +91,11 @@ def test_ctrl_c_cancels_the_running_turn_and_keeps_the_chat(chat, tmp_path):
     child.expect_exact("> ")
     child.sendline("wait a minute")
     child.expect_exact("→ functions.wait")
-    assert wait_for(lambda: (tmp_path / "wait-started").exists())  # the turn is in the tool
+    assert wait_until(lambda: (tmp_path / "wait-started").exists(), 10)  # the turn is in the tool
     child.sendintr()
     child.expect_exact("[cancelled; the conversation keeps its 2 earlier messages]")
     child.expect_exact("> ")
-    assert wait_for(lambda: (tmp_path / "wait-cancelled").exists())  # the tool stopped too
+    assert wait_until(lambda: (tmp_path / "wait-cancelled").exists(), 10)  # the tool stopped too
     child.sendline("again")                       # the chat goes on after the cancelled turn
     child.expect_exact("third answer")
     child.expect_exact("> ")

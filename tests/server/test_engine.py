@@ -9,14 +9,9 @@ import httpx
 import openai
 import pytest
 
+from ..conftest import wait_until
+
 HI = [{"role": "user", "content": "Hi!"}]
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_streaming_client_disconnect_stops_generation(serve, slow_backend):
