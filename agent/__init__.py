@@ -17,6 +17,10 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("GOMP_SPINCOUNT", "3000")
 
+from agent import shadowing
+
+shadowing.install()  # from here on, `import kernels` (and model, tools, prompts) is never ours
+
 __version__ = "0.1.0"
 __all__ = ["Agent", "MCPServer", "Session", "tool"]
 

@@ -35,6 +35,10 @@ E experts, I expert width):
 """
 from __future__ import annotations
 
+if __name__ != "agent.kernels":  # run from the repo root as `kernels`: see agent/shadowing.py
+    from agent.shadowing import stand_aside
+    stand_aside(__name__)
+
 import importlib
 import logging
 import os
@@ -44,8 +48,8 @@ from functools import lru_cache
 
 import torch
 
-from .reference import dequantize_int8, quantize_int8  # noqa: F401 (re-export)
-from .reference import dequantize_mxfp4, rope_tables, yarn_frequencies  # noqa: F401 (re-export)
+from agent.kernels.reference import dequantize_int8, quantize_int8  # noqa: F401 (re-export)
+from agent.kernels.reference import dequantize_mxfp4, rope_tables, yarn_frequencies  # noqa: F401 (re-export)
 
 _CHAINS = {
     "cpu": ("agent.kernels.cpu", "agent.kernels.reference"),

@@ -15,10 +15,14 @@ Modules: config (GptOssConfig), checkpoint (files, names, validation), mxfp4 (th
 transformer (the architecture), cache (KV cache, prefix reuse, rollback), generate (sampling),
 random (random checkpoints), download (real weights).
 """
-from .checkpoint import CheckpointError
-from .config import ConfigError, GptOssConfig
-from .generate import Generated, Sampler
-from .transformer import GptOss, load
+
+if __name__ != "agent.model":  # run from the repo root as `model`: see agent/shadowing.py
+    from agent.shadowing import stand_aside
+    stand_aside(__name__)
+from agent.model.checkpoint import CheckpointError
+from agent.model.config import ConfigError, GptOssConfig
+from agent.model.generate import Generated, Sampler
+from agent.model.transformer import GptOss, load
 
 __all__ = ["load", "GptOss", "GptOssConfig", "Generated", "Sampler", "CheckpointError",
            "ConfigError"]

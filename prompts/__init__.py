@@ -9,3 +9,7 @@ To change a prompt without touching code, copy a template into a folder, edit it
 folder as `agent.harmony.Renderer(template_dir=...)` or set $GPT_OSS_AGENT_PROMPTS_DIR. Templates not
 in that folder come from here. The packaged ones reproduce openai-harmony's text exactly.
 """
+
+if __name__ != "agent.prompts":  # run from the repo root as `prompts`: see agent/shadowing.py
+    from agent.shadowing import stand_aside
+    stand_aside(__name__)

@@ -14,6 +14,10 @@ A function tool also comes from a raw JSON Schema and a callable (`SchemaTool`, 
 `@tool(schema=...)`), and an MCP server (`MCPServer`) brings all of its tools at once.
 The browser, python and mcp packages load on first use, so importing this stays cheap.
 """
+
+if __name__ != "agent.tools":  # run from the repo root as `tools`: see agent/shadowing.py
+    from agent.shadowing import stand_aside
+    stand_aside(__name__)
 from agent.tools.base import Tool, ToolError, ToolProvider, ToolResult
 from agent.tools.function import FunctionTool, SchemaTool, tool
 from agent.tools.toolbox import Toolbox

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers  # noqa: F401 (the oracle; the test extra brings it: never skipped)
 
 from agent import model as runtime
 
 from .conftest import TINY_CONFIGS
-
-transformers = pytest.importorskip("transformers")
 
 
 def hf_model(folder):
