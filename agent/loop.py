@@ -316,7 +316,7 @@ class Agent:
         decoder = TurnDecoder()
         timed_out = False
         temperature, top_p = self.sampling(backend)
-        constraint = self._constraint(backend, output)
+        constraint = self._constraint(backend, output, max_tokens)
         model = tracing.model_name(self.model, backend)
         with tracing.span(self.tracer, f"chat {model}", kind=tracing.SpanKind.CLIENT,
                           attributes=tracing.chat_attributes(
@@ -357,15 +357,17 @@ class Agent:
             turn.reasoning += ("\n" if turn.reasoning else "") + decoder.reasoning
         return decoder, timed_out
 
-    def _constraint(self, backend, output: type | None):
+    def _constraint(self, backend, output: type | None, max_tokens: int):
         """The grammar of this step's completion, on backends that take one (the local
-        runtime, remote engines): declared recipients only, arguments and the answer by
-        their schemas."""
+        runtime, remote engines): declared recipients only (none declared: no tool call at
+        all), arguments and the answer by their schemas, everything inside the step's
+        `max_tokens`."""
         if not (self.strict_tools and getattr(backend, "takes_constraint", False)):
             return None
         from agent.harmony.grammar import constraint_for
         response_format = _response_format(output)[1] if output is not None else None
-        return constraint_for(self.toolset.argument_schemas(), response_format=response_format)
+        return constraint_for(self.toolset.argument_schemas(), response_format=response_format,
+                              budget=max_tokens)
 
     def _call_tool(self, message, turn: _Turn) -> Iterator[Event]:
         recipient, arguments = message.recipient, message_text(message)

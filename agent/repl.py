@@ -18,7 +18,7 @@ HISTORY_LENGTH = 1000
 BLOCK = '"""'
 
 HELP = f"""commands:
-  /effort auto|low|medium|high   reasoning effort for the next turns
+  /effort auto|low|medium|high   reasoning effort for the next turns (/effort: show it)
   /tools                         show the tools
   /tools NAME,NAME               replace them (browser, python, module:function); /tools none
   /reset                         forget the conversation
@@ -89,6 +89,8 @@ def command(line: str, agent, session) -> str | None:
             return "quit"
         elif name == "/help":
             print(HELP)
+        elif name == "/effort" and not rest:
+            print(f"effort: {agent.effort}")
         elif name == "/effort":
             if rest not in EFFORT_CHOICES:
                 raise UsageError(f"effort must be one of {', '.join(EFFORT_CHOICES)}")

@@ -5,8 +5,10 @@
     python -m agent --json "..."                       one JSON object: final, effort, tool_calls, ...
     python -m agent                                    interactive chat (agent/repl.py)
 
-Exit codes: 0 a result was produced (partial results say why on stderr), 2 bad flags or
-unknown tools, 3 the model could not be loaded, 130 interrupted.
+Exit codes (EXIT_CODES, also in --help): 0 a final answer, 1 no final answer (the backend
+failed, or the model's answers failed validation), 2 bad flags or unknown tools, 3 the model
+could not be loaded, 4 stopped by a limit before a final answer (--max-steps, --max-tokens,
+--max-time), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -26,12 +28,21 @@ EFFORT_CHOICES = ("auto", "low", "medium", "high")
 FROM_ENVIRONMENT = "$OPENAI_BASE_URL"     # `--backend` given without a URL
 
 
+EXIT_CODES = {"done": 0, "error": 1, "invalid_output": 1, "max_steps": 4, "max_tokens": 4,
+              "timeout": 4}
+EXIT_HELP = ("exit codes: 0 a final answer; 1 no final answer (the backend failed, or the answer "
+             "failed validation); 2 bad flags or unknown tools; 3 the model could not be loaded; "
+             "4 stopped by --max-steps, --max-tokens or --max-time before a final answer; "
+             "130 interrupted")
+
+
 class UsageError(Exception):
     """Bad flags or tool names: exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m agent", description="Run a gpt-oss agent on a task, or chat.")
+    p = argparse.ArgumentParser(prog="python -m agent", description="Run a gpt-oss agent on a task, or chat.",
+                                epilog=EXIT_HELP)
     p.add_argument("task", nargs="*", help="the task; omit it for an interactive chat")
     p.add_argument("--model", help="checkpoint folder or name (default: the embedded model); "
                                    "a .json file of recorded completions replays them")
@@ -113,7 +124,7 @@ def _run(args, traces) -> int:
             return 3
         if args.task:
             result = run_task(agent, " ".join(args.task), args)
-            return 0 if result is not None else 1
+            return 1 if result is None else EXIT_CODES.get(result.stop_reason, 1)
         from agent.repl import interactive
         return interactive(agent, args)
     except KeyboardInterrupt:

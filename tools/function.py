@@ -129,7 +129,10 @@ class FunctionTool(Tool):
             if pname in arg_docs and not _has_description(annotation):
                 default = pydantic.Field(default, description=arg_docs[pname])
             fields[pname] = (annotation, default)
-        return pydantic.create_model(f"{self.name}_arguments", **fields)
+        # extra="forbid": the schema says additionalProperties: false, so the grammar cannot
+        # write a key the function does not take
+        return pydantic.create_model(f"{self.name}_arguments",
+                                     __config__=pydantic.ConfigDict(extra="forbid"), **fields)
 
     def _resolve(self, fn: Callable[..., Any], pname: str, annotation: Any) -> Any:
         """A parameter's type; string annotations (PEP 563) are evaluated in the module."""

@@ -66,6 +66,22 @@ def render_prompt(messages: Sequence[Message]) -> list[int]:
                                                    "assistant"))
 
 
+def tools_free_turn(prompt: Sequence[int]) -> bool:
+    """Whether a raw prompt asks for an assistant turn (it ends with `<|start|>assistant`)
+    while its system and developer messages declare no tools (no `# Tools` section): such a
+    turn may only answer, so the server constrains it that way."""
+    from . import tokenizer as tk
+    enc = tk.get_encoding()
+    if len(prompt) < 2 or list(prompt[-2:]) != [tk.START, *enc.encode("assistant")]:
+        return False
+    text = enc.decode(list(prompt[:-2]))
+    for header, _, rest in (part.partition("<|message|>") for part in text.split("<|start|>")[1:]):
+        if header.split("<|channel|>")[0].strip() in ("system", "developer") and \
+                "# Tools" in rest.split("<|end|>")[0].splitlines():
+            return False
+    return True
+
+
 def tool_call_message(recipient: str, arguments: str, channel: str = "commentary",
                       content_type: Optional[str] = JSON_CONTENT) -> Message:
     """The assistant's call of a tool, as history (`to=functions.NAME`, JSON arguments)."""

@@ -209,22 +209,26 @@ def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str =
     return "\n".join(head + lines + ([note_rule] if note_rule else []) + d.support()) + "\n"
 
 
-def bounded_strings(schema, max_chars: int):
-    """The schema with `maxLength` on every string that has no bound of its own, so that a
-    model looping inside a string value still ends its JSON within a token budget."""
+def bounded(schema, limit: int):
+    """The schema with `maxLength` on every string and `maxItems` on every array that has no
+    bound of its own, so that a model looping inside a value still ends its JSON within a
+    token budget."""
     if isinstance(schema, list):
-        return [bounded_strings(item, max_chars) for item in schema]
+        return [bounded(item, limit) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: (bounded_strings(value, max_chars) if key in _SUBSCHEMAS else value)
+    out = {key: (bounded(value, limit) if key in _SUBSCHEMAS else value)
            for key, value in schema.items()}
     for key in ("properties", "$defs", "definitions", "patternProperties"):
         if isinstance(schema.get(key), dict):
-            out[key] = {name: bounded_strings(sub, max_chars) for name, sub in schema[key].items()}
+            out[key] = {name: bounded(sub, limit) for name, sub in schema[key].items()}
     kinds = schema.get("type")
-    is_string = kinds == "string" or (isinstance(kinds, list) and "string" in kinds)
-    if is_string and not any(k in schema for k in ("maxLength", "enum", "const", "pattern", "format")):
-        out["maxLength"] = max_chars
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    free = not any(k in schema for k in ("enum", "const"))
+    if "string" in kinds and free and not any(k in schema for k in ("maxLength", "pattern", "format")):
+        out["maxLength"] = max(limit, int(schema.get("minLength", 0)))
+    if "array" in kinds and free and "maxItems" not in schema:
+        out["maxItems"] = max(limit, int(schema.get("minItems", 0)))
     return out
 
 
@@ -323,21 +327,26 @@ class GrammarConstraint:
             self.error = reason
 
 
+NOTES = 3  # analysis / commentary messages a budgeted turn may write before its ending
+
+
 def constraint_for(recipients: Mapping[str, Optional[dict]], *, tool_choice: str = "auto",
                    response_format: Optional[dict] = None, prefix: Sequence[int] = (),
-                   max_notes: Optional[int] = None, note_tokens: Optional[int] = None,
-                   max_string: Optional[int] = None) -> Optional[GrammarConstraint]:
-    """The constraint for one completion, or None when nothing needs constraining. A tool
-    schema llguidance cannot compile is enforced only as "a JSON object" (`warnings` says
-    which); a response format it cannot compile is an error. `max_notes`, `note_tokens` and
-    `max_string` (the longest unbounded string value) keep a turn inside a token budget."""
-    if not recipients and response_format is None:
-        return None
+                   budget: Optional[int] = None) -> GrammarConstraint:
+    """The constraint for one completion. With no recipients (or tool_choice "none") the turn
+    can only end in a final answer: no tool name can be generated. A tool schema llguidance
+    cannot compile is enforced only as "a JSON object" (`warnings` says which); a response
+    format it cannot compile is an error. `budget`, the completion's max_tokens, bounds what
+    the turn may write so that its call or answer ends inside it: at most NOTES notes of
+    budget / (2 NOTES) tokens each, every string value at most budget / 8 characters and
+    every array at most budget / 8 items, unless a schema bounds them itself."""
     recipients, warnings = dict(recipients), []
-    if max_string is not None:
-        recipients = {name: bounded_strings(schema, max_string) if schema is not None else None
+    max_notes = note_tokens = None
+    if budget is not None:
+        max_notes, note_tokens, limit = NOTES, max(1, budget // (2 * NOTES)), max(16, budget // 8)
+        recipients = {name: bounded(schema, limit) if schema is not None else None
                       for name, schema in recipients.items()}
-        response_format = bounded_strings(response_format, max_string) if response_format else None
+        response_format = bounded(response_format, limit) if response_format else None
     for name, schema in recipients.items():
         problem = _schema_problem(json.dumps(schema, sort_keys=True)) if schema is not None else None
         if problem is not None:

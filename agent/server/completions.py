@@ -16,7 +16,8 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from agent.harmony.grammar import GrammarConstraint, GrammarError
+from agent.harmony.conversation import tools_free_turn
+from agent.harmony.grammar import GrammarConstraint, GrammarError, constraint_for
 from agent.harmony.tokenizer import STARTOFTEXT, VOCAB_SIZE, get_encoding
 from agent.server.chat import SSE_HEADERS, sse
 from agent.server.decode import StopMatcher, new_id
@@ -52,7 +53,8 @@ class RawRun:
                              temperature=1.0 if req.temperature is None else req.temperature,
                              top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed,
                              logprobs=req.logprobs is not None,
-                             constraint=grammar_constraint(state, req.structured_outputs))
+                             constraint=grammar_constraint(state, req.structured_outputs,
+                                                           self.prompt, budget))
         self.req, self.state, self.enc = req, state, enc
         self.stops = StopMatcher([req.stop] if isinstance(req.stop, str) else req.stop or [])
         self.utf8 = codecs.getincrementaldecoder("utf-8")("replace")
@@ -131,9 +133,13 @@ class RawRun:
             handle.cancel()
 
 
-def grammar_constraint(state: ServerState, structured):
-    """The request's grammar as a constraint; a 400 naming the field when it cannot be one."""
+def grammar_constraint(state: ServerState, structured, prompt: list[int], budget: int):
+    """The request's grammar as a constraint; a 400 naming the field when it cannot be one.
+    Without one, a Harmony assistant turn whose prompt declares no tools may only answer (on
+    a backend that takes a constraint): no tool name can be generated."""
     if structured is None or structured.grammar is None:
+        if getattr(state.engine.backend, "takes_constraint", False) and tools_free_turn(prompt):
+            return constraint_for({}, budget=budget)
         return None
     param = "structured_outputs.grammar"
     if not getattr(state.engine.backend, "takes_constraint", False):

@@ -19,7 +19,6 @@ from agent.server.generation import Generation
 from agent.server.schemas import FunctionDef
 
 ASSISTANT_STOPS = (RETURN, CALL, ENDOFTEXT)
-NOTES = 3  # analysis / commentary messages a constrained turn may write before its ending
 
 
 @dataclass
@@ -87,13 +86,10 @@ class ServerState:
                 recipients.update(builtins.argument_schemas())
             try:
                 constraint = constraint_for(
-                    recipients, tool_choice=choice if choice in ("auto", "required")
+                    recipients, tool_choice=choice if choice in ("auto", "none", "required")
                     else f"functions.{choice}",
                     response_format=response_format.schema_ if response_format else None,
-                    # reasoning takes at most half the budget and no string value runs on,
-                    # so the call or the answer ends inside it
-                    max_notes=NOTES, note_tokens=max(1, budget // (2 * NOTES)),
-                    max_string=max(16, budget // 8))
+                    budget=budget)
             except GrammarError as exc:
                 raise ApiError(f"'{format_param}' cannot be enforced: {exc}".splitlines()[0],
                                param=format_param) from None
@@ -109,9 +105,10 @@ class ServerState:
 
 
 def _choice(tool_choice, tools: list[FunctionDef], param: str, builtins=None) -> str:
-    """tool_choice -> "auto", "required" or the name of the function that must be called."""
+    """tool_choice -> "auto", "none", "required" or the name of the function that must be
+    called."""
     if tool_choice in (None, "auto", "none"):
-        return "auto"
+        return tool_choice or "auto"
     if not tools and not (builtins is not None and tool_choice == "required"):
         raise ApiError(f"'{param}' requires 'tools'", param=param)
     if tool_choice == "required":
@@ -127,7 +124,7 @@ def forced_header(choice: str) -> str:
     """For a backend without grammars: `required` starts a commentary message to the
     functions namespace (the model picks the name); a named function writes the whole
     header, so only the arguments are generated."""
-    if choice == "auto":
+    if choice in ("auto", "none"):
         return ""
     if choice == "required":
         return "<|channel|>commentary to=functions."

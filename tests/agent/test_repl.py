@@ -152,6 +152,12 @@ def test_multi_line_messages_and_the_tools_command(chat, tmp_path):
     child.expect_exact("> ")
     child.sendline("/tools none")
     child.expect_exact("tools: none")
+    child.sendline("/effort")                     # no argument: shows the setting, changes nothing
+    child.expect_exact("effort: low")
+    child.sendline("/effort high")
+    child.expect_exact("effort: high")
+    child.sendline("/effort")
+    child.expect_exact("effort: high")
 
 
 def test_shown_reasoning_ends_its_line_before_the_answer(chat):

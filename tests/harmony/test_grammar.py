@@ -183,3 +183,51 @@ def test_gbnf_arguments_follow_the_schema(schema, valid, invalid):
         tokens = get_encoding().encode(json.dumps(instance, ensure_ascii=False))
         accepted = all(matcher.consume_token(t) for t in tokens) and matcher.is_accepting()
         assert accepted is expected, (instance, matcher.get_error())
+
+
+def test_no_declared_tools_means_no_recipient_can_be_written(harmony_encoding):
+    constraint = constraint_for({})
+    for token in tk.get_encoding().encode("<|channel|>commentary", allowed_special="all"):
+        constraint.advance(token)
+    mask = constraint.mask()
+    assert not any(mask[t] for t in tk.encode_text(" to=") + [tk.CALL])
+    assert mask[tk.MESSAGE] and constraint.error is None
+    for seed in range(4):
+        tokens = sample(constraint_for({}), seed)
+        messages = oracle(harmony_encoding, tokens)
+        assert tokens[-1] == tk.RETURN and messages[-1].channel == "final"
+        assert all(m.recipient in (None, "assistant") for m in messages)
+
+
+UNBOUNDED = {"type": "object", "properties": {"order_id": {"type": "string"},
+                                               "notes": {"type": "array", "items": {"type": "string"}}},
+             "required": ["order_id"], "additionalProperties": False}
+
+
+@pytest.mark.parametrize("case", ["call", "typed answer"])
+def test_a_budget_bounds_every_string_and_the_turn_ends_inside_it(harmony_encoding, case):
+    """Logits that never want to close a string or a note (the runaway seen on the embedded
+    model): the grammar still closes them, and the turn ends inside its budget."""
+    budget = 512
+    if case == "call":
+        constraint = constraint_for({"functions.lookup_order": UNBOUNDED},
+                                    tool_choice="required", budget=budget)
+    else:
+        constraint = constraint_for({}, response_format=UNBOUNDED, budget=budget)
+    enc = tk.get_encoding()
+    closing = [t for t in range(enc.n_vocab) if b'"' in tk.token_bytes(t)]
+    generator = torch.Generator().manual_seed(0)
+    sampler = Sampler(temperature=1.0, seed=0)
+    tokens: list[int] = []
+    while len(tokens) < budget and (not tokens or tokens[-1] not in (tk.CALL, tk.RETURN)):
+        logits = torch.randn(tk.VOCAB_SIZE, generator=generator) * 2
+        logits[closing + [tk.END]] -= 30.0
+        token = sampler(logits, constraint)
+        constraint.advance(token)
+        tokens.append(token)
+    assert constraint.error is None
+    assert tokens[-1] == (tk.CALL if case == "call" else tk.RETURN), "the budget ran out first"
+    value = json.loads(oracle(harmony_encoding, tokens)[-1].content[0].text)
+    jsonschema.validate(value, UNBOUNDED)
+    assert len(value["order_id"]) <= budget // 8
+    assert len(value.get("notes", [])) <= budget // 8

@@ -55,8 +55,11 @@ def assert_gemv_close(ext, got, x, weight, bias=None):
         per_block = weight.abs().view(weight.shape[0], -1, 32).sum(-1)           # [N, KB]
         bound = step @ per_block.T * 1.001 + slack
         assert bool(((got.double() - want).abs() <= bound).all()), float((got.double() - want).abs().max())
-        # and well inside it on average: rounding errors cancel, they do not all add up
-        assert float((got.double() - want).abs().mean()) < 0.25 * float(bound.mean()) + slack
+        # and well inside it on average: rounding errors cancel, they do not all add up (an
+        # average needs many outputs: one output's error can come near its bound when one
+        # large weight dominates its row, as hypothesis found with a single output)
+        if got.numel() >= 64:
+            assert float((got.double() - want).abs().mean()) < 0.25 * float(bound.mean()) + slack
     else:
         torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=slack)
 

@@ -189,3 +189,69 @@ def test_the_agents_sdk_runs_with_a_tool_and_an_output_type(base_url, model_clas
     agents = pytest.importorskip("agents")
     result, seen, report = run_agent(base_url, getattr(agents, model_class))
     assert isinstance(result.final_output, report)  # no ModelBehaviorError, a valid Report
+
+
+# ---- no tools declared: the turn can only answer ---------------------------------------------
+
+PLAIN_ASKS = ["What is 37 * 43?", "What is 2 + 2?", "Run some python to compute 2 ** 100",
+              "search the web for the weather in Paris", "Hi there!"]
+
+
+def test_chat_without_tools_never_calls_one(client):
+    for ask in PLAIN_ASKS:
+        for extra in ({}, {"tools": [WEATHER], "tool_choice": "none"}):
+            reply = client.chat.completions.create(
+                model=MODEL, max_tokens=200, messages=[{"role": "user", "content": ask}], **extra)
+            choice = reply.choices[0]
+            assert choice.finish_reason in ("stop", "length") and not choice.message.tool_calls, ask
+            assert not MARKER.search(choice.message.content or "")
+
+
+def test_streamed_chat_without_tools_never_calls_one(client):
+    for ask in PLAIN_ASKS[:3]:
+        stream = client.chat.completions.create(model=MODEL, max_tokens=200, stream=True,
+                                                messages=[{"role": "user", "content": ask}])
+        finishes, calls = set(), []
+        for chunk in stream:
+            for choice in chunk.choices:
+                calls += choice.delta.tool_calls or []
+                finishes.add(choice.finish_reason)
+        assert not calls and finishes - {None} <= {"stop", "length"}, ask
+
+
+def test_responses_without_tools_answer_in_messages_only(client):
+    for ask in PLAIN_ASKS[:3]:
+        response = client.responses.create(model=MODEL, input=ask, max_output_tokens=300)
+        kinds = {item.type for item in response.output}
+        assert kinds <= {"message", "reasoning"}, (ask, kinds)
+        if response.status == "completed":
+            assert response.output_text
+
+
+def test_raw_completions_of_a_tools_free_prompt_never_address_a_tool(client):
+    from agent.harmony.conversation import (prompt_messages, render_prompt, system_message,
+                                            user_message)
+    prompt = render_prompt(prompt_messages(system_message("low"), None,
+                                           [user_message("Use python to compute 2 ** 100")]))
+    for seed in range(3):
+        reply = client.completions.create(model=MODEL, prompt=prompt, max_tokens=200, seed=seed,
+                                          temperature=1.0, extra_body={"skip_special_tokens": False})
+        assert " to=" not in reply.choices[0].text and "<|call|>" not in reply.choices[0].text
+
+
+def test_the_agents_sdk_runs_an_agent_without_tools(base_url):
+    agents = pytest.importorskip("agents")
+    agents.set_tracing_disabled(True)
+    for model_class in (agents.OpenAIChatCompletionsModel, agents.OpenAIResponsesModel):
+        client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0)
+        agent = agents.Agent(name="A", instructions="Answer briefly.",
+                             model=model_class(model=MODEL, openai_client=client),
+                             model_settings=agents.ModelSettings(max_tokens=200))
+
+        async def go():
+            try:
+                return await agents.Runner.run(agent, "What is 37 * 43?", max_turns=2)
+            finally:
+                await client.close()
+        result = asyncio.run(go())      # no ModelBehaviorError: no tool was called
+        assert isinstance(result.final_output, str)

@@ -35,7 +35,11 @@ def test_stdio_server_lists_tools_keeps_state_and_explains_bad_calls(docs, web):
             second = await client.call_tool("python", {"code": "x + 1"})
             assert (text(second), second.is_error) == ("42", False)
             crash = await client.call_tool("python", {"code": "1 / 0"})
-            assert "ZeroDivisionError" in text(crash)
+            assert "ZeroDivisionError" in text(crash) and crash.is_error
+            after = await client.call_tool("python", {"code": "x"})   # the state survives it
+            assert (text(after), after.is_error) == ("41", False)
+            bye = await client.call_tool("python", {"code": "raise SystemExit(0)"})
+            assert not bye.is_error                                   # a clean exit is no failure
 
             bad = await client.call_tool("python", {"source": "x"})
             assert bad.is_error and text(bad).startswith("Invalid arguments for python: ")

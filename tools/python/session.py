@@ -38,6 +38,7 @@ LOCK_NAME = ".alive"
 class CellResult:
     output: str
     reset: bool = False      # the worker was restarted: the model must know its state is gone
+    raised: bool = False     # the cell ended in an exception (the traceback is in `output`)
     timed_out: bool = False
 
 
@@ -243,10 +244,11 @@ class PythonSession:
                 note = (f"[The Python process {reason}. It was restarted: all variables, "
                         "imports and definitions were lost.]")
                 return CellResult(_join(partial, note), reset=True)
-            return CellResult(format_output(*reply))
+            head, tail, omitted, raised = reply
+            return CellResult(format_output(head, tail, omitted), raised=raised)
 
-    def _reply(self, cell: str, deadline: float) -> tuple[str, str, int]:
-        """(head, tail, omitted) of the reply naming `cell`. Other lines in the channel were
+    def _reply(self, cell: str, deadline: float) -> tuple[str, str, int, bool]:
+        """(head, tail, omitted, raised) of the reply naming `cell`. Other lines in the channel were
         written by the code (it can reach the descriptor): skipped, whatever they hold."""
         while True:
             try:
@@ -265,7 +267,7 @@ class PythonSession:
                 cut_head, cut_tail = head[:limit * 2 // 3], tail[-(limit // 3):] if tail else ""
                 omitted += len(head) + len(tail) - len(cut_head) - len(cut_tail)
                 head, tail = cut_head, cut_tail
-            return head, tail, omitted
+            return head, tail, omitted, reply.get("raised") is True
 
     def _partial_output(self) -> str:
         try:

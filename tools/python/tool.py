@@ -55,7 +55,7 @@ class PythonTool(Tool):
         result = await asyncio.to_thread(self.session.run, strip_code_fence(arguments or ""))
         return ToolResult(result.output, data={"reset": result.reset,
                                                "timed_out": result.timed_out},
-                          error=result.reset)
+                          error=result.reset or result.raised)
 
     def run(self, code: str) -> str:
         """Runs code synchronously and returns what the model would read."""

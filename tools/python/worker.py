@@ -2,7 +2,8 @@
 
 Runs inside the sandbox and imports nothing from this package (only the standard library).
 Protocol, one JSON object per line: the host sends {"cell": ID, "code": ...} on stdin, the
-worker answers {"cell": ID, "output": ..., "tail": ..., "omitted": n} on its original stdout.
+worker answers {"cell": ID, "output": ..., "tail": ..., "omitted": n, "raised": bool} on its
+original stdout ("raised": the cell ended in an exception, or exit with a failure status).
 ID is a fresh random value per cell: the host takes only the reply that names the cell it is
 waiting for, so a line the code writes into the channel can never pass for a later cell's
 reply. The code's own stdout and stderr (including child processes) go to a fresh capture
@@ -51,7 +52,7 @@ def split_last_expression(code):
 
 
 def run_cell(code, namespace):
-    """Executes one cell; prints the last expression's repr; returns nothing."""
+    """Executes one cell; prints the last expression's repr; returns whether it failed."""
     linecache.cache[CELL] = (len(code), None, code.splitlines(True), CELL)
     try:
         body, last = split_last_expression(code)
@@ -63,11 +64,14 @@ def run_cell(code, namespace):
                 print(repr(value))
     except SystemExit as e:
         report(f"SystemExit: {e.code}\n")
+        return e.code not in (None, 0)
     except BaseException as e:  # the model reads the traceback, minus this file's frames
         tb = e.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
             tb = tb.tb_next
         report("".join(traceback.format_exception(type(e), e, tb)))
+        return True
+    return False
 
 
 def report(text):
@@ -171,7 +175,7 @@ def main():
         redirect_output(capture)
         raw = CappedOutput(limit * 2 // 3)  # the rest of `limit` is the tail
         sys.stdout = sys.stderr = text_stream(raw)  # fresh: the last cell may have broken them
-        run_cell(request["code"], namespace)
+        raised = run_cell(request["code"], namespace)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -181,7 +185,8 @@ def main():
         if raw.omitted:  # the file holds the head only; the tail was kept here
             head, tail = head + tail, raw.tail.decode("utf-8", "replace")
             omitted += raw.omitted - len(raw.tail)
-        reply = {"cell": request.get("cell"), "output": head, "tail": tail, "omitted": omitted}
+        reply = {"cell": request.get("cell"), "output": head, "tail": tail, "omitted": omitted,
+                 "raised": raised}
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
 
