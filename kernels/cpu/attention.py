@@ -40,16 +40,58 @@ def attention(q, k, v, sinks, q_positions, k_offset=0, window=None, scale=None):
         return out.to(q.dtype)
     if _flash is None:
         return reference.attention(q, k, v, sinks, q_positions, k_offset, window, scale)
-    k_pos = torch.arange(Tk, device=q.device) + k_offset
+    return _prefill(q, k, v, sinks, q_positions, int(k_offset), window, scale)
+
+
+def _prefill(q, k, v, sinks, q_positions, k_offset, window, scale):
+    """Many queries against the cache. Keys no query can see are never read (a sliding
+    layer reads its window, not the whole cache); on a full layer the keys every query sees
+    (all before the earliest query) go through the kernel without a mask, and only the last
+    few (the chunk's own, causal) need one. The two parts' softmaxes merge by their
+    log-sum-exps, with the sink joining the normalisation."""
+    B, Tq, Hq, D = q.shape
+    Hkv = k.shape[2]
+    g = Hq // Hkv
+    first_q, last_q = int(q_positions.min()), int(q_positions.max())
+    lo = 0 if window is None else max(0, first_q - window + 1 - k_offset)
+    hi = max(lo, min(k.shape[1], last_q - k_offset + 1))
+    k, v, k_offset = k[:, lo:hi], v[:, lo:hi], k_offset + lo
+    rows = q.view(B, Tq, Hkv, g, D).permute(0, 2, 1, 3, 4).reshape(B, Hkv, Tq * g, D)
+    keys, values = k.transpose(1, 2), v.transpose(1, 2)
+    # keys [0, open) are visible to every query: a full layer's cache before the chunk
+    open_ = 0 if window is not None else max(0, min(k.shape[1], first_q - k_offset + 1))
+    parts = []
+    if open_:
+        parts.append(_flash(rows, keys[:, :, :open_], values[:, :, :open_], scale=scale))
+    lses = [lse.float() for _, lse in parts]
+    if open_ < k.shape[1]:
+        mask, seen = _mask(q_positions, k_offset + open_, k.shape[1] - open_, window, q.dtype, g)
+        out, lse = _flash(rows, keys[:, :, open_:], values[:, :, open_:], attn_mask=mask,
+                          scale=scale)
+        parts.append((out, lse))
+        # the kernel gives a query that sees no key here an lse of 0: it must weigh nothing
+        lses.append(lse.float().masked_fill(~seen, float("-inf")))
+    head_sinks = sinks.float().view(Hkv, 1, g).expand(Hkv, Tq, g).reshape(Hkv, Tq * g)
+    top = torch.stack(lses + [head_sinks.expand_as(lses[0]) if lses else head_sinks[None]]).amax(0)
+    total = torch.exp(head_sinks - top)
+    out = torch.zeros(B, Hkv, Tq * g, D)
+    for (part, _), lse in zip(parts, lses):
+        weight = torch.exp(lse - top)           # 0 where a query saw no key of this part
+        total = total + weight
+        out += torch.nan_to_num(part.float()) * weight[..., None]
+    out = (out / total[..., None]).view(B, Hkv, Tq, g, D)
+    return out.permute(0, 2, 1, 3, 4).reshape(B, Tq, Hq, D).to(q.dtype)
+
+
+def _mask(q_positions, k_offset: int, n: int, window, dtype, g: int):
+    """The additive mask [B, 1, Tq * g, n] of keys k_offset .. k_offset + n - 1, and which
+    query rows see at least one of them ([B, 1, Tq * g])."""
+    B, Tq = q_positions.shape
+    k_pos = torch.arange(n, device=q_positions.device) + k_offset
     q_pos = q_positions[:, :, None]
     visible = k_pos[None, None, :] <= q_pos
     if window is not None:
         visible &= k_pos[None, None, :] > q_pos - window
-    mask = torch.zeros(visible.shape, dtype=q.dtype).masked_fill_(~visible, float("-inf"))
-    mask = mask[:, None, :, None, :].expand(B, 1, Tq, g, Tk).reshape(B, 1, Tq * g, Tk)
-    rows = q.view(B, Tq, Hkv, g, D).permute(0, 2, 1, 3, 4).reshape(B, Hkv, Tq * g, D)
-    out, lse = _flash(rows, k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, scale=scale)
-    head_sinks = sinks.float().view(Hkv, 1, g).expand(Hkv, Tq, g).reshape(Hkv, Tq * g)
-    keep = torch.sigmoid(lse.float() - head_sinks)                       # [B, Hkv, Tq * g]
-    out = (out.float() * keep[..., None]).view(B, Hkv, Tq, g, D)
-    return out.permute(0, 2, 1, 3, 4).reshape(B, Tq, Hq, D).to(q.dtype)
+    mask = torch.zeros(visible.shape, dtype=dtype).masked_fill_(~visible, float("-inf"))
+    seen = visible.any(-1)[:, None, :, None].expand(B, 1, Tq, g).reshape(B, 1, Tq * g)
+    return mask[:, None, :, None, :].expand(B, 1, Tq, g, n).reshape(B, 1, Tq * g, n), seen

@@ -356,3 +356,26 @@ def test_rope_matches_reference(B, T, heads, D):
     want = reference.rope(x.double(), cos.to(torch.bfloat16).double(), sin.to(torch.bfloat16).double())
     assert got.dtype == torch.bfloat16 and got.shape == x.shape
     torch.testing.assert_close(got.double(), want, rtol=8e-3, atol=8e-3 * want.abs().max().item())
+
+
+@pytest.mark.parametrize("window", [None, 16])
+@pytest.mark.parametrize("cached", [0, 1, 15, 16, 17, 40, 200])
+@pytest.mark.parametrize("Tq", [2, 24])
+def test_prefill_on_a_cached_prefix_matches_reference(Tq, cached, window):
+    """A chunk of Tq new queries on top of `cached` keys: sliding layers read only their window
+    (the window's start falls anywhere in the chunk), full layers split the keys every query
+    sees from the chunk's own; sinks join, and B=2 rows sit at different positions."""
+    gen = torch.Generator().manual_seed(Tq * 1000 + cached)
+    B, Hq, Hkv, D = 2, 8, 2, 64
+    Tk = cached + Tq
+    q = torch.randn(B, Tq, Hq, D, generator=gen)
+    k, v = torch.randn(2, B, Tk, Hkv, D, generator=gen)
+    sinks = torch.randn(Hq, generator=gen) * 2
+    positions = (torch.arange(Tq) + cached)[None].repeat(B, 1)
+    positions[1] -= min(cached, 3)     # the second row lags: its window starts elsewhere
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
+        got = kernels.attention(q.to(dtype), k.to(dtype), v.to(dtype), sinks, positions, 0,
+                                window, D ** -0.5)
+        want = reference.attention(q.double(), k.double(), v.double(), sinks.double(),
+                                   positions, 0, window, D ** -0.5)
+        torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)

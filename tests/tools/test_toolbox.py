@@ -43,7 +43,8 @@ def test_argument_schemas_for_every_recipient():
     schemas = box.argument_schemas()
     assert list(schemas) == box.recipients()
     assert schemas["functions.lookup"] == {"type": "object", "required": ["key"],
-                                           "properties": {"key": {"type": "string"}}}
+                                           "properties": {"key": {"type": "string"}},
+                                           "additionalProperties": False}
     assert schemas["browser.search"]["required"] == ["query"]
     assert schemas["functions.broken"] is None  # a tool without a description: free-form
 
