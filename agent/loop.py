@@ -364,8 +364,9 @@ class Agent:
         `max_tokens`."""
         if not (self.strict_tools and getattr(backend, "takes_constraint", False)):
             return None
-        from agent.harmony.grammar import constraint_for
-        response_format = _response_format(output)[1] if output is not None else None
+        from agent.harmony.grammar import closed, constraint_for
+        # a pydantic model ignores keys it does not declare: the answer gets none of them
+        response_format = closed(_response_format(output)[1]) if output is not None else None
         return constraint_for(self.toolset.argument_schemas(), response_format=response_format,
                               budget=max_tokens)
 

@@ -23,6 +23,7 @@ import docstring_parser
 import jsonschema
 import pydantic
 
+from agent.harmony.grammar import closed
 from agent.tools.base import (BUILTIN_NAMESPACES, InvalidArguments, Tool, ToolError,
                               ToolResult, format_validation_error, invalid_arguments_result,
                               parse_json_arguments)
@@ -114,7 +115,8 @@ class FunctionTool(Tool):
         self.description = description if description is not None else summary
         self.timeout = timeout
         self.arguments_model = self._arguments_model(fn, arg_docs)
-        self.parameters = harmony_schema(self.arguments_model.model_json_schema())
+        # nested models too: no object the model writes for this function takes other keys
+        self.parameters = closed(harmony_schema(self.arguments_model.model_json_schema()))
         functools.update_wrapper(self, fn)
 
     def _arguments_model(self, fn: Callable[..., Any], arg_docs: dict[str, str]):

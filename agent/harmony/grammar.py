@@ -55,8 +55,8 @@ class _Lark:
     def json(self, schema: dict, what: str) -> str:
         return _json_rule(schema, what)
 
-    def bounded_text(self, tokens: int) -> tuple[str, str]:
-        return "note_text", f"note_text[max_tokens={max(1, int(tokens))}]: {_TEXT}"
+    def bounded_text(self, name: str, tokens: int) -> tuple[str, str]:
+        return name, f"{name}[max_tokens={max(1, int(tokens))}]: {_TEXT}"
 
     def support(self) -> list[str]:
         return [f"TEXT: {_TEXT}"]
@@ -81,7 +81,7 @@ class _Gbnf:
     def json(self, schema: dict, what: str) -> str:
         return _gbnf_value(schema)
 
-    def bounded_text(self, tokens: int) -> tuple[str, None]:
+    def bounded_text(self, name: str, tokens: int) -> tuple[str, None]:
         return "text", None         # GBNF cannot count tokens: the budget still ends the turn
 
     def support(self) -> list[str]:
@@ -162,7 +162,8 @@ def _gbnf_literal(value) -> str:
 
 def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str = "auto",
                  response_format: Optional[dict] = None, max_notes: Optional[int] = None,
-                 note_tokens: Optional[int] = None, dialect=LARK) -> str:
+                 note_tokens: Optional[int] = None, text_tokens: Optional[int] = None,
+                 dialect=LARK) -> str:
     """The grammar of one assistant completion, in llguidance's Lark (or, with
     `dialect=GBNF`, in llama.cpp's GBNF).
 
@@ -171,7 +172,7 @@ def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str =
     response_format: a JSON Schema the final answer must match (None: free text).
     max_notes, note_tokens: at most this many analysis / commentary messages before the
     ending, each at most this many tokens (None: no limit), so that a token budget can
-    leave room for the ending."""
+    leave room for the ending; text_tokens: the same bound on free-text arguments (code)."""
     if tool_choice not in ("auto", "none", "required") and tool_choice not in recipients:
         raise GrammarError(f"tool_choice names {tool_choice!r}, which is not a declared tool")
     called = ({} if tool_choice == "none" else
@@ -183,6 +184,11 @@ def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str =
     channel, message, end = (d.token(t) for t in ("<|channel|>", "<|message|>", "<|end|>"))
     call = d.stop("<|call|>")
     text = d.rule("TEXT")
+    extra_rules = []
+    code = text
+    if text_tokens is not None and any(s is None for s in called.values()):
+        code, rule = d.bounded_text("code_text", text_tokens)
+        extra_rules.append(rule)
     channels = '("commentary" | "analysis")'
     content_type = f'(" " ({d.token("<|constrain|>")} "json" | "json" | "code"))?'
     endings = [] if tool_choice in ("required",) or tool_choice in recipients else [d.rule("final")]
@@ -195,10 +201,11 @@ def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str =
                      f"{message} {args}{call}{d.alternative}"
                      f"{to} {channel} {channels} {content_type} {message} {args}{call}")
         lines.append(f"{args}{d.defines} " + (d.json(schema, f"the parameters of {name}")
-                                             if schema is not None else text))
+                                             if schema is not None else code))
     answer = d.json(response_format, "the response format") if response_format else text
     repeat = "*" if max_notes is None else f"{{0,{int(max_notes)}}}"
-    note_body, note_rule = (text, None) if note_tokens is None else d.bounded_text(note_tokens)
+    note_body, note_rule = ((text, None) if note_tokens is None
+                            else d.bounded_text("note_text", note_tokens))
     head = [f"{d.root}{d.defines} ({d.rule('note')} {d.token('<|start|>')} \"assistant\"){repeat} "
             f"{d.rule('ending')}",
             f"{d.rule('note')}{d.defines} {channel} (\"analysis\" | \"commentary\") {message} "
@@ -206,34 +213,63 @@ def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str =
             f"{d.rule('ending')}{d.defines} " + " | ".join(endings),
             f"{d.rule('final')}{d.defines} {channel} \"final\" {message} {answer}"
             f"{d.stop('<|return|>')}"]
-    return "\n".join(head + lines + ([note_rule] if note_rule else []) + d.support()) + "\n"
+    extra_rules.append(note_rule)
+    return "\n".join(head + lines + [r for r in extra_rules if r] + d.support()) + "\n"
 
 
-def bounded(schema, limit: int):
-    """The schema with `maxLength` on every string and `maxItems` on every array that has no
-    bound of its own, so that a model looping inside a value still ends its JSON within a
-    token budget."""
+def _each_subschema(schema, change: Callable[[dict], dict]):
+    """The schema with `change` applied to it and to every schema nested in it."""
     if isinstance(schema, list):
-        return [bounded(item, limit) for item in schema]
+        return [_each_subschema(item, change) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: (bounded(value, limit) if key in _SUBSCHEMAS else value)
+    out = {key: (_each_subschema(value, change) if key in _SUBSCHEMAS else value)
            for key, value in schema.items()}
     for key in ("properties", "$defs", "definitions", "patternProperties"):
         if isinstance(schema.get(key), dict):
-            out[key] = {name: bounded(sub, limit) for name, sub in schema[key].items()}
-    kinds = schema.get("type")
-    kinds = kinds if isinstance(kinds, list) else [kinds]
-    free = not any(k in schema for k in ("enum", "const"))
-    if "string" in kinds and free and not any(k in schema for k in ("maxLength", "pattern", "format")):
-        out["maxLength"] = max(limit, int(schema.get("minLength", 0)))
-    if "array" in kinds and free and "maxItems" not in schema:
-        out["maxItems"] = max(limit, int(schema.get("minItems", 0)))
-    return out
+            out[key] = {name: _each_subschema(sub, change) for name, sub in schema[key].items()}
+    return change(out)
 
 
 _SUBSCHEMAS = ("items", "prefixItems", "anyOf", "oneOf", "allOf", "additionalProperties",
                "not", "if", "then", "else", "contains")
+_DIGITS = 10 ** 18   # llguidance makes a regex of an integer range: it takes 18 digits
+
+
+def bounded(schema, limit: int):
+    """The schema with a bound on everything a model could extend forever, where the schema
+    sets none: `maxLength` on strings, `maxItems` on arrays, a range on integers and numbers
+    (at most 18 digits) and at most 9 decimals on numbers. So a model looping inside a value
+    still ends its JSON within a token budget."""
+    def bound(node: dict) -> dict:
+        kinds = node.get("type")
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        if any(k in node for k in ("enum", "const")):
+            return node
+        if "string" in kinds and not any(k in node for k in ("maxLength", "pattern", "format")):
+            node["maxLength"] = max(limit, int(node.get("minLength", 0)))
+        if "array" in kinds and "maxItems" not in node:
+            node["maxItems"] = max(limit, int(node.get("minItems", 0)))
+        if "integer" in kinds or "number" in kinds:
+            if not any(k in node for k in ("minimum", "exclusiveMinimum")):
+                node["minimum"] = -(_DIGITS - 1) if "number" not in kinds else -1e18
+            if not any(k in node for k in ("maximum", "exclusiveMaximum")):
+                node["maximum"] = _DIGITS - 1 if "number" not in kinds else 1e18
+        if "number" in kinds and "multipleOf" not in node:
+            node["multipleOf"] = 1e-9
+        return node
+    return _each_subschema(schema, bound)
+
+
+def closed(schema):
+    """The schema with every object that declares its properties admitting only them
+    (`additionalProperties: false` where the schema says nothing): for schemas made from
+    Python types, whose validation ignores or refuses other keys anyway."""
+    def close(node: dict) -> dict:
+        if isinstance(node.get("properties"), dict) and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        return node
+    return _each_subschema(schema, close)
 
 
 def _json_rule(schema: dict, what: str) -> str:
@@ -338,12 +374,14 @@ def constraint_for(recipients: Mapping[str, Optional[dict]], *, tool_choice: str
     cannot compile is enforced only as "a JSON object" (`warnings` says which); a response
     format it cannot compile is an error. `budget`, the completion's max_tokens, bounds what
     the turn may write so that its call or answer ends inside it: at most NOTES notes of
-    budget / (2 NOTES) tokens each, every string value at most budget / 8 characters and
-    every array at most budget / 8 items, unless a schema bounds them itself."""
+    budget / (2 NOTES) tokens each, code at most about budget / 2 tokens, every string value
+    at most budget / 8 characters, every array at most budget / 8 items and every number
+    at most 18 digits and 9 decimals, unless a schema bounds them itself."""
     recipients, warnings = dict(recipients), []
-    max_notes = note_tokens = None
+    max_notes = note_tokens = text_tokens = None
     if budget is not None:
         max_notes, note_tokens, limit = NOTES, max(1, budget // (2 * NOTES)), max(16, budget // 8)
+        text_tokens = max(16, budget // 2 - 32)
         recipients = {name: bounded(schema, limit) if schema is not None else None
                       for name, schema in recipients.items()}
         response_format = bounded(response_format, limit) if response_format else None
@@ -353,7 +391,7 @@ def constraint_for(recipients: Mapping[str, Optional[dict]], *, tool_choice: str
             recipients[name] = {"type": "object"}
             warnings.append(f"{name}: parameters not enforced ({problem})")
     frame = dict(tool_choice=tool_choice, response_format=response_format,
-                 max_notes=max_notes, note_tokens=note_tokens)
+                 max_notes=max_notes, note_tokens=note_tokens, text_tokens=text_tokens)
     constraint = GrammarConstraint(turn_grammar(recipients, **frame), prefix,
                                    functools.partial(turn_grammar, recipients, **frame, dialect=GBNF))
     constraint.warnings = warnings

@@ -49,12 +49,12 @@ def harmony_developer_text(encoding, tools):
 def test_schema_from_type_hints_and_docstring():
     p = get_weather.parameters
     assert get_weather.description == "Get the weather for a place."
-    assert p["required"] == ["location"]
+    assert p["required"] == ["location"] and p["additionalProperties"] is False
     props = p["properties"]
     assert props["location"] == {"type": "object", "description": "Where to look.",
                                  "properties": {"city": {"type": "string"},
                                                 "country": {"type": "string", "nullable": True}},
-                                 "required": ["city"]}
+                                 "required": ["city"], "additionalProperties": False}
     assert props["unit"]["enum"] == ["celsius", "fahrenheit"]
     assert props["unit"]["description"] == "The temperature unit to use."
     assert props["unit"]["default"] == "celsius"
