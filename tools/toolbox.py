@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Iterable
 
+from agent.harmony.grammar import closed
 from agent.tools.base import Tool, ToolProvider, ToolResult
 
 ToolSpec = Tool | ToolProvider | str | Callable[..., Any]
@@ -114,8 +115,8 @@ class Toolbox:
     def argument_schemas(self) -> dict[str, dict | None]:
         """Every recipient -> the JSON Schema of its arguments (None: free-form, e.g. code)."""
         schemas = {f"functions.{d.name}": d.parameters for d in self.function_descriptions()}
-        for config in self.namespace_configs():
-            schemas.update({f"{config.name}.{d.name}": d.parameters for d in config.tools})
+        for config in self.namespace_configs():   # built-in tools take only their keys
+            schemas.update({f"{config.name}.{d.name}": closed(d.parameters) for d in config.tools})
         return {recipient: schemas.get(recipient) for recipient in self.recipients()}
 
     def resolve(self, recipient: str) -> Tool | None:
