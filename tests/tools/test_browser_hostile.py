@@ -1,7 +1,8 @@
 """Hostile pages, each a real attempt against a real HTTP server on 127.0.0.1, bounded in time
 and memory: HTML that was quadratic to convert (nested lists, unterminated tags, long or
 repeated <base>), decompression bombs, binary bodies, charsets with quadratic decoders, IPv4
-addresses hidden in IPv6 forms, and symbolic links out of a local search folder."""
+addresses hidden in IPv6 forms, symbolic links out of a local search folder, and pages that
+were quadratic to wrap into lines or held the event loop while laid out."""
 from __future__ import annotations
 
 import asyncio
@@ -17,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from agent.tools.browser import BrowserTool, Fetcher, LocalFolderBackend
+from agent.tools.browser.page import wrap_lines
+from agent.tools.browser.tool import _chars_for_tokens
 
 GiB = 1 << 30
 
@@ -52,6 +55,9 @@ UNTERMINATED_TAGS = "<html><body><p>hi</p>" + "<a" * 500_000  # 1 MB; html.parse
 MANY_LINKS_ONE_BASE = ("<html><head><base href='http://" + "a" * 200_000 + ".test/'></head>"
                        "<body>" + "<a href='x'>a</a>" * 20_000 + "</body></html>")
 MANY_BASES = "<html><head>" + "<base href='a/'>" * 100_000 + "</head><body><a href='x'>link</a>"
+PAGE_OF_TABS = "\t" * 1_000_000  # textwrap: 8 MB of spaces re-sliced per line, 11 to 46 s
+# Paragraphs up to the size cap: about 2 s to parse, which must not be on the event loop.
+LARGE_HTML = "<html><body>" + "<p>a\tb</p>" * 299_000
 PNG = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(200)
 ZIP = b"PK\x03\x04" + bytes(200)
 
@@ -90,6 +96,9 @@ def pages():
                            b"<meta charset=punycode><p>" + b"a" * 500_000 + b"-" + b"b" * 500_000),
         "/utf16": ({"Content-Type": "text/plain; charset=utf-16"},
                    "UTF-16 text is text".encode("utf-16")),
+        "/tabs": ({"Content-Type": "text/plain"}, PAGE_OF_TABS.encode()),
+        "/pre-tabs": ({"Content-Type": "text/html"}, f"<pre>x{PAGE_OF_TABS}x</pre>".encode()),
+        "/large": ({"Content-Type": "text/html"}, LARGE_HTML.encode()),
     }
 
 
@@ -245,6 +254,84 @@ def test_quadratic_charsets_are_not_used(browser, hostile, path):
 
 def test_utf16_text_is_not_mistaken_for_binary(browser, hostile):
     assert "UTF-16 text is text" in open_url(browser, f"{hostile.base}/utf16").text
+
+
+WRAPPED = {
+    "tabs": PAGE_OF_TABS,
+    "long word": "x" * 3_000_000,  # a page's worth (the size cap); textwrap: 1.8 s, 1 MB 0.3 s
+    "mixed": ("\t" * 100_000 + "x" * 100_000 + " some ordinary words " * 5) * 5,
+}
+
+
+@pytest.mark.parametrize("name", WRAPPED)
+def test_wrapping_is_linear(name):
+    text = WRAPPED[name]
+    start = time.perf_counter()  # not `measured`: tracemalloc slows allocation tenfold
+    lines = wrap_lines(text)
+    seconds = time.perf_counter() - start
+    assert all(len(line) <= 80 for line in lines)
+    assert "".join(lines) == text  # tabs kept as they are, nothing lost or added
+    assert seconds < 0.5, seconds
+
+
+@pytest.fixture
+def warm(browser):
+    """The browser with the o200k vocabulary loaded, as in the server: the first display of a
+    long page loads it (up to 2 s, once), which is not what these tests time."""
+    _chars_for_tokens("warm " * 2000, 10)
+    return browser
+
+
+@pytest.mark.parametrize("path", ["/tabs", "/pre-tabs"])
+def test_a_page_of_tabs_opens_fast(warm, hostile, path):
+    browser = warm
+    start = time.perf_counter()
+    result = open_url(browser, f"{hostile.base}{path}")
+    seconds = time.perf_counter() - start
+    assert not result.error
+    assert len(browser.pages[-1].lines) < 13_000  # 1 MB / 80, not 8 MB of spaces / 80
+    assert seconds < 2, seconds
+
+
+@pytest.mark.parametrize("source", ["web", "local folder"])
+def test_the_event_loop_runs_while_a_large_page_is_laid_out(warm, hostile, tmp_path, source):
+    """Inside the server, other requests (/health) wait for the event loop: a page taking
+    seconds to parse and wrap is laid out in a thread, and the loop keeps ticking."""
+    url = f"{hostile.base}/large"
+    if source == "local folder":  # the browser's search folder is tmp_path
+        (tmp_path / "large.html").write_text(LARGE_HTML)
+        url = (tmp_path / "large.html").as_uri()
+
+    async def main():
+        gaps, done = [], asyncio.Event()
+
+        async def tick():
+            last = time.perf_counter()
+            while not done.is_set():
+                await asyncio.sleep(0.01)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0.05)  # the ticker runs: blocking from the first step is seen
+        start = time.perf_counter()
+        result = await warm.call("browser.open", json.dumps({"id": url}))
+        seconds = time.perf_counter() - start
+        done.set()
+        await ticker
+        return result, seconds, max(gaps)
+
+    result, seconds, longest_gap = asyncio.run(main())
+    assert not result.error and "a b" in result.text
+    assert longest_gap < 0.5, (longest_gap, seconds)
+
+
+def test_laying_out_a_page_has_a_deadline(tmp_path, hostile):
+    browser = BrowserTool(LocalFolderBackend(tmp_path), allow_private=True, layout_timeout=0.05)
+    result = open_url(browser, f"{hostile.base}/large")
+    assert result.error and "laying out the page took more than 0.05 seconds" in result.text
+    assert not browser.pages
 
 
 @pytest.mark.parametrize("host", [

@@ -144,7 +144,7 @@ class LocalFolderBackend(SearchBackend):
         path = self._inside(Path(unquote(urlparse(url).path)))
         if path is None:
             raise FileNotFoundError(f"{url} is not a document of the search folder")
-        return self._page(path, url)
+        return await asyncio.to_thread(self._page, path, url)  # parsing: off the event loop
 
 
 def _snippet(text: str, terms: list[str], width: int = 200) -> str:

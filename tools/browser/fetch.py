@@ -3,9 +3,11 @@
 Every hop of a redirect chain is checked, so a public page cannot bounce the browser to
 127.0.0.1 or a cloud metadata address. IPv6 forms that carry an IPv4 address (mapped
 ::ffff:a.b.c.d, compatible ::a.b.c.d, NAT64 64:ff9b::/96, 6to4, Teredo) are checked as that
-IPv4 address. (The check resolves the name before httpx connects; a DNS server that answers
-differently the second time is not defended against.) The body is decoded here, bounded while
-it streams (content_encoding.py), and binary bodies are refused whatever their content type.
+IPv4 address. The check is made where the connection is: each name is resolved once, every
+address checked, and the socket connected to a checked address (PinnedBackend), so a DNS server
+that answers differently the second time (rebinding) cannot redirect the request. The body is
+decoded here, bounded while it streams (content_encoding.py), and binary bodies are refused
+whatever their content type.
 """
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ import codecs
 import ipaddress
 import re
 import socket
+import ssl
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Awaitable, Callable, Iterable
 from urllib.parse import urljoin, urlparse
 
+import httpcore
 import httpx
 
 from agent.tools.browser.content_encoding import ACCEPT, Decoder, DecodingError
@@ -120,13 +124,49 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not ip.is_multicast and ip not in LOCAL_NAT64
 
 
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting only to addresses that `addresses(host, port)`
+    resolved and checked, once per connection. httpcore still hands TLS the host name (SNI and
+    the certificate check are of the name) and httpx still sends it as the Host header."""
+
+    def __init__(self, addresses: Callable[[str, int], Awaitable[list[str]]]):
+        self.addresses = addresses
+        self.backend = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None,
+                          socket_options=None) -> httpcore.AsyncNetworkStream:
+        error: Exception | None = None
+        for address in await self.addresses(host, port):
+            try:  # an IP address: anyio connects to it without resolving anything
+                return await self.backend.connect_tcp(address, port, timeout, local_address,
+                                                      socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
+                error = e  # every address was checked: the next one may be tried
+        raise error or httpcore.ConnectError(f"no address for {host}")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.backend.sleep(seconds)
+
+
+class PinnedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over PinnedBackend. httpx takes no network backend, so the pool it
+    would build (its only state) is built here with one."""
+
+    def __init__(self, backend: PinnedBackend, ssl_context: ssl.SSLContext):
+        self._pool = httpcore.AsyncConnectionPool(ssl_context=ssl_context,
+                                                  network_backend=backend,
+                                                  keepalive_expiry=5.0)
+
+
 class Fetcher:
     def __init__(self, *, timeout: float = 20.0, max_bytes: int = 3_000_000,
                  max_redirects: int = 5, allow_private: bool | Iterable[str] = False,
-                 user_agent: str = USER_AGENT, trust_env: bool = False):
+                 user_agent: str = USER_AGENT, trust_env: bool = False,
+                 verify: ssl.SSLContext | bool = True):
         """timeout: seconds for the whole fetch (connect, redirects, body), not per read.
         allow_private: True permits loopback, private and link-local addresses (SSRF opt-in);
-        a list of networks ("127.0.0.1", "10.0.0.0/8") permits only those."""
+        a list of networks ("127.0.0.1", "10.0.0.0/8") permits only those.
+        verify: certificate checking, as httpx takes it (an SSLContext trusts its own CAs)."""
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
@@ -135,6 +175,7 @@ class Fetcher:
             [ipaddress.ip_network(n, strict=False) for n in allow_private]
         self.user_agent = user_agent
         self.trust_env = trust_env
+        self.verify = verify
 
     async def fetch(self, url: str) -> Document:
         try:
@@ -145,32 +186,43 @@ class Fetcher:
             raise FetchError(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
 
     async def check_url(self, url: str) -> None:
+        """Scheme and host; the addresses are checked as they are connected to (addresses)."""
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https"):
             raise FetchError(f"only http and https URLs can be opened, not {parsed.scheme or 'a URL without a scheme'}")
         if not parsed.hostname:
             raise FetchError("the URL has no host")
-        if self.allow_private:
-            return
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        if self.trust_env:  # a proxy from the environment resolves the name itself
+            await self.addresses(parsed.hostname, parsed.port or
+                                 (443 if parsed.scheme == "https" else 80))
+
+    async def addresses(self, host: str, port: int) -> list[str]:
+        """The addresses of `host`, resolved once; FetchError if any of them is not allowed.
+        PinnedBackend connects only to these, so the name is never resolved again."""
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                parsed.hostname, port, type=socket.SOCK_STREAM)
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                                 type=socket.SOCK_STREAM)
         except socket.gaierror:
-            raise FetchError(f"cannot resolve host {parsed.hostname}") from None
-        for info in infos:
-            address = info[4][0]
+            raise FetchError(f"cannot resolve host {host}") from None
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        if self.allow_private:
+            return addresses
+        for address in addresses:
             allowed = any(parse_address(address) in net for net in self.allowed_networks)
             if not allowed and not is_public_address(address):
-                raise FetchError(f"refusing to fetch {parsed.hostname} ({address}): private, "
+                raise FetchError(f"refusing to fetch {host} ({address}): private, "
                                  "loopback and link-local addresses are blocked")
+        return addresses
 
     async def _fetch(self, url: str) -> Document:
         headers = {"User-Agent": self.user_agent, "Accept-Encoding": ACCEPT,
                    "Accept": "text/html,text/plain;q=0.9,*/*;q=0.5"}
         timeout = httpx.Timeout(self.timeout)
+        transport = PinnedTransport(PinnedBackend(self.addresses), httpx.create_ssl_context(
+            verify=self.verify, trust_env=self.trust_env))
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False,
-                                     trust_env=self.trust_env, headers=headers) as client:
+                                     trust_env=self.trust_env, headers=headers,
+                                     transport=transport) as client:
             for _ in range(self.max_redirects + 1):
                 await self.check_url(url)
                 async with client.stream("GET", url) as response:

@@ -6,8 +6,9 @@ links to the page's URL. Display format and behaviour follow gpt-oss's reference
 """
 from __future__ import annotations
 
+import asyncio
 import html
-from typing import Any, Union
+from typing import Any, Callable, Union
 from urllib.parse import unquote
 
 import pydantic
@@ -58,15 +59,18 @@ class BrowserTool(Tool):
 
     def __init__(self, backend: SearchBackend | None = None, *, fetcher: Fetcher | None = None,
                  allow_private: bool | list[str] = False, view_tokens: int = 1024,
-                 max_search_results: int = 20, timeout: float | None = 60.0):
+                 max_search_results: int = 20, timeout: float | None = 60.0,
+                 layout_timeout: float = 20.0):
         """allow_private: let `open` reach loopback/private/link-local hosts (off: SSRF guard);
         a list of networks allows only those (see Fetcher).
-        view_tokens: how much of a page one `open` shows when `num_lines` is not given."""
+        view_tokens: how much of a page one `open` shows when `num_lines` is not given.
+        layout_timeout: seconds for turning a fetched page into lines."""
         self.backend = backend or DuckDuckGoBackend()
         self.fetcher = fetcher or Fetcher(allow_private=allow_private)
         self.view_tokens = view_tokens
         self.max_search_results = max_search_results
         self.timeout = timeout
+        self.layout_timeout = layout_timeout
         self.pages: list[Page] = []          # index = cursor
         self._cache: dict[str, Page] = {}    # url -> page, for links opened again
 
@@ -181,10 +185,15 @@ class BrowserTool(Tool):
     def _end_line(self, lines: list[str], loc: int, num_lines: int) -> int:
         if num_lines > 0:
             return min(loc + num_lines, len(lines))
-        # Show about `view_tokens` tokens, rounded up to whole lines.
-        shown = "\n".join(f"L{i}: {lines[i]}" for i in range(loc, len(lines)))
+        # Show about `view_tokens` tokens, rounded up to whole lines. Only the lines within
+        # what _chars_for_tokens looks at are numbered: a page of 600,000 lines is not.
+        window, end, size = (self.view_tokens + 1) * 32, loc, 0
+        while end < len(lines) and size <= window:
+            size += len(f"L{end}: {lines[end]}") + 1
+            end += 1
+        shown = "\n".join(f"L{i}: {lines[i]}" for i in range(loc, end))
         chars = _chars_for_tokens(shown, self.view_tokens)
-        if chars >= len(shown):
+        if end == len(lines) and chars >= len(shown):
             return len(lines)
         return min(loc + shown[:chars].count("\n") + 1, len(lines))
 
@@ -195,14 +204,30 @@ class BrowserTool(Tool):
         real = url[len(VIEW_SOURCE):] if source else url
         try:
             if self.backend.owns(real):
-                page = await self.backend.fetch(real)
+                fetched = await self.backend.fetch(real)
+                page = await self._lay_out(lambda: fetched)
             else:
-                page = document_to_page(await self.fetcher.fetch(real), source)
+                doc = await self.fetcher.fetch(real)
+                page = await self._lay_out(lambda: document_to_page(doc, source))
         except (FetchError, OSError, ToolError, ValueError) as e:
             raise ToolError(f"Error fetching URL `{truncate(real)}`: "
                             f"{truncate(str(e) or type(e).__name__)}") from None
         self._cache[url] = page
         return page
+
+    async def _lay_out(self, make: Callable[[], Page]) -> Page:
+        """The page from `make` with its lines wrapped, in a worker thread: a page of
+        megabytes takes a while to parse and wrap, and the event loop (the server's other
+        requests, /health) must not wait for it."""
+        def build() -> Page:
+            page = make()
+            _ = page.lines  # wrapped here, not on the event loop at display time
+            return page
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(build), self.layout_timeout)
+        except asyncio.TimeoutError:  # the thread finishes on its own; its page is dropped
+            raise ToolError(f"laying out the page took more than {self.layout_timeout:g} "
+                            "seconds") from None
 
     def normalize_citations(self, text: str, hide_partial_citations: bool = False):
         """`【3†L9-L11】` -> ` ([domain](url)) ` plus annotations; see citations.py."""
