@@ -5,27 +5,63 @@ back into messages (effort from the system message, the developer message as a s
 message, analysis as `reasoning_content`, `to=functions.X` messages as tool calls, tool
 answers as `tool` messages), and the engine's answer is written back as the Harmony tokens
 the model would have produced, so the agent's parser and loop run unchanged.
+
+Engines that take text instead of token ids (Ollama's raw prompt, any chat server) tokenize it
+with special tokens parsed, so a tool result that prints `<|end|><|start|>assistant...` would
+become real Harmony structure there (and the lenient parser below would split messages at it).
+So the text between a prompt's special tokens is made `inert` first: a zero-width space after
+the `<` of anything shaped like a special token. The structure the renderer wrote stays special
+tokens; the model sees nearly the text that was written.
 """
 from __future__ import annotations
 
 import re
+from itertools import groupby
 from typing import Sequence
 
 from agent.harmony.conversation import assistant_message, tool_call_message
 from agent.harmony.parse import StreamParser
 from agent.harmony.render import render
 from agent.harmony.stream import is_tool_call, message_text
-from agent.harmony.tokenizer import CALL, END, RETURN
+from agent.harmony.tokenizer import CALL, END, O200K_RANKS, RETURN, get_encoding
 
 _EFFORT = re.compile(r"Reasoning:\s*(low|medium|high)", re.I)
+# `<|name|>` for any name, not only this vocabulary's: the engine's tokenizer has its own list.
+_SPECIAL_SHAPED = re.compile(r"<\|(?=[^\s<>|]+\|>)")
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def inert(text: str) -> str:
+    """`text` with a zero-width space (U+200B) after the `<` of every `<|name|>`: no tokenizer
+    reads that as a special token, and text that does not look like one is left alone."""
+    return _SPECIAL_SHAPED.sub("<" + ZERO_WIDTH_SPACE + "|", text)
+
+
+def inert_prompt(tokens: Sequence[int]) -> list[int]:
+    """A rendered prompt whose text between special tokens (contents, headers) is inert: only
+    the renderer's special tokens read as structure, even once the prompt becomes text."""
+    enc, out = get_encoding(), []
+    for special, run in groupby(tokens, key=lambda t: t >= O200K_RANKS):
+        run = list(run)
+        if not special and (text := enc.decode(run)) != inert(text):
+            run = enc.encode_ordinary(inert(text))  # other runs keep their exact tokens
+        out += run
+    return out
+
+
+def prompt_text(tokens: Sequence[int]) -> str:
+    """A rendered prompt as the text to send an engine that tokenizes it (Ollama)."""
+    return get_encoding().decode(inert_prompt(tokens))
 
 
 def harmony_messages(tokens: Sequence[int]) -> list:
     """The messages of a rendered Harmony prompt, read by the one Harmony parser (the
     trailing `<|start|>assistant` of a completion prompt is no message)."""
     parser = StreamParser(role=None)
-    # in a prompt, <|call|> and <|return|> close a message like <|end|>; they stop nothing
-    parser.process_all(END if token in (CALL, RETURN) else token for token in tokens)
+    # in a prompt, <|call|> and <|return|> close a message like <|end|>; they stop nothing;
+    # spelled-out markers are contents there, not the model's slips the parser repairs
+    parser.process_all(END if token in (CALL, RETURN) else token
+                       for token in inert_prompt(tokens))
     return parser.messages
 
 

@@ -11,6 +11,10 @@ prompt as token ids and reads back generated token ids wherever the engine allow
                                                  prompt is turned back into chat messages and
                                                  the answer into Harmony tokens
 
+Where text goes instead of token ids (Ollama, chat), special-token strings inside contents are
+broken with a zero-width space (harmony_chat.inert), so a tool result or page can never become
+Harmony structure when the engine tokenizes it.
+
 The turn's grammar (agent/harmony/grammar.py) goes with the request where the engine follows
 one: to /v1/completions as vLLM's `structured_outputs.grammar` in llguidance's Lark (vLLM with
 `--structured-outputs-config.backend guidance`, and `python -m agent serve`), to llama.cpp's
@@ -35,7 +39,8 @@ from typing import Iterator, Sequence
 import httpx
 
 from agent.backends.base import Generated, empty_usage
-from agent.backends.harmony_chat import chat_messages_from_prompt, harmony_tokens_from_chat
+from agent.backends.harmony_chat import (chat_messages_from_prompt, harmony_tokens_from_chat,
+                                         prompt_text)
 from agent.harmony.tokenizer import CALL, MESSAGE, RETURN, START, get_encoding
 
 log = logging.getLogger(__name__)
@@ -293,7 +298,8 @@ class RemoteBackend:
                    "stop": [enc.decode([t]) for t in stop]}
         if s["seed"] is not None:
             options["seed"] = s["seed"]
-        return {"model": self.model or "gpt-oss:20b", "prompt": enc.decode(prompt), "raw": True,
+        # Ollama tokenizes the text with special tokens parsed: contents are made inert
+        return {"model": self.model or "gpt-oss:20b", "prompt": prompt_text(prompt), "raw": True,
                 "stream": True, "options": options}
 
     def _read_ollama(self, lines):

@@ -103,3 +103,19 @@ def test_random_model_keeps_the_harmony_frame_under_llamacpps_grammar(llama_serv
                              for p in picks), picks
     else:
         assert frame_errors or {c.recipient for c in calls} - declared
+
+
+def test_llamacpps_tokenizer_finds_no_special_token_in_untrusted_text(llama_server):
+    """llama.cpp parses special tokens in a text prompt, as Ollama does: in the text the
+    Ollama backend sends, it must find exactly the special tokens the renderer wrote, none
+    from the `<|end|><|start|>assistant...` a tool result printed."""
+    from agent.backends.harmony_chat import prompt_text
+
+    from .test_remote_injection import conversation, specials
+    prompt = conversation()
+
+    def read(text):
+        return httpx.post(llama_server + "/tokenize", json={"content": text,
+                                                            "parse_special": True}).json()["tokens"]
+    assert specials(read(get_encoding().decode(prompt))) != specials(prompt)  # the attack is real
+    assert specials(read(prompt_text(prompt))) == specials(prompt)

@@ -6,10 +6,13 @@
 Tools: `python` (code runs in the bubblewrap sandbox; variables persist between calls),
 `browser_search`, `browser_open`, `browser_find` (the browser tool, its pages and cursors
 kept between calls). State is kept per MCP session: over stdio one process is one session;
-over HTTP a session is a client's `Mcp-Session-Id` (protocol versions up to 2025-11-25), while
-clients of the sessionless 2026-07-28 protocol share one state. At most MAX_SESSIONS states
-are alive; the least recently used one is closed first. Arguments are checked against each
-tool's JSON Schema, and a bad call is answered with a tool error naming the tool and field.
+over HTTP a session is one the SDK's session manager set up and checks the `Mcp-Session-Id` of
+(protocol versions up to 2025-11-25): its state belongs to the SDK's connection object, never
+to a header, and is closed with it (DELETE, idle timeout). Clients of the sessionless
+2026-07-28 protocol share one state; such a request carrying a session id is refused (404, as
+the SDK answers an unknown id). At most MAX_SESSIONS states are alive; the least recently used
+one is closed first. Arguments are checked against each tool's JSON Schema, and a bad call is
+answered with a tool error naming the tool and field.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from agent.tools.function import argument_validator, check_arguments
 from agent.tools.toolbox import Toolbox
 
 MAX_SESSIONS = 8
+IDLE_SECONDS = 30 * 60  # an HTTP session unused this long ends, and its state with it
 PYTHON_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["code"],
                  "properties": {"code": {"type": "string", "description": "Python code to run"}}}
 
@@ -39,14 +43,24 @@ class ToolboxSessions:
         if first is not None:
             self._open[""] = (first, asyncio.Lock())
 
-    async def get(self, key: str) -> tuple[Toolbox, asyncio.Lock]:
+    async def get(self, key: str, connection: Any = None) -> tuple[Toolbox, asyncio.Lock]:
+        """The state of session `key`; `connection`, the SDK's object for that session,
+        closes it when the session ends."""
         if key not in self._open:
             self._open[key] = (self.make(), asyncio.Lock())
+            if connection is not None:  # the SDK unwinds this at DELETE, idle timeout, shutdown
+                connection.exit_stack.push_async_callback(self.drop, key)
             while len(self._open) > MAX_SESSIONS:
                 _, (oldest, _) = self._open.popitem(last=False)
                 await oldest.close()
         self._open.move_to_end(key)
         return self._open[key]
+
+    async def drop(self, key: str) -> None:
+        """Close the state of an ended session: its sandbox, worker and /mnt/data go."""
+        entry = self._open.pop(key, None)
+        if entry is not None:
+            await entry[0].close()
 
     async def close(self) -> None:
         while self._open:
@@ -105,7 +119,11 @@ def build_server(make_toolbox: Callable[[], Toolbox], *, name: str = "gpt-oss-ag
         except InvalidArguments as e:
             return answer(str(e), error=True)
         text = arguments["code"] if recipient == "python" else json.dumps(arguments)
-        toolbox, lock = await sessions.get(_session_key(ctx))
+        connection = _connection(ctx)
+        if connection.session_id is None:  # stdio, or a sessionless request: the shared state
+            toolbox, lock = await sessions.get("")
+        else:
+            toolbox, lock = await sessions.get(connection.session_id, connection)
         async with lock:  # one call at a time per session: a notebook runs cells in order
             result = await toolbox.call(recipient, text)
         return answer(result.text, result.error)
@@ -116,10 +134,42 @@ def build_server(make_toolbox: Callable[[], Toolbox], *, name: str = "gpt-oss-ag
     return server, sessions
 
 
-def _session_key(ctx: Any) -> str:
-    request = getattr(ctx, "request", None)
-    headers = getattr(request, "headers", None)
-    return (headers.get("mcp-session-id") or "") if headers is not None else ""
+def _connection(ctx: Any) -> Any:
+    """The SDK's Connection of this request: over HTTP one per session its manager set up (a
+    request reaches it only with that session's id), a fresh one per sessionless request; the
+    `session_id` on it is the manager's, never a header's."""
+    # The request context does not expose it yet (the SDK's `Context.connection` will); the
+    # per-request ServerSession holds it. Fail loudly rather than let sessions share a state.
+    connection = getattr(ctx, "connection", None) or getattr(ctx.session, "_connection", None)
+    if connection is None:
+        raise RuntimeError("this mcp SDK gives no Connection to tell MCP sessions apart")
+    return connection
+
+
+def refuse_sessionless_ids(app: Callable) -> Callable:
+    """ASGI wrapper: the SDK serves a request of a protocol version without sessions (any
+    but the handshake versions, as its manager routes them) without looking its
+    `Mcp-Session-Id` up, so one that carries an id is refused the way the SDK refuses an
+    unknown id (404): no id reaches a session that way, and none is told apart from another."""
+    import mcp.types as types
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS  # what the manager routes by
+    from starlette.responses import Response
+    body = types.JSONRPCError(jsonrpc="2.0", id=None, error=types.ErrorData(
+        code=types.INVALID_REQUEST, message="Session not found"))
+    not_found = Response(body.model_dump_json(by_alias=True, exclude_unset=True),
+                         status_code=404, media_type="application/json")
+
+    async def guarded(scope, receive, send) -> None:
+        if scope["type"] == "http":
+            names = [name for name, _ in scope["headers"]]
+            # the first one, as the manager reads it
+            version = next((v for k, v in scope["headers"] if k == b"mcp-protocol-version"), None)
+            if (b"mcp-session-id" in names and version is not None
+                    and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS):
+                await not_found(scope, receive, send)
+                return
+        await app(scope, receive, send)
+    return guarded
 
 
 async def serve_stdio(server, sessions: ToolboxSessions) -> None:
@@ -131,9 +181,11 @@ async def serve_stdio(server, sessions: ToolboxSessions) -> None:
         await sessions.close()
 
 
-async def serve_http(server, sessions: ToolboxSessions, sock: socket.socket) -> None:
+async def serve_http(server, sessions: ToolboxSessions, sock: socket.socket,
+                     idle_timeout: float = IDLE_SECONDS) -> None:
     import uvicorn
-    app = server.streamable_http_app(host="127.0.0.1")
+    app = refuse_sessionless_ids(server.streamable_http_app(
+        host="127.0.0.1", session_idle_timeout=idle_timeout))
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     try:
         await uvicorn.Server(config).serve(sockets=[sock])
