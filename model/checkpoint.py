@@ -15,6 +15,11 @@ Layouts:
 Canonical names are the Hugging Face ones. Tensors are zero-copy views of the files (mmap,
 copy-on-write), so packed experts stay as uint8 pages of the file until touched. Every problem
 raises CheckpointError with one line naming the file and the tensor or field.
+
+Only regular files of the folder are read: a link may lead into the folder or, in a Hugging
+Face cache snapshot, into its own repository's blobs (config.checkpoint_roots), nowhere else.
+A safetensors header may name only tensors of the config, and is refused unread when it is
+longer than those need.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from pathlib import Path
 import torch
 
 from . import mxfp4
-from .config import ConfigError, GptOssConfig, read_json
+from .config import ConfigError, GptOssConfig, checkpoint_roots, open_regular, read_json
 
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
           "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
@@ -39,6 +44,11 @@ DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
 ITEMSIZE = {name: dtype.itemsize for name, dtype in DTYPES.items()}
 FLOATS = {"F64", "F32", "F16", "BF16"}
 MAX_HEADER = 100_000_000  # the format's own limit on the JSON header
+# With a config, a header may hold only that config's tensors: a real entry is ~100 bytes of
+# JSON, so 512 per allowed name plus room for __metadata__ refuses a padded or stuffed header
+# (58 MB of extra entries once took 13 s and 1 GB to parse) before it is read.
+HEADER_BYTES_PER_TENSOR = 512
+HEADER_SLACK = 64 << 10
 EXPERT_PARTS = ("gate_up_proj_blocks", "gate_up_proj_scales", "gate_up_proj_bias",
                 "down_proj_blocks", "down_proj_scales", "down_proj_bias")
 
@@ -59,11 +69,12 @@ class TensorInfo:
 class SafetensorsFiles:
     """Tensor name -> zero-copy tensor across the shards of one folder."""
 
-    def __init__(self, files: list[Path]):
+    def __init__(self, files: list[Path], names: frozenset[str] | None = None):
+        """`names`: the only tensor names the files may hold (None: any)."""
         self.infos: dict[str, TensorInfo] = {}
         self._maps: dict[Path, mmap.mmap] = {}
         for file in files:
-            for name, info in _read_header(file).items():
+            for name, info in _read_header(file, names).items():
                 if name in self.infos:
                     raise CheckpointError(f"{file}: tensor {name!r} is also in "
                                           f"{self.infos[name].file.name}")
@@ -75,7 +86,7 @@ class SafetensorsFiles:
     def tensor(self, name: str) -> torch.Tensor:
         info = self.infos[name]
         if info.file not in self._maps:
-            with open(info.file, "rb") as handle:
+            with _open(info.file) as handle:
                 self._maps[info.file] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
         count = 1
         for size in info.shape:
@@ -111,11 +122,16 @@ class SafetensorsFiles:
 
 def _read_through(file: Path, start: int, end: int, chunk: int = 8 << 20) -> None:
     try:
-        with open(file, "rb", buffering=0) as handle:
+        with _open(file) as handle:
             for offset in range(start, end, chunk):
                 os.pread(handle.fileno(), min(chunk, end - offset), offset)
-    except OSError:  # only a speed-up: the mapping still reads the file on demand
+    except (OSError, CheckpointError):  # only a speed-up: the mapping reads the file on demand
         pass
+
+
+def _open(file: Path):
+    """A safetensors file, only as a regular file of its folder (config.open_regular)."""
+    return open_regular(file, CheckpointError)
 
 
 class CheckpointTensors(dict):
@@ -133,13 +149,14 @@ class CheckpointTensors(dict):
         self.store.prefetch(self.origin.get(name, name))
 
 
-def _read_header(file: Path) -> dict[str, TensorInfo]:
+def _read_header(file: Path, names: frozenset[str] | None = None) -> dict[str, TensorInfo]:
     """Every entry checked against the file before anything is mapped: a known dtype, a shape of
     natural numbers, offsets inside the data whose length is the shape's elements times the
-    item size, and no two tensors sharing bytes."""
+    item size, and no two tensors sharing bytes. With `names`, the header's size and entry
+    count are bounded by them before it is read and parsed, and any other name is refused."""
     try:
-        size = file.stat().st_size
-        with open(file, "rb") as handle:
+        with _open(file) as handle:
+            size = os.fstat(handle.fileno()).st_size
             head = handle.read(8)
             if len(head) < 8:
                 raise CheckpointError(f"{file}: truncated safetensors file ({size} bytes, no header)")
@@ -150,6 +167,11 @@ def _read_header(file: Path) -> dict[str, TensorInfo]:
             if 8 + length > size:
                 raise CheckpointError(f"{file}: truncated safetensors file (header needs {length} "
                                       f"bytes, file has {size})")
+            limit = HEADER_SLACK + HEADER_BYTES_PER_TENSOR * len(names) if names else None
+            if limit is not None and length > limit:
+                raise CheckpointError(f"{file}: safetensors header of {length} bytes is larger "
+                                      f"than this config's {len(names)} tensors need (at most "
+                                      f"{limit} bytes)")
             raw = handle.read(length)
     except OSError as exc:
         raise CheckpointError(f"{file}: cannot be read ({exc.strerror or exc})") from None
@@ -160,6 +182,12 @@ def _read_header(file: Path) -> dict[str, TensorInfo]:
     if not isinstance(header, dict):
         raise CheckpointError(f"{file}: corrupt safetensors header (not a JSON object)")
     base, data_size = 8 + length, size - 8 - length
+    # Names are unique keys of the object, so known names also bound the entry count.
+    unknown = next((name for name in header if name != "__metadata__" and name not in names),
+                   None) if names is not None else None
+    if unknown is not None:
+        raise CheckpointError(f"{file}: unknown tensor {unknown[:200]!r} (not a tensor of this "
+                              f"config)")
     infos = {}
     for name, entry in header.items():
         if name == "__metadata__":
@@ -206,9 +234,12 @@ def _natural(value) -> bool:
 def _inside(folder: Path, file: Path, where: Path) -> Path:
     """`file`, if it really is a file of `folder` (symbolic links resolved). A Hugging Face cache
     snapshot's links into its own repository's blobs folder are files of the snapshot."""
-    real, root = file.resolve(), folder.resolve()
-    blobs = root.parent.parent / "blobs" if root.parent.name == "snapshots" else None
-    if not (real.is_relative_to(root) or (blobs and real.is_relative_to(blobs))):
+    try:
+        real = file.resolve()
+    except (OSError, RuntimeError):  # a loop of links
+        raise CheckpointError(f"{where}: shard {file.name} cannot be resolved (a loop of "
+                              f"symbolic links?)") from None
+    if not any(real.is_relative_to(root) for root in checkpoint_roots(folder)):
         raise CheckpointError(f"{where}: shard {file.name} is outside the checkpoint folder "
                               f"(it resolves to {real})")
     if not real.is_file():
@@ -306,6 +337,19 @@ def expected_shapes(config: GptOssConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def allowed_names(config: GptOssConfig, layout: str) -> frozenset[str]:
+    """Every tensor name a checkpoint of `config` may hold in `layout`: HF, 19 per layer + 3
+    (plus the float experts' `gate_up_proj`/`down_proj` and a compact model's
+    `model.vocab_ids`); original, 13 per layer + 3 (q, k and v are one fused qkv)."""
+    if layout == "original":
+        return frozenset(source for source, _ in original_names(config).values())
+    names = set(expected_shapes(config)) | {"model.vocab_ids"}
+    for i in range(config.num_hidden_layers):
+        names |= {f"model.layers.{i}.mlp.experts.gate_up_proj",
+                  f"model.layers.{i}.mlp.experts.down_proj"}
+    return frozenset(names)
+
+
 def original_names(config: GptOssConfig) -> dict[str, tuple[str, slice | None]]:
     """Canonical name -> (original name, row slice of the fused qkv or None)."""
     D = config.head_dim
@@ -340,10 +384,10 @@ def original_names(config: GptOssConfig) -> dict[str, tuple[str, slice | None]]:
 class _Reader:
     """Fetches canonical tensors from one folder, checking name, dtype and shape."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, names: frozenset[str] | None = None):
         self.folder = folder
         self.files, self.index = _safetensors_files(folder)
-        self.store = SafetensorsFiles(self.files)
+        self.store = SafetensorsFiles(self.files, names)
         self.where = self.index or (self.files[0] if len(self.files) == 1 else folder)
 
     def get(self, name: str, shape: tuple[int, ...] | None, kinds: set[str]) -> torch.Tensor:
@@ -367,7 +411,7 @@ def load_tensors(path: Path) -> tuple[GptOssConfig, CheckpointTensors]:
     """Read and check a checkpoint; returns canonical tensors (views of the files, except
     experts quantized on load)."""
     config, layout, folder = read_config(path)
-    reader = _Reader(folder)
+    reader = _Reader(folder, allowed_names(config, layout))
     shapes = expected_shapes(config)
     tensors = CheckpointTensors(reader.store)
     if layout == "original":

@@ -7,10 +7,14 @@ Hugging Face layout: `config.json` with transformers' field names (`num_local_ex
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 
 class ConfigError(ValueError):
@@ -243,14 +247,54 @@ def _getter(data: dict, source: str):
 MAX_CONFIG_BYTES = 16 << 20
 
 
-def read_json(path: Path) -> dict:
+def checkpoint_roots(folder: Path) -> tuple[Path, ...]:
+    """The real folders the files of a checkpoint folder may be, once links are resolved: the
+    folder itself and, for a Hugging Face cache snapshot (REPO/snapshots/HASH, or its
+    original/ subfolder), that repository's own blobs folder, where the hub keeps a snapshot's
+    files and links to them. A link anywhere else (another repository, /etc) is refused."""
+    folder = Path(folder).resolve()
+    snapshot = folder.parent if folder.name == "original" else folder
+    repo = snapshot.parent.parent  # models--ORG--NAME
+    if snapshot.parent.name == "snapshots" and repo.name.startswith("models--"):
+        return folder, repo / "blobs"
+    return (folder,)
+
+
+def open_regular(path: Path, error: type[Exception] = ConfigError) -> BinaryIO:
+    """`path` opened for binary reading if it is a regular file of its folder (see
+    checkpoint_roots); else `error` naming the file. The resolved path is opened without
+    following a last link (O_NOFOLLOW), so the file read is the one checked, and without
+    blocking (O_NONBLOCK), so a FIFO is refused rather than waited on."""
+    path = Path(path)
     try:
-        path = Path(path)
-        if path.exists() and not path.is_file():
-            raise ConfigError(f"{path}: not a regular file")
-        if path.stat().st_size > MAX_CONFIG_BYTES:  # configs are kilobytes
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config")
-        data = json.loads(path.read_text())
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a loop of links
+        raise error(f"{path}: cannot be resolved (a loop of symbolic links?)") from None
+    if not any(real.is_relative_to(root) for root in checkpoint_roots(path.parent)):
+        raise error(f"{path}: outside the checkpoint folder (a link to {real})")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | \
+        getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(real, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the checked file became a link since
+            raise error(f"{path}: not a regular file (a symbolic link)") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise error(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a regular file of its checkpoint folder (open_regular)."""
+    path = Path(path)
+    try:
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_CONFIG_BYTES:  # configs are kilobytes
+                raise ConfigError(f"{path}: {size} bytes is too large for a config")
+            data = json.loads(handle.read(MAX_CONFIG_BYTES + 1))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except ConfigError:

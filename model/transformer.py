@@ -24,7 +24,7 @@ from agent.kernels import DenseExperts, Int8Weight, PackedExperts
 
 from .cache import KVCache
 from .checkpoint import CheckpointError, load_tensors
-from .config import GptOssConfig, sampling_defaults
+from .config import ConfigError, GptOssConfig, sampling_defaults
 from .weights import WeightPlacement
 from .download import MODELS, find_checkpoint, repo_id
 
@@ -288,5 +288,8 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
                                   f"download {name}` or pass the checkpoint's folder)")
     config, tensors = load_tensors(Path(path))
     model = GptOss(config, tensors, device, dtype, dense, experts)
-    model.sampling_defaults = sampling_defaults(Path(path))
+    try:
+        model.sampling_defaults = sampling_defaults(Path(path))
+    except ConfigError as exc:  # one CheckpointError for every file of the folder
+        raise CheckpointError(str(exc)) from None
     return model

@@ -68,6 +68,13 @@ class LocalBackend:
         """The checkpoint's recommended temperature / top_p (its generation_config.json)."""
         return dict(getattr(self.model, "sampling_defaults", None) or {})
 
+    def forget_prefix(self) -> None:
+        """The next prompt reuses nothing cached (the server's cache scopes). The buffers
+        stay: dropping the cached tokens is enough, and costs nothing."""
+        cache = getattr(self.model, "cache", None)
+        if cache is not None:
+            cache.truncate(0, 0)
+
     def complete(self, prompt: list[int], *, max_tokens: int, stop: Sequence[int] = (),
                  temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
                  logprobs: bool = False, constraint=None) -> Iterator[Generated]:

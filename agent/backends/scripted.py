@@ -48,6 +48,10 @@ class ScriptedBackend:
             raise ValueError(f"{path}: expected a list of completions (Harmony text or token lists)")
         return cls(completions, logprob=data.get("logprob") if isinstance(data, dict) else None)
 
+    def forget_prefix(self) -> None:
+        """As the runtime's: the next prompt reuses nothing (the server's cache scopes)."""
+        self._cached = []
+
     @property
     def remaining(self) -> int:
         return len(self.completions)

@@ -33,6 +33,11 @@ class BatchingBackend:
     def takes_constraint(self) -> bool:
         return bool(getattr(self.backend, "takes_constraint", False))
 
+    def forget_prefix(self) -> None:
+        forget = getattr(self.backend, "forget_prefix", None)
+        if forget is not None:
+            forget()
+
     def complete(self, prompt, **kw) -> Iterator[Generated]:
         return self.backend.complete(prompt, **kw)
 

@@ -13,7 +13,7 @@ from agent.server.decode import new_id
 from agent.server.errors import ApiError, sse_error
 from agent.server.generation import Generation
 from agent.server.schemas import ChatCompletionRequest
-from agent.server.state import ServerState
+from agent.server.state import ServerState, cache_scope
 from agent.server.watch import until_disconnected
 
 router = APIRouter()
@@ -24,7 +24,7 @@ def sse(data: dict | str) -> bytes:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
 
 
-def start(state: ServerState, req: ChatCompletionRequest) -> Generation:
+def start(state: ServerState, req: ChatCompletionRequest, scope=None) -> Generation:
     state.check_model(req.model)
     tools = [t.function for t in req.tools or ()] if req.tool_choice != "none" else []
     instructions, history = chat_history(req.messages)
@@ -35,7 +35,8 @@ def start(state: ServerState, req: ChatCompletionRequest) -> Generation:
         history=history, tool_choice=req.tool_choice,
         max_tokens=req.max_completion_tokens or req.max_tokens, max_tokens_param=limit_param,
         temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=stop,
-        logprobs=req.logprobs, response_format=structured(req.response_format, "response_format"))
+        logprobs=req.logprobs, response_format=structured(req.response_format, "response_format"),
+        cache_scope=scope)
 
 
 def structured(fmt, param: str):
@@ -75,7 +76,7 @@ def message_body(gen: Generation) -> dict:
 @router.post("/v1/chat/completions")
 async def chat_completions(req: ChatCompletionRequest, request: Request):
     state: ServerState = request.app.state.server
-    gen = start(state, req)
+    gen = start(state, req, cache_scope(request, req.cache_salt))
     ident, created = new_id("chatcmpl"), int(time.time())
     if req.stream:
         return StreamingResponse(stream(gen, ident, created, req.model, req.include_usage),

@@ -48,8 +48,10 @@ def parser() -> argparse.ArgumentParser:
     add_header_flag(p)
     p.add_argument("--log-level", default="warning")
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or None,
-                   help=f"require 'Authorization: Bearer KEY' on every endpoint but /health "
-                        f"(default: ${API_KEY_ENV}; the variable keeps it out of `ps`)")
+                   help=f"require 'Authorization: Bearer KEY' on every endpoint but /health; "
+                        f"KEY1,KEY2,... are separate clients, whose cached prompt prefixes are "
+                        f"never shared (default: ${API_KEY_ENV}; the variable keeps it out "
+                        f"of `ps`)")
     p.add_argument("--max-body-bytes", type=_positive(int), default=MAX_BODY_BYTES,
                    help=f"largest request body, else 413 (default {MAX_BODY_BYTES})")
     p.add_argument("--body-timeout", type=_positive(float), default=BODY_SECONDS,

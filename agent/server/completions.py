@@ -24,7 +24,7 @@ from agent.server.decode import StopMatcher, new_id
 from agent.server.engine import Finished, Params
 from agent.server.errors import ApiError, sse_error
 from agent.server.schemas import CompletionRequest
-from agent.server.state import ASSISTANT_STOPS, ServerState
+from agent.server.state import ASSISTANT_STOPS, ServerState, cache_scope
 from agent.server.watch import until_disconnected
 
 router = APIRouter()
@@ -33,7 +33,7 @@ router = APIRouter()
 class RawRun:
     """One raw completion: generated ids, visible text, logprobs, why it ended."""
 
-    def __init__(self, state: ServerState, req: CompletionRequest):
+    def __init__(self, state: ServerState, req: CompletionRequest, scope=None):
         state.check_model(req.model)
         enc = get_encoding()
         self.prompt = list(req.prompt) if isinstance(req.prompt, list) else \
@@ -54,7 +54,8 @@ class RawRun:
                              top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed,
                              logprobs=req.logprobs is not None,
                              constraint=grammar_constraint(state, req.structured_outputs,
-                                                           self.prompt, budget))
+                                                           self.prompt, budget),
+                             cache_scope=scope)
         self.req, self.state, self.enc = req, state, enc
         self.stops = StopMatcher([req.stop] if isinstance(req.stop, str) else req.stop or [])
         self.utf8 = codecs.getincrementaldecoder("utf-8")("replace")
@@ -163,7 +164,7 @@ def choice(run: RawRun, ids: list[int], text: str, pairs, finish: str | None) ->
 @router.post("/v1/completions")
 async def completions(req: CompletionRequest, request: Request):
     state: ServerState = request.app.state.server
-    run = RawRun(state, req)
+    run = RawRun(state, req, cache_scope(request, req.cache_salt))
     ident, created = new_id("cmpl"), int(time.time())
     head = {"id": ident, "object": "text_completion", "created": created, "model": req.model}
     if req.stream:

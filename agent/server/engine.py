@@ -7,6 +7,11 @@ requests of one conversation. When several requests wait and the backend can bat
 between tokens and, on the in-process runtime, between the steps of a long prefill
 (prefill.py), so a client that disconnects stops its generation within one step, and a queued
 request whose client left is dropped unrun.
+
+Prefix reuse stays within a cache scope (`Params.cache_scope`: the request's API key and
+`cache_salt`, state.cache_scope): when a request of another scope comes, the backend forgets
+its cached prefix first, so no client reuses (or, from `cached_tokens` and latency, learns)
+another's prompt. Requests without keys or salts share one scope, as on a one-user server.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ class Params:
     seed: int | None = None
     logprobs: bool = False
     constraint: Any = None  # a GrammarConstraint, on backends that take one
+    cache_scope: Any = None  # whose cached prefix this request may reuse (not a batch key:
+                             # a batch runs on a fresh cache and reuses nothing)
 
     def batch_key(self) -> tuple:
         # Requests batch together only when they sample the same way; a constrained one
@@ -93,6 +100,7 @@ class Engine:
         self.steps_prefill = prefill.can_prefill(backend)
         self.served = 0  # requests finished (for /health and tests)
         self.batches = 0  # backend calls that served more than one request
+        self._cache_scope = None  # the scope whose prefix the backend's cache holds
 
     @property
     def queued(self) -> int:
@@ -168,6 +176,8 @@ class Engine:
         stream = None
         reused = None
         try:
+            if len(jobs) == 1:
+                self._claim_cache(jobs[0].params.cache_scope)
             if len(jobs) == 1 and self.steps_prefill:
                 reused = prefill.prefill(self.backend.model, jobs[0].prompt, jobs[0].cancelled)
                 if reused is None:
@@ -195,6 +205,16 @@ class Engine:
             usages = getattr(self.backend, "last_batch_usage", None) or [{} for _ in jobs]
         for j, usage in zip(jobs, usages):
             j.push(Finished(usage=dict(usage)))
+
+    def _claim_cache(self, scope) -> None:
+        """Hands the backend's prefix cache to `scope`, forgetting another scope's prefix.
+        Free while the scope stays the same (one user); a backend without `forget_prefix`
+        (a remote engine, with a cache of its own) is left as it is."""
+        if scope != self._cache_scope:
+            forget = getattr(self.backend, "forget_prefix", None)
+            if forget is not None:
+                forget()
+            self._cache_scope = scope
 
     def _tokens(self, jobs: list[_Job]):
         """(request index, Generated) from one backend call for all the jobs."""

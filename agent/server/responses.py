@@ -17,7 +17,7 @@ from agent.server.mcp_tools import Offered
 from agent.harmony.conversation import tool_result_message
 from agent.results import find_citations
 from agent.server.schemas import BUILTIN_TOOLS, FunctionDef, ResponsesRequest
-from agent.server.state import ServerState, StoredResponse
+from agent.server.state import ServerState, StoredResponse, cache_scope
 from agent.server.watch import until_disconnected
 
 router = APIRouter()
@@ -157,9 +157,9 @@ class ResponseRun:
     """One /v1/responses request: generations until an answer or a function call, with the
     built-in tools (web search, code interpreter) run here in between."""
 
-    def __init__(self, state: ServerState, req: ResponsesRequest):
+    def __init__(self, state: ServerState, req: ResponsesRequest, scope=None):
         state.check_model(req.model)
-        self.state, self.req = state, req
+        self.state, self.req, self.scope = state, req, scope
         earlier, self.call_names = [], {}
         if req.previous_response_id:
             stored = state.responses.get(req.previous_response_id)
@@ -204,7 +204,7 @@ class ResponseRun:
             max_tokens=limit, max_tokens_param="max_output_tokens",
             temperature=req.temperature, top_p=req.top_p, seed=req.seed,
             response_format=structured(req.text and req.text.format, "text.format"),
-            format_param="text.format", builtins=self.builtins)
+            format_param="text.format", builtins=self.builtins, cache_scope=self.scope)
         self.generations.append(gen)
         return gen
 
@@ -326,7 +326,7 @@ def response_body(req: ResponsesRequest, ident: str, created: int, items: list[d
 @router.post("/v1/responses")
 async def create_response(req: ResponsesRequest, request: Request):
     state: ServerState = request.app.state.server
-    run = ResponseRun(state, req)
+    run = ResponseRun(state, req, cache_scope(request, req.cache_salt))
     ident, created = new_id("resp"), int(time.time())
     if req.stream:
         return StreamingResponse(stream(run, ident, created), media_type="text/event-stream",

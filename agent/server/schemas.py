@@ -128,6 +128,8 @@ class SamplingFields(_Body):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1, description="one choice per request")
+    # vLLM's field: only requests with the same salt (and API key) share cached prefixes
+    cache_salt: str | None = Field(default=None, min_length=1, max_length=256)
 
     @property
     def include_usage(self) -> bool:

@@ -11,6 +11,7 @@ from agent.backends.base import sampling_for
 from agent.harmony.conversation import render_prompt
 from agent.harmony.grammar import GrammarError, constraint_for
 from agent.harmony.tokenizer import CALL, ENDOFTEXT, RETURN, get_encoding
+from agent.server.auth import API_KEY_SCOPE
 from agent.server.conversation import build_messages
 from agent.server.decode import OutputDecoder
 from agent.server.engine import Engine, Params
@@ -19,6 +20,14 @@ from agent.server.generation import Generation
 from agent.server.schemas import FunctionDef
 
 ASSISTANT_STOPS = (RETURN, CALL, ENDOFTEXT)
+
+
+def cache_scope(request, salt: str | None):
+    """Whose cached prompt prefixes a request may reuse: those of its API key (when the server
+    has keys) and its `cache_salt`. None, one scope for all, with neither: a one-user server
+    keeps its prefix reuse at no cost."""
+    key = request.scope.get(API_KEY_SCOPE)
+    return None if key is None and salt is None else (key, salt)
 
 
 @dataclass
@@ -68,12 +77,14 @@ class ServerState:
                            temperature: float | None, top_p: float | None, seed: int | None,
                            stop: Sequence[str] = (), logprobs: bool = False,
                            response_format=None, choice_param: str = "tool_choice",
-                           format_param: str = "response_format", builtins=None) -> Generation:
+                           format_param: str = "response_format", builtins=None,
+                           cache_scope=None) -> Generation:
         """A queued generation of one assistant turn. On a backend that takes a constraint
         (the in-process runtime) the turn follows the Harmony grammar: only declared tools,
         arguments by their schemas, `tool_choice` and the response format obeyed. Other
         backends get `tool_choice` as a header written for the model. `builtins` is a
-        Toolbox of built-in tools (browser, python) the server runs itself."""
+        Toolbox of built-in tools (browser, python) the server runs itself; `cache_scope`
+        (cache_scope()) limits the prefix it may reuse."""
         namespaces = builtins.namespace_configs() if builtins is not None else ()
         prompt = render_prompt(build_messages(effort, instructions, tools, history,
                                               response_format, namespaces))
@@ -98,7 +109,8 @@ class ServerState:
             budget = self.budget(len(prompt) + len(prefix), max_tokens, max_tokens_param)
         temperature, top_p = sampling_for(self.engine.backend, temperature, top_p)
         params = Params(max_tokens=budget, stop=ASSISTANT_STOPS, temperature=temperature,
-                        top_p=top_p, seed=seed, logprobs=logprobs, constraint=constraint)
+                        top_p=top_p, seed=seed, logprobs=logprobs, constraint=constraint,
+                        cache_scope=cache_scope)
         decoder = OutputDecoder(stop_strings=list(stop))
         decoder.prime(prefix)
         return Generation(self.engine, prompt + prefix, params, decoder)

@@ -135,7 +135,7 @@ def test_header_sizes(folder):
 
 @pytest.mark.parametrize("text, problem", [
     (b"{not json", "not JSON"), (b"\xff\xfe{}", "not JSON"), (b"[1, 2]", "not a JSON object"),
-    (b"[" * 100_000, "not JSON"),  # nesting deep enough to exhaust the recursion limit
+    (b"[" * 50_000, "not JSON"),  # nesting deep enough to exhaust the recursion limit
     (b'{"x": ' + b"9" * 5000 + b"}", "not JSON"),  # over Python's 4,300-digit limit
 ], ids=["syntax", "encoding", "list", "deep", "digits"])
 def test_corrupt_headers(folder, text, problem):
@@ -254,6 +254,125 @@ def test_hugging_face_cache_snapshots_still_load(checkpoint, tmp_path):
         shutil.copy(file, blobs / f"blob-{file.name}")
         (snapshot / file.name).symlink_to(Path("../../blobs") / f"blob-{file.name}")
     assert runtime.load(snapshot).logits([1, 2]).shape == (2, 1024)
+
+
+def hub_snapshot(tmp_path: Path, source: Path, repo: str = "models--test--tiny") -> Path:
+    """`source`'s files as the hub caches them: REPO/snapshots/HASH/NAME -> ../../blobs/ID
+    (one level more for original/), plus a generation_config.json."""
+    repo_dir = tmp_path / repo
+    snapshot, blobs = repo_dir / "snapshots" / "0123abc", repo_dir / "blobs"
+    blobs.mkdir(parents=True)
+    (source / "generation_config.json").write_text('{"temperature": 0.5}')
+    for file in source.rglob("*"):
+        if file.is_file():
+            name = file.relative_to(source)
+            blob = blobs / f"blob-{len(list(blobs.iterdir()))}"
+            shutil.copy(file, blob)
+            (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+            (snapshot / name).symlink_to(os.path.relpath(blob, (snapshot / name).parent))
+    return snapshot
+
+
+@pytest.mark.parametrize("layout", ["hf", "original"])
+def test_hugging_face_cache_snapshots_load_in_both_layouts(checkpoint, tmp_path, layout):
+    source = tmp_path / "source"
+    shutil.copytree(checkpoint("base", layout=layout), source)
+    snapshot = hub_snapshot(tmp_path, source)
+    model = runtime.load(snapshot)
+    assert model.logits([1, 2]).shape == (2, 1024)
+    assert model.sampling_defaults == {"temperature": 0.5}
+
+
+@pytest.mark.parametrize("name", ["config.json", "generation_config.json", "model.safetensors"])
+def test_links_into_another_repositorys_blobs_are_refused(checkpoint, tmp_path, name):
+    """Only the snapshot's own repository counts: a link into a neighbour's blobs is out."""
+    source = tmp_path / "source"
+    shutil.copytree(checkpoint("base"), source)
+    snapshot = hub_snapshot(tmp_path, source)
+    other = tmp_path / "models--other--repo" / "blobs"
+    other.mkdir(parents=True)
+    shutil.copy(snapshot / name, other / "decoy")
+    (snapshot / name).unlink()
+    (snapshot / name).symlink_to(Path("../../../models--other--repo/blobs/decoy"))
+    refused(snapshot, name, "outside the checkpoint folder")
+
+
+@pytest.mark.parametrize("name", ["config.json", "generation_config.json"])
+def test_config_files_linked_out_of_the_folder_are_refused(folder, tmp_path, name):
+    """A config or generation config that is a link to a file elsewhere (a valid copy, so only
+    the link is at fault) is refused; a link to a file inside the folder is followed."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    if name == "generation_config.json":
+        (folder / name).write_text('{"temperature": 0.7}')
+    shutil.move(folder / name, outside / name)
+    (folder / name).symlink_to(outside / name)
+    message = refused(folder, name, "outside the checkpoint folder", str(outside / name))
+    assert message.startswith(str(folder / name)), message
+    (folder / name).unlink()
+    (folder / "sub").mkdir()
+    shutil.move(outside / name, folder / "sub" / name)
+    (folder / name).symlink_to(Path("sub") / name)
+    runtime.load(folder)
+
+
+def test_original_config_linked_out_of_the_folder(checkpoint, tmp_path):
+    folder = tmp_path / "orig"
+    shutil.copytree(checkpoint("base", layout="original"), folder)
+    config = folder / "original" / "config.json"
+    shutil.move(config, tmp_path / "config.json")
+    config.symlink_to(tmp_path / "config.json")
+    refused(folder, "original/config.json", "outside the checkpoint folder")
+
+
+def test_a_fifo_generation_config_is_never_opened(folder):
+    """Opening a FIFO for reading blocks until a writer comes; the checks never open one
+    that blocks (a config's FIFO is refused, a generation config's is skipped)."""
+    os.mkfifo(folder / "generation_config.json")
+    assert runtime.load(folder).sampling_defaults == {}
+
+
+# ---- what the header may hold ----------------------------------------------------------------
+
+def stuffed(folder: Path, extra: int) -> Path:
+    """model.safetensors plus `extra` valid empty tensors (the entries are written as text:
+    building 800,000 dicts to dump would take longer than the test)."""
+    weights = folder / "model.safetensors"
+    header, data = read_safetensors(weights)
+    text = json.dumps(header)[:-1].encode() + b"".join(
+        b', "extra.%d": {"dtype": "U8", "shape": [0], "data_offsets": [0, 0]}' % i
+        for i in range(extra)) + b"}"
+    write_safetensors(weights, text, data)
+    return weights
+
+
+def test_a_header_stuffed_with_800k_tensors_is_refused_unread(folder):
+    """58 MB of extra (valid, empty) entries used to take 13 s and 1 GB to accept: the header's
+    length alone is now over what the config's tensors need."""
+    weights = stuffed(folder, 800_000)
+    assert weights.stat().st_size > 50 << 20
+    start = time.perf_counter()
+    refused(folder, "model.safetensors", "larger than this config's", "tensors need")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_extra_entries_within_the_size_bound_are_refused_by_name(folder):
+    """A header small enough to read, with tensors the config does not have: the first is
+    named before any entry is checked."""
+    stuffed(folder, 300)
+    refused(folder, "model.safetensors", "unknown tensor 'extra.0'")
+
+
+@pytest.mark.parametrize("layout", ["hf", "original"])
+def test_unknown_tensors_are_refused_by_name(checkpoint, tmp_path, layout):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(checkpoint("base", layout=layout), folder)
+    weights = next(folder.rglob("*.safetensors"))
+    header, data = read_safetensors(weights)
+    name = "model.layers.0.mlp.backdoor.weight"
+    header[name] = {"dtype": "U8", "shape": [4], "data_offsets": [len(data), len(data) + 4]}
+    write_safetensors(weights, header, data + b"\0" * 4)
+    refused(folder, weights.name, f"unknown tensor {name!r}")
 
 
 # ---- the config ----------------------------------------------------------------------------
