@@ -21,7 +21,9 @@ drifts by tens of percent within minutes, so it is measured right before and rig
 batch-1 decode (sustained reads for ~2 s each, in a child process so the buffer does not count
 in our memory) and the roofline uses their mean. With --dense, the logits' error
 against the checkpoint's own dtype is measured last. --ops adds a per-op breakdown of a batch-1
-decode step (MoE, dense GEMVs, attention, the rest: ms and GB/s).
+decode step (MoE, dense GEMVs, attention, the rest: ms and GB/s). --depths 0,2048,8192,16384
+adds a row per context depth: prefill speed of --prompt-tokens new tokens on top of that many
+cached ones, decode speed there, and the KV cache's memory (allocated, and what the tokens fill).
 
 --vs-llamacpp: the same random checkpoint against llama.cpp on this machine, in one command.
 The checkpoint is written once more as a GGUF (agent.model.gguf: experts MXFP4 as they are,
@@ -219,6 +221,9 @@ def run(args) -> dict:
     result["roofline_tok_s"] = round(roofline, 2)
     result["roofline_fraction"] = round(result["decode_tok_s"] / roofline, 3)
     result["peak_rss_gb"] = round(rss_gb()[1], 2)
+    if args.depths:
+        result["depths"] = at_depths(model, args.depths, args.prompt_tokens,
+                                     min(args.decode_tokens, 32), gen)
     if args.ops:
         model.reset()
         result["ops"] = op_breakdown(model, prompt[:64])
@@ -228,6 +233,30 @@ def run(args) -> dict:
         gc.collect()
         result.update(logit_error(got, load(path).logits(prompt[:64])))
     return result
+
+
+def at_depths(model, depths: list[int], new_tokens: int, decode_tokens: int, gen) -> list[dict]:
+    """Per depth d: d cached tokens (prefilled untimed), then `new_tokens` more prefilled and
+    `decode_tokens` decoded on top of them, as an agent's next step after a tool result."""
+    c, rows = model.config, []
+    per_token = c.num_hidden_layers * 2 * c.num_key_value_heads * c.head_dim * model.dtype.itemsize
+    for depth in depths:
+        model.reset()
+        tokens = torch.randint(0, c.vocab_size, (depth + new_tokens,), generator=gen).tolist()
+        if depth:
+            for _ in model.generate(tokens[:depth], max_tokens=1, temperature=0.0):
+                pass
+        stamps, start = [], time.perf_counter()
+        for _ in model.generate(tokens, max_tokens=decode_tokens + 1, temperature=0.0):
+            stamps.append(time.perf_counter())
+        rows.append({"depth": depth, "reused_tokens": model.last_usage["reused_tokens"],
+                     "prefill_tok_s": round(new_tokens / (stamps[0] - start), 2),
+                     "decode_tok_s": round((len(stamps) - 1) / (stamps[-1] - stamps[0]), 3),
+                     "kv_cache_allocated_gb": round(model.cache.nbytes() / 1e9, 3),
+                     "kv_cache_filled_gb": round((depth + new_tokens) * per_token / 1e9, 3)})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    model.reset()
+    return rows
 
 
 def logit_error(got: torch.Tensor, want: torch.Tensor) -> dict:
@@ -322,18 +351,26 @@ def find_llama_bench(path: str | None) -> Path:
                      f"build it with `sh {script} [DIR]` and pass --llama-bench DIR/build/bin/llama-bench")
 
 
-def run_llama_bench(binary: Path, gguf: Path, prompt: int, decode: int, threads: int) -> dict:
-    """llama-bench pp<prompt> and tg<decode> (one repetition each) -> tok/s of both."""
-    out = subprocess.run([str(binary), "-m", str(gguf), "-p", str(prompt), "-n", str(decode),
-                          "-t", str(threads), "-r", "1", "-o", "json"],
-                         capture_output=True, text=True, timeout=3600)
+def run_llama_bench(binary: Path, gguf: Path, prompt: int, decode: int, threads: int,
+                    depths: list[int] | None = None) -> dict:
+    """llama-bench pp<prompt> and tg<decode> (one repetition each) -> tok/s of both; with
+    `depths`, also at each depth (llama-bench -d: that many tokens in the cache first)."""
+    command = [str(binary), "-m", str(gguf), "-p", str(prompt), "-n", str(decode),
+               "-t", str(threads), "-r", "1", "-o", "json"]
+    if depths:
+        command += ["-d", ",".join(str(d) for d in depths)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         raise SystemExit(f"llama-bench failed: {out.stderr.strip().splitlines()[-1:]}")
     rows = json.loads(out.stdout)
     result = {"build": rows[0].get("build_commit", "")}
     for row in rows:
         key = "prefill_tok_s" if row["n_gen"] == 0 else "decode_tok_s"
-        result[key] = round(float(row["avg_ts"]), 2)
+        depth = int(row.get("n_depth", 0))
+        if depth == 0:
+            result[key] = round(float(row["avg_ts"]), 2)
+        if depths:
+            result.setdefault("depths", {}).setdefault(depth, {})[key] = round(float(row["avg_ts"]), 2)
     return result
 
 
@@ -352,10 +389,12 @@ def vs_llamacpp(args) -> dict:
               "rounds": []}
     ours_args = ["--checkpoint", str(path), "--json", "--threads", str(args.threads),
                  "--prompt-tokens", str(args.prompt_tokens), "--decode-tokens", str(args.decode_tokens),
-                 "--batch", str(args.batch)] + (["--ops"] if args.ops else [])
+                 "--batch", str(args.batch)] + (["--ops"] if args.ops else []) + \
+        (["--depths", ",".join(map(str, args.depths))] if args.depths else [])
     for number in range(args.rounds):
         entry = {"load_average": round(os.getloadavg()[0], 2),
-                 "llama.cpp": run_llama_bench(binary, gguf, args.prompt_tokens, args.decode_tokens, args.threads)}
+                 "llama.cpp": run_llama_bench(binary, gguf, args.prompt_tokens, args.decode_tokens,
+                                              args.threads, args.depths)}
         for mode, extra in (("bf16", []), ("int8", ["--dense", "int8", "--no-logit-error"])):
             out = subprocess.run([sys.executable, "-m", "agent.bench", *ours_args, *extra],
                                  capture_output=True, text=True, timeout=3600)
@@ -364,15 +403,26 @@ def vs_llamacpp(args) -> dict:
             ours = json.loads(out.stdout.strip().splitlines()[-1])
             keep = ("prefill_tok_s", "decode_tok_s", f"decode_batch{args.batch}_tok_s", "roofline_tok_s",
                     "roofline_fraction", "read_bandwidth_before_after_gb_s", "weight_gb_per_token",
-                    "peak_rss_gb", "ops")
+                    "peak_rss_gb", "ops", "depths")
             entry[f"ours_{mode}"] = {k: ours[k] for k in keep if k in ours}
             for what in ("prefill_tok_s", "decode_tok_s"):
                 theirs = entry["llama.cpp"].get(what)
                 if theirs:
                     entry[f"ratio_{mode}_{what.split('_')[0]}"] = round(ours[what] / theirs, 2)
+                for row in ours.get("depths", ()):
+                    theirs = entry["llama.cpp"].get("depths", {}).get(row["depth"], {}).get(what)
+                    if theirs:
+                        row[f"ratio_{what.split('_')[0]}"] = round(row[what] / theirs, 2)
         report["rounds"].append(entry)
         print(json.dumps(entry), file=sys.stderr)
     return report
+
+
+def _depths(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError("a comma-separated list of token counts >= 0")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="llama.cpp's llama-bench and ours back to back on the same checkpoint")
     parser.add_argument("--llama-bench", default=None, help="path of llama.cpp's llama-bench")
     parser.add_argument("--rounds", type=int, default=2, help="with --vs-llamacpp: rounds of both")
+    parser.add_argument("--depths", type=_depths, default=None, metavar="0,2048,8192,16384",
+                        help="prefill of --prompt-tokens on top of each depth of cached tokens, "
+                             "and decode there")
     args = parser.parse_args(argv)
     if args.prompt_tokens < 1 or args.decode_tokens < 1:
         parser.error("--prompt-tokens and --decode-tokens must be >= 1")

@@ -34,6 +34,7 @@ BF16_AUTO_PARAMS = 1e9        # dtype=None on CPU: bf16 above this many paramete
 # split, and on a busy machine the threads' barriers cost far more than the work (100x seen).
 ONE_THREAD_PARAMS = 50e6
 DENSE_MODES = (None, "bf16", "fp32", "int8")
+PREFILL_CHUNK = 512  # tokens per prefill step: see GptOss._chunk and BENCHMARKS.md
 
 
 Matrix = torch.Tensor | Int8Weight  # a dense weight [out, in], see GptOss._matrix
@@ -147,9 +148,14 @@ class GptOss:
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
 
     def _chunk(self, batch: int, keys: int) -> int:
-        # Bound the attention scores (batch x heads x chunk x keys floats) to ~256 MiB.
+        """Tokens per forward step of a prefill. The fused attention kernels (CPU, Triton)
+        hold no score matrix, so every step takes PREFILL_CHUNK tokens whatever the context,
+        and the MoE and dense matrices keep their fast path; the reference attention holds
+        batch x heads x chunk x keys floats, bounded to ~256 MiB."""
+        if kernels.implementation("attention", self.device.type) is not kernels.reference.attention:
+            return PREFILL_CHUNK
         budget = (64 << 20) // max(1, batch * self.config.num_attention_heads * keys)
-        return max(16, min(512, budget))
+        return max(16, min(PREFILL_CHUNK, budget))
 
     def _run(self, tokens: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
         x = self.embed[tokens if self.row_of is None else self.row_of[tokens]]

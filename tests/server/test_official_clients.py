@@ -170,18 +170,25 @@ def run_agent(base_url, model_class):
         city: str
         summary: str
 
+    result = run_sdk(base_url, model_class, "What's the weather in Paris?", max_turns=4,
+                     name="weather", instructions="Answer with the weather report.",
+                     tools=[get_weather], output_type=Report)
+    return result, seen, Report
+
+
+def run_sdk(base_url, model_class, task: str, max_turns: int, **agent_options):
+    """One Agents SDK run of `task` against the server, on a client closed afterwards."""
+    import agents
     client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0)
-    agent = agents.Agent(name="weather", instructions="Answer with the weather report.",
-                         tools=[get_weather], output_type=Report,
-                         model=model_class(model=MODEL, openai_client=client),
-                         model_settings=agents.ModelSettings(max_tokens=300))
+    agent = agents.Agent(model=model_class(model=MODEL, openai_client=client),
+                         model_settings=agents.ModelSettings(max_tokens=300), **agent_options)
 
     async def go():
         try:
-            return await agents.Runner.run(agent, "What's the weather in Paris?", max_turns=4)
+            return await agents.Runner.run(agent, task, max_turns=max_turns)
         finally:
             await client.close()
-    return asyncio.run(go()), seen, Report
+    return asyncio.run(go())
 
 
 @pytest.mark.parametrize("model_class", ["OpenAIChatCompletionsModel", "OpenAIResponsesModel"])
@@ -243,15 +250,6 @@ def test_the_agents_sdk_runs_an_agent_without_tools(base_url):
     agents = pytest.importorskip("agents")
     agents.set_tracing_disabled(True)
     for model_class in (agents.OpenAIChatCompletionsModel, agents.OpenAIResponsesModel):
-        client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0)
-        agent = agents.Agent(name="A", instructions="Answer briefly.",
-                             model=model_class(model=MODEL, openai_client=client),
-                             model_settings=agents.ModelSettings(max_tokens=200))
-
-        async def go():
-            try:
-                return await agents.Runner.run(agent, "What is 37 * 43?", max_turns=2)
-            finally:
-                await client.close()
-        result = asyncio.run(go())      # no ModelBehaviorError: no tool was called
+        result = run_sdk(base_url, model_class, "What is 37 * 43?", max_turns=2, name="A",
+                         instructions="Answer briefly.")   # no ModelBehaviorError: no tool call
         assert isinstance(result.final_output, str)
