@@ -1,8 +1,9 @@
 """The second tier of attacks on the python sandbox (issue 14), each tried for real in bwrap:
 secrets (environment, kernel keyring), kernel surface (namespaces, mounts, tracing, BPF,
-io_uring), session-wide limits (memfd and forked memory, disk, CPU of children, strays),
-the reply channel, huge output, workspaces of killed hosts. Small caps keep each attempt cheap:
-a 256 MB session, 128 MB of disk, 64 MB tmpfs.
+io_uring, socket families), session-wide limits (memfd and forked memory, socket buffers,
+files in /tmp, disk, hidden and deep folders, CPU of children, strays), the reply channel,
+huge output, workspaces of killed hosts. Small caps keep each attempt cheap: a 256 MB session,
+128 MB of disk (64 MB for the hidden and deep folders), 64 MB tmpfs.
 
 Every attempt runs as this process's user (root in CI) and, where the machine allows, once more
 as an unprivileged user (nobody) with the system interpreter.
@@ -24,6 +25,8 @@ from pathlib import Path
 import pytest
 
 from agent.tools.python import Limits, PythonSession
+from agent.tools.python.files import MAX_DEPTH
+from agent.tools.python.sandbox import launcher_namespaces
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("bwrap") is None,
@@ -185,6 +188,126 @@ for _ in range(300):
 print("\\nEND")
 """
 
+# Socket buffers are kernel memory no process's counters show: fill as many socket pairs as the
+# kernel gives (each end's send buffer raised first), park them in flight over a carrier socket
+# (SCM_RIGHTS: in no process's descriptors), keep the rest as descriptors, hold them across cells.
+PARK_SOCKETS = """
+import array, errno, socket
+def fill(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 30)
+    s.setblocking(False)
+    n = 0
+    try:
+        while True:
+            n += s.send(b"x" * 65536)
+    except BlockingIOError:
+        return n
+carrier = socket.socketpair()
+held, parked, stops = [*carrier], 0, []
+while parked < (768 << 20):
+    try:
+        a, b = socket.socketpair()
+    except OSError as e:
+        stops.append(errno.errorcode[e.errno])
+        break
+    parked += fill(a) + fill(b)
+    try:
+        carrier[0].sendmsg([b"f"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                     array.array("i", [a.fileno(), b.fileno()]))])
+        a.close(), b.close()
+    except OSError as e:  # too many in flight: keep them here
+        held += [a, b]
+        stops += [] if stops else [errno.errorcode[e.errno]]
+carrier[1].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 30)
+print(parked >> 20, ",".join(stops) or "-",
+      carrier[1].getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+"""
+
+# The same from three children at once, during a cell.
+PARK_SOCKETS_FORKED = ("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n"
+                       + "".join(f"        {line}\n" for line in PARK_SOCKETS.splitlines())
+                       + "        time.sleep(10)\n        os._exit(0)\n"
+                       + "time.sleep(10)\nprint('KEPT')")
+
+# Empty files cost no tmpfs bytes, but each about a kilobyte of kernel memory (inode, dentry).
+TMP_FILES = """
+import errno, os
+for folder in ("/tmp", "/dev/shm"):
+    made, error = 0, None
+    try:
+        while made < 200_000:
+            os.close(os.open(f"{folder}/{made}", os.O_CREAT | os.O_WRONLY))
+            made += 1
+    except OSError as e:
+        error = errno.errorcode[e.errno]
+    for i in range(made):
+        os.unlink(f"{folder}/{i}")
+    print(folder, made, error)
+"""
+
+# Families a notebook never needs, by raw system call (one with high bits set included: the
+# kernel reads an int); never connected, only created. The allowed ones must still work.
+SOCKET_FAMILIES = """
+import asyncio, ctypes, errno, json, multiprocessing, socket
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def make(nr, family, kind):
+    fd = libc.syscall(nr, ctypes.c_long(family), kind, 0, ctypes.create_string_buffer(8))
+    return "created" if fd >= 0 else errno.errorcode[ctypes.get_errno()]
+a, b = multiprocessing.Pipe()
+a.send("pipe")
+print(json.dumps({
+    "vsock": make(41, 40, 1), "packet": make(41, 17, 3), "netlink": make(41, 16, 3),
+    "vsock_high_bits": make(41, (1 << 32) | 40, 1), "netlink_pair": make(53, 16, 3),
+    "unix": make(41, 1, 1), "inet": make(41, 2, 2), "inet6": make(41, 10, 2),
+    "ordinary": [b.recv(), asyncio.run(asyncio.sleep(0, "asyncio"))],
+}))
+"""
+
+# A folder its owner cannot list (mode 0300: write and search only): a walk by path skips it.
+# Written at a steady pace, so the cell outlasts the watchdog's next checks.
+HIDDEN_FOLDER = """
+import os, time
+os.mkdir("/mnt/data/hidden")
+os.chmod("/mnt/data/hidden", 0o300)
+for i in range(300):
+    with open(f"/mnt/data/hidden/f{i // 30}", "ab") as f:
+        f.write(b"x" * (1 << 20))
+    time.sleep(0.005)
+print("WROTE 300 MB")
+"""
+
+# Left for the host to remove at close, before a check can stop the cell: folders without read
+# permission, one without any, each with a file.
+UNREADABLE_LEFT = """
+import os
+for name in ("a", "a/b", "a/b/c"):
+    os.mkdir(f"/mnt/data/{name}")
+    open(f"/mnt/data/{name}/file", "w").write("x")
+os.chmod("/mnt/data/a/b/c", 0)
+os.chmod("/mnt/data/a/b", 0o300)
+os.chmod("/mnt/data/a", 0o100)
+"""
+
+
+def nested_folders(levels: int, name_length: int) -> str:
+    """Folders nested `levels` deep, then 100 MB at the bottom: with long names the path passes
+    PATH_MAX, where a walk by path stops (ENAMETOOLONG)."""
+    name = "d" * name_length
+    return ("import os\n"
+            "fd = os.open('/mnt/data', os.O_RDONLY)\n"
+            f"for _ in range({levels}):\n"
+            f"    os.mkdir('{name}', dir_fd=fd)\n"
+            f"    deeper = os.open('{name}', os.O_RDONLY, dir_fd=fd)\n"
+            "    os.close(fd)\n"
+            "    fd = deeper\n"
+            "out = os.open('big', os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd)\n"
+            "import time\n"
+            "for _ in range(100):\n"
+            "    os.write(out, b'x' * (1 << 20))\n"
+            "    time.sleep(0.01)\n"
+            "print('WROTE 100 MB')")
+
 
 def check_syscalls(out: str) -> None:
     r = json.loads(out)
@@ -225,6 +348,27 @@ def check_tmpfs(out: str) -> None:
 def check_cpu_killed(out: str) -> None:
     assert "NOT STOPPED" not in out
     assert "exceeded its CPU time limit of 1 seconds" in out, out
+
+
+def check_tmp_files(out: str) -> None:
+    rows = [line.split() for line in out.splitlines()]
+    assert [row[0] for row in rows] == ["/tmp", "/dev/shm"], out
+    for _, made, error in rows:  # stopped at the inode limit, far below 200,000
+        assert int(made) < Limits().tmp_files and error == "ENOSPC", out
+
+
+def check_socket_families(out: str) -> None:
+    r = json.loads(out)
+    for family in ("vsock", "packet", "netlink", "vsock_high_bits", "netlink_pair"):
+        assert r[family] in ("EAFNOSUPPORT", "EPERM"), (family, r[family])
+    assert r["unix"] == r["inet"] == r["inet6"] == "created", r
+    assert r["ordinary"] == ["pipe", "asyncio"], r
+
+
+def check_hidden_folder(out: str) -> None:
+    assert "WROTE" not in out
+    assert "/mnt/data/hidden is a folder that cannot be listed" in out, out
+    assert "could not be counted against the session's disk limit of 64 MB" in out, out
 
 
 def check_huge_output(out: str) -> None:
@@ -305,6 +449,78 @@ def test_disk_of_the_workspace_is_capped(tmp_path):
 
 def test_tmp_and_shm_are_capped(session):
     check_tmpfs(session.run(TMPFS).output)
+
+
+def test_socket_buffers_are_bounded_and_counted():
+    with PythonSession(Limits(**SMALL)) as s:
+        result = s.run(PARK_SOCKETS)
+        assert not result.reset, result.output  # a notebook may hold sockets
+        parked, stops, buffer = result.output.split()
+        with open("/proc/sys/net/core/wmem_default") as f:
+            default = int(f.read())
+        # no send buffer grows past the system's default, and the descriptors (256, as many
+        # again in flight) run out long before 768 MB: each socket holds about one buffer
+        assert int(buffer) == default
+        assert "EMFILE" in stops and int(parked) << 20 < 1.25 * 2 * 256 * default, result.output
+        assert s.run("len(held) > 0").output == "True"  # still held in the next cell...
+        time.sleep(0.5)  # ...and counted: the watchdog charges every socket, in flight too
+        assert s._watchdog.peak_memory >= int(parked) << 20
+        s.run("for x in held: x.close()\ndel carrier, held")  # the children get their own
+        check_memory_killed(s.run(PARK_SOCKETS_FORKED).output)  # three such: over the cap
+        assert s.run("'back'").output == "'back'"
+
+
+def test_tmp_and_shm_are_capped_in_files(session):
+    if not launcher_namespaces():
+        pytest.skip("the launcher cannot make namespaces here: bwrap's tmpfs cap bytes only")
+    check_tmp_files(session.run(TMP_FILES).output)
+
+
+def test_socket_families_outside_unix_and_inet_cannot_be_created(session):
+    check_socket_families(session.run(SOCKET_FAMILIES).output)
+
+
+def test_deep_folders_are_measured_or_stopped_and_removed_at_close():
+    with PythonSession(Limits(**{**SMALL, "disk_bytes": 64 << 20})) as s:
+        root = s.workspace.parent
+        # deeper than MAX_DEPTH (and than PATH_MAX): stopped, the part below MAX_DEPTH removed
+        out = s.run(nested_folders(MAX_DEPTH + 16, 60)).output
+        assert "WROTE" not in out and f"is nested more than {MAX_DEPTH} folders deep" in out
+        assert "restarted" in out, out
+        depth = s.run("import os\n"
+                      "fd, depth = os.open('/mnt/data', os.O_RDONLY), 0\n"
+                      "while os.listdir(fd):\n"
+                      "    fd = os.open(os.listdir(fd)[0], os.O_RDONLY, dir_fd=fd)\n"
+                      "    depth += 1\n"
+                      "depth").output
+        assert depth == str(MAX_DEPTH)
+        s.run("import shutil; shutil.rmtree('/mnt/data/' + 'd' * 60)")
+        # fewer levels, longer names, past PATH_MAX too: walked by descriptor, so counted
+        out = s.run(nested_folders(30, 200)).output
+        assert "WROTE" not in out and "over the session's limit of 64 MB" in out, out
+    assert not root.exists()  # removed at close, deep folders and all
+
+
+def test_a_delegated_cgroup_holds_the_sandbox(tmp_path, monkeypatch):
+    """Where the host delegates a cgroup v2 memory controller the sandbox joins a cgroup of its
+    own, capped at the session's memory plus /tmp and /dev/shm, and a kill by the kernel there
+    is reported. Few machines delegate one (not this test's): a folder stands in for cgroupfs."""
+    fake = tmp_path / "cgroup"
+    fake.mkdir()
+    (fake / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    (fake / "cgroup.procs").write_text("")
+    monkeypatch.setenv("GPT_OSS_AGENT_PYTHON_CGROUP", str(fake))
+    with PythonSession(Limits(**SMALL)) as s:
+        assert s.run("'in'").output == "'in'"
+        child, = fake.glob("agent-python-*")
+        assert (child / "memory.max").read_text() == str((256 + 2 * 64) << 20)
+        assert (child / "memory.oom.group").read_text() == "1"
+        assert int((child / "cgroup.procs").read_text()) == s._proc.pid  # became bwrap
+        (child / "memory.events").write_text("oom 1\noom_kill 1\n")
+        out = s.run("import time; time.sleep(10)").output
+        assert "stopped by the kernel: its processes reached the sandbox's memory limit" in out
+        assert s.run("'again'").output == "'again'"  # a fresh worker in a fresh cgroup
+        assert len(list(fake.glob("agent-python-*"))) == 2
 
 
 def test_cpu_hard_limit_and_stray_children(session):
@@ -441,16 +657,7 @@ def _shim_package(root: Path) -> Path:
 
 
 def test_the_attempts_as_an_unprivileged_user():
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to become an unprivileged user")
-    python = "/usr/bin/python3"
-    if not os.path.exists(python):
-        pytest.skip("no system interpreter an unprivileged user can run")
-    probe = subprocess.run(["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}",
-                            "--clear-groups", shutil.which("bwrap"), "--unshare-user",
-                            "--ro-bind", "/", "/", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"unprivileged user namespaces unavailable: {probe.stderr.strip()}")
+    python = _unprivileged_python()
     base = Path(tempfile.mkdtemp(prefix="agent-unprivileged-"))  # pytest's tmp is root's only
     try:
         results = _run_as_unprivileged(base, python)
@@ -463,9 +670,48 @@ def test_the_attempts_as_an_unprivileged_user():
     check_memory_killed(results["forked"])
     check_tmpfs(results["tmpfs"])
     check_huge_output(results["huge"])
+    check_socket_families(results["families"])
+    check_tmp_files(results["tmp_files"])  # the launcher in a user namespace of nobody's
 
 
-def _run_as_unprivileged(base: Path, python: str) -> dict:
+def test_hidden_folders_as_an_unprivileged_user():
+    """A folder made unreadable to its owner hides nothing from the disk limit and is removed
+    at close (a root host reads any folder: these holes were an unprivileged host's)."""
+    python = _unprivileged_python()
+    base = Path(tempfile.mkdtemp(prefix="agent-unprivileged-"))
+    try:
+        results = _run_as_unprivileged(base, python, {
+            "hidden": HIDDEN_FOLDER,
+            "listed": "import os\nsorted(os.listdir('/mnt/data/hidden'))[:2]",
+            "left": UNREADABLE_LEFT}, {**SMALL, "disk_bytes": 64 << 20})
+        leftovers = [p.name for p in (base / "home").iterdir()]
+    finally:
+        for p in base.rglob("*"):  # lets this test's own cleanup through, whatever happened
+            if p.is_dir() and not p.is_symlink():
+                os.chmod(p, 0o755)
+        shutil.rmtree(base, ignore_errors=True)
+    check_hidden_folder(results["hidden"])
+    assert results["listed"] == "['f0', 'f1']"  # readable again, its files kept
+    assert results["left"] == "(no output)"
+    assert leftovers == []  # the session's folder went entirely at close
+
+
+def _unprivileged_python() -> str:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to become an unprivileged user")
+    python = "/usr/bin/python3"
+    if not os.path.exists(python):
+        pytest.skip("no system interpreter an unprivileged user can run")
+    probe = subprocess.run(["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}",
+                            "--clear-groups", shutil.which("bwrap"), "--unshare-user",
+                            "--ro-bind", "/", "/", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unprivileged user namespaces unavailable: {probe.stderr.strip()}")
+    return python
+
+
+def _run_as_unprivileged(base: Path, python: str, attempts: dict | None = None,
+                         limits: dict | None = None) -> dict:
     home = base / "home"
     home.mkdir()
     shim = _shim_package(base / "shim")
@@ -473,13 +719,14 @@ def _run_as_unprivileged(base: Path, python: str) -> dict:
         if not p.is_symlink():
             os.chmod(p, 0o755)
     os.chown(home, UNPRIVILEGED, UNPRIVILEGED)
-    attempts = {"syscalls": SYSCALLS, "ordinary": ORDINARY, "memfds": MEMFDS, "forked": FORKED,
-                "tmpfs": TMPFS, "huge": HUGE_OUTPUT}
+    attempts = attempts or {
+        "syscalls": SYSCALLS, "ordinary": ORDINARY, "memfds": MEMFDS, "forked": FORKED,
+        "tmpfs": TMPFS, "huge": HUGE_OUTPUT, "families": SOCKET_FAMILIES, "tmp_files": TMP_FILES}
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(shim), "HOME": str(home),
            "TMPDIR": str(home), "AGENT_HOST_SECRET": SECRET}
     out = subprocess.run(["setpriv", f"--reuid={UNPRIVILEGED}", f"--regid={UNPRIVILEGED}",
                           "--clear-groups", python, "-c", RUNNER, PLANT_KEY,
-                          json.dumps(attempts), json.dumps(SMALL)],
+                          json.dumps(attempts), json.dumps(limits or SMALL)],
                          capture_output=True, text=True, env=env, cwd=home, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout)

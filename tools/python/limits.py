@@ -6,10 +6,15 @@ from outside, in a thread: every process of the sandbox (its PID namespace) is m
 past a limit the sandbox is killed and the model told why.
 
 - memory: anonymous + shared memory of every process (proportional, so pages a fork shares
-  count once) plus the memfds they hold open; /tmp and /dev/shm are size-capped tmpfs on top;
+  count once) plus the memfds they hold open, plus every socket of the sandbox's network
+  namespace (those in flight between processes too) at the most its buffers can hold; /tmp and
+  /dev/shm are size- and inode-capped tmpfs on top. Where the host delegates a cgroup v2
+  memory controller (cgroup.py) the kernel also caps all of it, kernel memory included, and
+  the watchdog reports its kills;
 - CPU: the time of every process, live and reaped, since the cell started (children and what
   they leave running between cells are charged to it);
-- disk: the bytes under /mnt/data and the output folder;
+- disk: the bytes under /mnt/data and the output folder, walked by descriptor (files.py): a
+  folder that cannot be listed or is nested too deep counts as over the limit;
 - stray processes: whatever a cell left running is killed when it returns.
 """
 from __future__ import annotations
@@ -19,6 +24,9 @@ import signal
 import threading
 import time
 from pathlib import Path
+
+from agent.tools.python import cgroup
+from agent.tools.python.files import MAX_DEPTH, Unmeasurable, usage
 
 CELL_INTERVAL = 0.05   # seconds between checks while a cell runs
 IDLE_INTERVAL = 0.25   # between cells only threads the cell left behind can still act
@@ -30,6 +38,19 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def _read(path: str) -> str:
     with open(path, "rb") as f:
         return f.read().decode("ascii", "replace")
+
+
+def _sysctl(name: str, default: int) -> int:
+    try:
+        return int(_read("/proc/sys/" + name.replace(".", "/")).split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+# The most a socket's buffers hold once their sizes cannot be raised (seccomp.py; TCP's
+# autotuning is capped the same way in the sandbox's network namespace, launcher.py).
+SOCKET_BYTES = (_sysctl("net.core.wmem_default", 212992)
+                + _sysctl("net.core.rmem_default", 212992))
 
 
 def pid_namespace(pid: int) -> str:
@@ -108,22 +129,13 @@ def memory_bytes(pid: int, seen_memfds: set, precise: bool) -> int:
     return total
 
 
-def disk_bytes(folders: list[Path]) -> int:
-    total, entries, stack = 0, 0, [str(f) for f in folders]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                for entry in it:
-                    entries += 1
-                    if entries > MAX_FILES:
-                        return 1 << 62
-                    info = entry.stat(follow_symlinks=False)
-                    total += info.st_blocks * 512
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-        except OSError:
-            pass
-    return total
+def sockets_in_namespace(pid: int) -> int:
+    """Sockets alive in the network namespace of `pid`: those held by any process and those in
+    flight in a message (SCM_RIGHTS), which no process's descriptors show."""
+    for line in _read(f"/proc/{pid}/net/sockstat").splitlines():
+        if line.startswith("sockets: used "):
+            return int(line.split()[2])
+    return 0
 
 
 def _mb(n: int) -> str:
@@ -134,12 +146,22 @@ class Watchdog:
     """Measures one running sandbox and kills it past a limit; `reason` then says why."""
 
     def __init__(self, *, members, keep: set[int], kill, memory_limit: int, cpu_limit: float,
-                 disk_limit: int, folders: list[Path]):
+                 disk_limit: int, folders: dict[Path, str], netns_pid: int | None = None,
+                 cgroup_path: Path | None = None):
+        """folders: {host path: the name the code knows it by}; netns_pid: a process in the
+        sandbox's own network namespace, whose sockets are charged; cgroup_path: the sandbox's
+        memory cgroup."""
         self.members, self.keep, self._kill = members, keep, kill
         self.memory_limit, self.cpu_limit = memory_limit, cpu_limit
-        self.folders = folders
-        # a workspace already over its limit (an earlier session's files) may shrink, not grow
-        self.disk_limit = max(disk_limit, disk_bytes(folders))
+        self.folders, self.netns_pid, self.cgroup_path = folders, netns_pid, cgroup_path
+        # a workspace already over its limits (an earlier session's files) may shrink, not grow
+        self.disk_limit, self.max_entries = disk_limit, MAX_FILES
+        try:
+            size, entries = usage(folders)
+            self.disk_limit, self.max_entries = max(disk_limit, size), max(MAX_FILES, entries)
+        except Unmeasurable:
+            pass  # the first check stops the sandbox, and the session repairs the folder
+        self.unmeasurable = False  # stopped for a folder it could not measure
         self.reason: str | None = None
         self.peak_memory = 0
         self._cell_running = False
@@ -172,6 +194,21 @@ class Watchdog:
             except (OSError, ValueError):
                 pass  # exited meanwhile
         return total
+
+    def _sockets(self) -> int:
+        if self.netns_pid is None:
+            return 0
+        try:
+            return sockets_in_namespace(self.netns_pid) * SOCKET_BYTES
+        except (OSError, ValueError, IndexError):
+            return 0  # gone: the sandbox is ending
+
+    def check_kernel_kills(self) -> None:
+        """Sets `reason` when the kernel killed in the sandbox's cgroup for memory."""
+        if self.reason is None and self.cgroup_path and cgroup.oom_kills(self.cgroup_path):
+            self._exceeded(f"was stopped by the kernel: its processes reached the sandbox's "
+                           f"memory limit (the session's {_mb(self.memory_limit)} plus /tmp "
+                           "and /dev/shm), kernel memory such as socket buffers included")
 
     def _cpu_total(self, pids: list[int]) -> float:
         total = 0.0
@@ -207,9 +244,13 @@ class Watchdog:
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
                         pass
-        memory = self._memory(pids, precise=False)
+        self.check_kernel_kills()
+        if self.reason:
+            return
+        sockets = self._sockets()
+        memory = self._memory(pids, precise=False) + sockets
         if memory > self.memory_limit:  # resident sizes bound the proportional ones: confirm
-            memory = self._memory(pids, precise=True)
+            memory = self._memory(pids, precise=True) + sockets
         self.peak_memory = max(self.peak_memory, memory)
         if memory > self.memory_limit:
             return self._exceeded(f"was stopped: its processes held {_mb(memory)} of memory, "
@@ -224,7 +265,17 @@ class Watchdog:
         if total - self._cpu_start > self.cpu_limit:
             return self._exceeded(f"exceeded its CPU time limit of {self.cpu_limit:g} seconds")
         if disk:
-            size = disk_bytes(self.folders)
+            try:
+                size = usage(self.folders, self.max_entries)[0]
+            except Unmeasurable as e:
+                if not e.hidden:
+                    return self._exceeded(f"was stopped: {e}, over the session's limit (those "
+                                          "in /mnt/data were kept)")
+                self.unmeasurable = True  # the session repairs the folders once it is dead
+                return self._exceeded(
+                    f"was stopped: {e}, so the files there could not be counted against the "
+                    f"session's disk limit of {_mb(self.disk_limit)}; its folders were made "
+                    f"readable again and those nested more than {MAX_DEPTH} deep removed")
             if size > self.disk_limit:
                 return self._exceeded(
                     f"was stopped: the files it wrote grew to {_mb(size)}, over the session's "

@@ -2,11 +2,16 @@
 
 Inside the sandbox the worker sees a read-only system (/usr, a few files of /etc, the Python
 installation), a private writable workspace at /mnt/data, a private /tmp and /dev/shm
-(size-capped tmpfs), its own /proc and PID namespace, no network (an empty network namespace),
-and it dies with its parent. bwrap itself starts with a minimal environment (the sandbox can
-read PID 1's), and a seccomp filter (seccomp.py) denies keyrings, namespaces, mounts, tracing,
-BPF, io_uring and the like. rlimits cap each process (CPU time with hard = soft, address space,
-file size, processes); the host's watchdog (limits.py) caps the session as a whole.
+(tmpfs capped in bytes and in files), its own /proc and PID namespace, no network (an empty
+network namespace), and it dies with its parent. bwrap cannot cap a tmpfs's files nor TCP's
+buffers, so where the host may create namespaces (root, or unprivileged user namespaces, which
+bwrap itself needs) the launcher (launcher.py) runs first: it mounts both tmpfs and makes the
+network namespace, and joins the sandbox's memory cgroup (cgroup.py) where one is delegated.
+bwrap itself starts with a minimal environment (the sandbox can read PID 1's), and a seccomp
+filter (seccomp.py) denies keyrings, namespaces, mounts, tracing, BPF, io_uring, socket
+families other than unix and inet, and the like. rlimits cap each process (CPU time with
+hard = soft, address space, file size, processes, open files); the host's watchdog (limits.py)
+caps the session as a whole.
 
 rlimits do not bind root (and RLIMIT_NPROC counts per real uid), so the code never runs as
 root: when the host is root, bwrap runs privileged (no user namespace) and the worker drops to a
@@ -22,11 +27,14 @@ import json
 import os
 import shutil
 import site
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 WORKER = Path(__file__).with_name("worker.py")
+LAUNCHER = Path(__file__).with_name("launcher.py")
 INSIDE_WORKER = "/run/agent/worker.py"
 INSIDE_CAPTURE_DIR = "/run/agent/out"
 WORKSPACE = "/mnt/data"
@@ -53,6 +61,8 @@ class Limits:
     file_size_bytes: int = 256 << 20      # largest file a process may write
     max_processes: int = 64               # processes and threads of the sandbox uid
     tmp_bytes: int = 256 << 20            # size of the private /tmp, and of /dev/shm
+    tmp_files: int = 16384                # files and folders in each (a kilobyte of kernel
+                                          # memory each, whatever their size)
     output_chars: int = 16000             # longer output is cut in the middle, with a note
 
     def per_call_cpu_seconds(self) -> int:
@@ -67,7 +77,9 @@ class Limits:
             "RLIMIT_AS": self.memory_bytes,
             "RLIMIT_FSIZE": self.file_size_bytes,
             "RLIMIT_NPROC": self.max_processes,
-            "RLIMIT_NOFILE": 1024,  # bounds what the watchdog reads per process
+            # bounds the sockets (and so their buffers) a process holds or has in flight,
+            # and what the watchdog reads per process; a notebook uses a few dozen
+            "RLIMIT_NOFILE": 256,
             "RLIMIT_CORE": 0,
         }
 
@@ -90,15 +102,57 @@ def python_dirs() -> list[str]:
     return dirs
 
 
+_namespaces: bool | None = None
+
+
+def launcher_namespaces() -> bool:
+    """Whether the launcher can make its namespaces here (tried once per process)."""
+    global _namespaces
+    if _namespaces is None:
+        scratch = tempfile.mkdtemp(prefix="agent-python-probe-")
+        try:
+            _namespaces = subprocess.run(
+                [sys.executable, "-I", "-S", "-B", str(LAUNCHER), "--probe", scratch],
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=30).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _namespaces = False
+        finally:
+            os.rmdir(scratch)
+    return _namespaces
+
+
+def tcp_buffer_sysctls() -> dict[str, str]:
+    """The sandbox network namespace's TCP buffer limits: the host's, with the maximum lowered
+    to the default socket buffer size, which no socket there can raise (seccomp.py)."""
+    values = {}
+    for kind, fallback in (("rmem", "4096 131072 6291456"), ("wmem", "4096 16384 4194304")):
+        try:
+            with open(f"/proc/sys/net/ipv4/tcp_{kind}") as f:
+                low, start, high = (int(v) for v in f.read().split())
+            with open(f"/proc/sys/net/core/{kind}_default") as f:
+                cap = int(f.read())
+        except (OSError, ValueError):
+            (low, start, high), cap = (int(v) for v in fallback.split()), 212992
+        values[f"net.ipv4.tcp_{kind}"] = f"{min(low, cap)} {min(start, cap)} {min(high, cap)}"
+    return values
+
+
 def bwrap_command(bwrap: str, limits: Limits, workspace: Path, capture_dir: Path,
-                  sandbox_uid: int, seccomp_fd: int, info_fd: int) -> tuple[list[str], dict]:
-    """The bwrap argv that starts the worker, and the worker's settings. bwrap reads the
-    filter from `seccomp_fd` and writes {"child-pid": PID 1's host pid} to `info_fd`."""
+                  sandbox_uid: int, seccomp_fd: int, info_fd: int, *,
+                  tmp_dirs: tuple[Path, Path] | None = None,
+                  cgroup: Path | None = None) -> tuple[list[str], dict]:
+    """The argv that starts the worker, and the worker's settings. bwrap reads the filter from
+    `seccomp_fd` and writes {"child-pid": PID 1's host pid} to `info_fd`. With `tmp_dirs` (empty
+    host folders for /tmp and /dev/shm) the launcher mounts the two tmpfs there and makes the
+    network namespace; with `cgroup` it moves the sandbox into that cgroup first."""
     settings = {"rlimits": limits.rlimits(), "output_limit": limits.output_chars,
                 "capture": f"{INSIDE_CAPTURE_DIR}/output"}
-    argv = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+    launch: dict = {"cgroup": str(cgroup / "cgroup.procs")} if cgroup else {}
+    argv = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session",
             "--hostname", "sandbox", "--seccomp", str(seccomp_fd), "--info-fd", str(info_fd)]
+    if tmp_dirs is None:
+        argv.append("--unshare-net")  # else the launcher's empty network namespace is kept
     if os.geteuid() == 0:
         # Privileged bwrap, no user namespace: the worker drops to `sandbox_uid` itself, so
         # the kernel sees an ordinary unprivileged uid (rlimits bind, root files stay closed).
@@ -117,8 +171,14 @@ def bwrap_command(bwrap: str, limits: Limits, workspace: Path, capture_dir: Path
     for name in MASKED_PROC_FILES:  # the names of the host's keys (their contents: seccomp)
         argv += ["--ro-bind", "/dev/null", f"/proc/{name}"]
     # --dev's own /dev/shm is an uncapped tmpfs: replaced by a capped one
-    argv += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
-             "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+    if tmp_dirs is not None:  # capped in bytes and files by the launcher
+        tmp, shm = tmp_dirs
+        launch.update(namespaces=True, sysctl=tcp_buffer_sysctls(),
+                      tmpfs=[[str(d), limits.tmp_bytes, limits.tmp_files] for d in tmp_dirs])
+        argv += ["--bind", str(shm), "/dev/shm", "--bind", str(tmp), "/tmp"]
+    else:  # in bytes only: bwrap has no option for a tmpfs's inodes
+        argv += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
+                 "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     # After the private /tmp, so an interpreter or venv that lives under /tmp stays visible.
     for d in python_dirs():
         argv += _parent_dirs(d) + ["--ro-bind", d, d]
@@ -131,6 +191,8 @@ def bwrap_command(bwrap: str, limits: Limits, workspace: Path, capture_dir: Path
     for key, value in sandbox_environment().items():
         argv += ["--setenv", key, value]
     argv += [sys.executable, "-s", "-B", INSIDE_WORKER, json.dumps(settings)]
+    if launch:
+        argv = [sys.executable, "-I", "-S", "-B", str(LAUNCHER), json.dumps(launch), *argv]
     return argv, settings
 
 

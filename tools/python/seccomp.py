@@ -7,6 +7,10 @@ worker. Bound through ctypes: five functions, no extra Python package.
 
 Everything not listed stays allowed: the filter closes the kernel's most exposed doors (keys,
 namespaces, mounts, tracing, BPF, io_uring, modules) rather than defining what Python may do.
+Sockets are the exception: only the families a notebook uses can be created (netlink, packet,
+vsock and the rest reach kernel code or a hypervisor a notebook has no use for), and their
+buffers keep the system's default size, so each socket can hold a known, small amount of kernel
+memory (the watchdog charges it; see limits.py).
 """
 from __future__ import annotations
 
@@ -37,13 +41,18 @@ DENIED = (
     # System V memory that outlives every process (no process's memory shows it)
     "shmget", "msgget",
 )
+# socket(2) and socketpair(2) families allowed: AF_UNIX, AF_INET, AF_INET6
+SOCKET_FAMILIES = (1, 2, 10)
+# setsockopt(SOL_SOCKET, SO_SNDBUF / SO_RCVBUF): raising a buffer to net.core.wmem_max (often
+# megabytes) would let every socket park that much unseen kernel memory
+SOL_SOCKET, BUFFER_OPTIONS = 1, (7, 8)
 NAMESPACE_FLAGS = {"CLONE_NEWNS": 0x00020000, "CLONE_NEWCGROUP": 0x02000000,
                    "CLONE_NEWUTS": 0x04000000, "CLONE_NEWIPC": 0x08000000,
                    "CLONE_NEWUSER": 0x10000000, "CLONE_NEWPID": 0x20000000,
                    "CLONE_NEWNET": 0x40000000}
 
 SCMP_ACT_ALLOW = 0x7FFF0000
-SCMP_CMP_MASKED_EQ = 7
+SCMP_CMP_EQ, SCMP_CMP_GT, SCMP_CMP_MASKED_EQ = 4, 6, 7
 
 
 def SCMP_ACT_ERRNO(code: int) -> int:
@@ -101,6 +110,22 @@ def build_filter() -> tuple[bytes, list[str]]:
         # clone3 passes its flags in memory, out of a filter's sight: "not implemented" makes
         # glibc fall back to clone, whose flags the rules above see.
         rule(SCMP_ACT_ERRNO(errno.ENOSYS), "clone3")
+        # Families outside the allow-list get "not supported", as from a kernel without them.
+        # The comparison is on all 64 bits: a family with high bits set is above the list too.
+        for name in ("socket", "socketpair"):
+            for family in range(max(SOCKET_FAMILIES)):
+                if family not in SOCKET_FAMILIES:
+                    rule(SCMP_ACT_ERRNO(errno.EAFNOSUPPORT), name,
+                         _ArgCmp(0, SCMP_CMP_EQ, family, 0))
+            rule(SCMP_ACT_ERRNO(errno.EAFNOSUPPORT), name,
+                 _ArgCmp(0, SCMP_CMP_GT, max(SOCKET_FAMILIES), 0))
+        # A buffer size request succeeds and changes nothing, as if net.core.wmem_max and
+        # rmem_max were their defaults (the kernel clamps requests silently to those anyway).
+        # Level and name are ints: the kernel ignores their high 32 bits, and so do the rules.
+        for option in BUFFER_OPTIONS:
+            rule(SCMP_ACT_ERRNO(0), "setsockopt",
+                 _ArgCmp(1, SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, SOL_SOCKET),
+                 _ArgCmp(2, SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, option))
         with tempfile.TemporaryFile() as f:
             rc = lib.seccomp_export_bpf(ctx, f.fileno())
             if rc < 0:

@@ -2,7 +2,8 @@
 
 Blocking and thread-safe (callers run it in a thread), so it works from any event loop.
 A watchdog (limits.py) measures the running sandbox; a lock file marks the session's folder as
-alive, so the next session removes folders whose host was killed.
+alive, so the next session removes folders whose host was killed. Folders are removed by
+descriptor with their modes restored (files.py): the code can make them unreadable or deep.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import json
 import os
 import secrets
 import select
-import shutil
 import signal
 import stat
 import subprocess
@@ -21,11 +21,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.tools.python import seccomp
+from agent.tools.python import cgroup, files, seccomp
 from agent.tools.python.limits import (NamespaceMembers, Watchdog, pid_namespace,
                                        session_members)
-from agent.tools.python.sandbox import (Limits, SandboxUnavailable, bwrap_command,
-                                        find_bwrap, sandbox_environment, unsandboxed_command)
+from agent.tools.python.sandbox import (INSIDE_CAPTURE_DIR, WORKSPACE, Limits,
+                                        SandboxUnavailable, bwrap_command, find_bwrap,
+                                        launcher_namespaces, sandbox_environment,
+                                        unsandboxed_command)
 from agent.tools.python.worker import read_capture
 
 STARTUP_SECONDS = 60.0  # a cold interpreter on a loaded machine can be slow
@@ -73,6 +75,14 @@ class PythonSession:
         self.workspace.mkdir(parents=True, exist_ok=True)
         self._capture_dir = self._root / "out"
         self._capture_dir.mkdir()
+        # mount points of the launcher's tmpfs (in its own namespace: empty here)
+        self._tmp_dirs = None
+        if sandbox == "bwrap" and launcher_namespaces():
+            self._tmp_dirs = (self._root / "tmp", self._root / "shm")
+            for d in self._tmp_dirs:
+                d.mkdir()
+        self._cgroup_parent = cgroup.find_parent() if sandbox == "bwrap" else None
+        self._cgroup: Path | None = None
         self.sandbox_uid = 200000 + secrets.randbelow(100000)  # a uid no one else uses
         if os.geteuid() == 0 and sandbox == "bwrap":
             for d in (self.workspace, self._capture_dir):
@@ -93,8 +103,13 @@ class PythonSession:
             except seccomp.SeccompUnavailable as e:
                 raise SandboxUnavailable(f"python tool: {e}") from None
             info_read, info_write = os.pipe()
+            if self._cgroup_parent is not None:  # its /tmp and /dev/shm are in memory too
+                limits = self.limits
+                self._cgroup = cgroup.create(self._cgroup_parent, limits.session_memory_bytes
+                                             + 2 * limits.tmp_bytes)
             argv, _ = bwrap_command(self.bwrap, self.limits, self.workspace, self._capture_dir,
-                                    self.sandbox_uid, filter_fd, info_write)
+                                    self.sandbox_uid, filter_fd, info_write,
+                                    tmp_dirs=self._tmp_dirs, cgroup=self._cgroup)
             try:  # bwrap's own environment is visible inside as PID 1's: it gets nothing
                 self._proc = subprocess.Popen(
                     argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
@@ -142,12 +157,19 @@ class PythonSession:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
+        self._members = members
         limits = self.limits
+        sandboxed = info_fd is not None
         return Watchdog(members=members, keep=keep, kill=kill,
                         memory_limit=limits.session_memory_bytes,
                         cpu_limit=limits.per_call_cpu_seconds(), disk_limit=limits.disk_bytes,
                         # unsandboxed, the code can write anywhere: no folder to watch
-                        folders=[self.workspace, self._capture_dir] if info_fd is not None else [])
+                        folders=self._folders() if sandboxed else {},
+                        # unsandboxed, the network namespace is the host's
+                        netns_pid=init if sandboxed else None, cgroup_path=self._cgroup)
+
+    def _folders(self) -> dict[Path, str]:
+        return {self.workspace: WORKSPACE, self._capture_dir: INSIDE_CAPTURE_DIR}
 
     def _stderr_text(self) -> str:
         try:
@@ -175,6 +197,26 @@ class PythonSession:
                 stream.close()
             except Exception:
                 pass
+        self._wait_for_sandbox_end()
+        if watchdog is not None and watchdog.unmeasurable:  # nothing can move the folders now
+            for folder in self._folders():
+                files.tidy(folder, files.MAX_DEPTH)
+        if self._cgroup is not None:
+            cgroup.remove(self._cgroup)
+            self._cgroup = None
+
+    def _wait_for_sandbox_end(self, wait: float = 2.0) -> None:
+        """The PID namespace's other processes die with its init, a moment after bwrap (a
+        zombie, waiting for whoever reaps it, has ended)."""
+        members = getattr(self, "_members", None)
+        deadline = time.monotonic() + wait
+        while members is not None and time.monotonic() < deadline:
+            try:
+                if not [pid for pid in members() if not _zombie(pid)]:
+                    return
+            except OSError:
+                return
+            time.sleep(0.01)
 
     def _read_line(self, deadline: float) -> str:
         fd = self._proc.stdout.fileno()
@@ -195,6 +237,8 @@ class PythonSession:
         return line.decode("utf-8", "replace")
 
     def _death_reason(self, error: Exception) -> str:
+        if self._watchdog is not None:
+            self._watchdog.check_kernel_kills()  # the kernel may have been first
         if self._watchdog is not None and self._watchdog.reason:
             return self._watchdog.reason
         if isinstance(error, ProtocolError):
@@ -284,7 +328,7 @@ class PythonSession:
     def close(self) -> None:
         with self._lock:
             self._kill()
-        shutil.rmtree(self._root, ignore_errors=True)  # a workspace you passed lives elsewhere
+        files.remove(self._root)  # a workspace you passed lives elsewhere
         self._alive.close()
 
     def __enter__(self) -> "PythonSession":
@@ -307,6 +351,14 @@ def format_output(head: str, tail: str, omitted: int, empty: str = "(no output)"
         head += tail
     head = head.rstrip("\n")
     return head if head.strip() else empty
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True  # gone
 
 
 def _inner_pid(pid: int) -> int | None:
@@ -346,11 +398,11 @@ def remove_abandoned_folders() -> None:
                 f = open(folder / LOCK_NAME, "r")
             except FileNotFoundError:
                 if time.time() - info.st_mtime > 60:
-                    shutil.rmtree(folder, ignore_errors=True)
+                    files.remove(folder)
                 continue
             with f:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                shutil.rmtree(folder, ignore_errors=True)
+                files.remove(folder)
         except OSError:
             pass  # alive (locked), or gone meanwhile
 
