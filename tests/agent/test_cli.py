@@ -148,6 +148,18 @@ def test_end_to_end_on_the_embedded_model():
     assert any(m["role"] == "assistant" for m in data["messages"])
 
 
+@pytest.mark.skipif(not _embedded_weights(), reason="the embedded model's weights are not built yet")
+def test_no_tools_means_no_tool_call_on_the_embedded_model():
+    """It was trained to reach for python on arithmetic: with no tools declared the grammar
+    leaves it no recipient, so it answers (right or wrong) and exits 0."""
+    for task in ("What is 37 * 43?", "Run python to print 2 ** 10"):
+        out = agent_cli("--json", "--tools", "", "--effort", "low", task, timeout=300)
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        assert data["tool_calls"] == [] and data["stop_reason"] == "done"
+        assert all(m.get("recipient") in (None, "assistant") for m in data["messages"])
+
+
 def test_only_the_last_attempt_is_the_answer(tmp_path):
     model = script(tmp_path, *(FINAL.format(f"{n} try") for n in ("first", "second", "third")), logprob=-3.0)
     out = agent_cli("--model", model, "--effort", "auto", "hello")
