@@ -74,3 +74,22 @@ def test_python_tool(tmp_path):
     assert ">>> a, b = 0, 1" in out.stdout
     assert "\n6765\n" in out.stdout
     assert out.stdout.rstrip().endswith("The 20th Fibonacci number is 6765.")
+
+
+def test_the_readme_python_api_example_ends_on_the_embedded_model(tmp_path):
+    """The README's example as a user pastes it, on the embedded model: every run in it ends
+    inside its budget (its typed answer once ran 8,192 tokens of an undeclared key, and the
+    whole example 2-3 minutes; now seconds). What it answers is the small model's business."""
+    import re
+    readme = (ROOT / "README.md").read_text()
+    api = readme[readme.index("## The Python API"):]
+    code = re.search(r"```python\n(.*?)```", api, re.S).group(1)
+    code += ("\nassert result.stop_reason == 'done', result.reason"
+             "\nassert typed.stop_reason in ('done', 'invalid_output'), typed.reason"
+             "\nprint('TYPED', typed.usage.generated_tokens)\n")
+    (tmp_path / "example.py").write_text(code)
+    out = subprocess.run([sys.executable, "example.py"], capture_output=True, text=True,
+                         timeout=240, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert int(out.stdout.split("TYPED")[-1]) < 8192
+    assert (tmp_path / "chat.json").exists()        # the session was saved where it said
