@@ -351,6 +351,17 @@ def find_llama_bench(path: str | None) -> Path:
                      f"build it with `sh {script} [DIR]` and pass --llama-bench DIR/build/bin/llama-bench")
 
 
+def gguf_for(path: Path) -> Path:
+    """The checkpoint as a GGUF beside it, for llama.cpp (written once, again if it changed)."""
+    gguf = path.parent / f"{path.name}.gguf"
+    if not gguf.exists() or gguf.stat().st_mtime < (path / "config.json").stat().st_mtime:
+        from agent.model.gguf import write_gguf
+
+        print(f"writing {gguf}", file=sys.stderr)
+        write_gguf(path, gguf)
+    return gguf
+
+
 def run_llama_bench(binary: Path, gguf: Path, prompt: int, decode: int, threads: int,
                     depths: list[int] | None = None) -> dict:
     """llama-bench pp<prompt> and tg<decode> (one repetition each) -> tok/s of both; with
@@ -378,12 +389,7 @@ def vs_llamacpp(args) -> dict:
     """Rounds of llama-bench and ours (bf16, int8 dense) back to back on one checkpoint."""
     binary = find_llama_bench(args.llama_bench)
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, args.out)
-    gguf = path.parent / f"{path.name}.gguf"
-    if not gguf.exists() or gguf.stat().st_mtime < (path / "config.json").stat().st_mtime:
-        from agent.model.gguf import write_gguf
-
-        print(f"writing {gguf}", file=sys.stderr)
-        write_gguf(path, gguf)
+    gguf = gguf_for(path)
     report = {**cpu_description(), "threads": args.threads, "checkpoint": str(path), "gguf": str(gguf),
               "llama_bench": str(binary), "command": " ".join(["python -m agent.bench", *sys.argv[1:]]),
               "rounds": []}
