@@ -5,10 +5,7 @@
     python -m agent --json "..."                       one JSON object: final, effort, tool_calls, ...
     python -m agent                                    interactive chat (agent/repl.py)
 
-Exit codes (EXIT_CODES, also in --help): 0 a final answer, 1 no final answer (the backend
-failed, or the model's answers failed validation), 2 bad flags or unknown tools, 3 the model
-could not be loaded, 4 stopped by a limit before a final answer (--max-steps, --max-tokens,
---max-time), 130 interrupted.
+Exit codes: EXIT_HELP below (printed by --help); EXIT_CODES maps a run's stop reason to one.
 """
 from __future__ import annotations
 

@@ -20,7 +20,6 @@ import gc
 import json
 import os
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -142,17 +141,9 @@ def llama_server(binary: str, gguf: Path, prompts, decode_tokens: int, threads: 
         proc.wait(timeout=30)
 
 
-def find_llama_server(path: str | None) -> str:
-    for candidate in (path, os.environ.get("GPT_OSS_AGENT_LLAMA_SERVER"),
-                      shutil.which("llama-server"), "/work/llama/build/bin/llama-server"):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    raise SystemExit("llama-server not found: build it with kernels/llamacpp/build_llama_bench.sh "
-                     "and pass --llama-server PATH")
-
-
 def main(argv: list[str]) -> int:
-    from agent.model.benchmark import cpu_description, default_checkpoint, gguf_for
+    from agent.model.benchmark import (cpu_description, default_checkpoint,
+                                       find_llama_binary, gguf_for)
     parser = argparse.ArgumentParser(prog="python -m agent.bench --workload",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--workload", action="store_true")
@@ -164,7 +155,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--llama-server", default=None)
     args = parser.parse_args(argv)
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, None)
-    binary = find_llama_server(args.llama_server)
+    binary = str(find_llama_binary("llama-server", args.llama_server,
+                                   "GPT_OSS_AGENT_LLAMA_SERVER"))
     prompts = transcript_prompts()
     report = {**cpu_description(), "threads": args.threads, "checkpoint": str(path),
               "command": " ".join(["python -m agent.bench", *argv]),

@@ -338,17 +338,19 @@ def op_breakdown(model, prompt: list[int], steps: int = 16) -> dict:
     return out
 
 
-def find_llama_bench(path: str | None) -> Path:
-    """The llama-bench binary: --llama-bench, else on PATH, else the build script's default."""
+def find_llama_binary(name: str, path: str | None, env: str | None = None) -> Path:
+    """llama.cpp's `name` binary (llama-bench, llama-server): `path` when given, else $`env`,
+    else on PATH, else where the build script puts it."""
     import shutil
 
-    candidates = [path] if path else [shutil.which("llama-bench"), "/work/llama/build/bin/llama-bench"]
+    candidates = [path] if path else [os.environ.get(env) if env else None, shutil.which(name),
+                                      f"/work/llama/build/bin/{name}"]
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return Path(candidate)
     script = Path(__file__).parents[1] / "kernels" / "llamacpp" / "build_llama_bench.sh"
-    raise SystemExit(f"llama-bench not found ({path or 'not on PATH or in /work/llama/build/bin'}); "
-                     f"build it with `sh {script} [DIR]` and pass --llama-bench DIR/build/bin/llama-bench")
+    raise SystemExit(f"{name} not found ({path or 'not on PATH or in /work/llama/build/bin'}); "
+                     f"build it with `sh {script} [DIR]` and pass --{name} DIR/build/bin/{name}")
 
 
 def gguf_for(path: Path) -> Path:
@@ -387,7 +389,7 @@ def run_llama_bench(binary: Path, gguf: Path, prompt: int, decode: int, threads:
 
 def vs_llamacpp(args) -> dict:
     """Rounds of llama-bench and ours (bf16, int8 dense) back to back on one checkpoint."""
-    binary = find_llama_bench(args.llama_bench)
+    binary = find_llama_binary("llama-bench", args.llama_bench)
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, args.out)
     gguf = gguf_for(path)
     report = {**cpu_description(), "threads": args.threads, "checkpoint": str(path), "gguf": str(gguf),

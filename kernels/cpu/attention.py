@@ -60,22 +60,21 @@ def _prefill(q, k, v, sinks, q_positions, k_offset, window, scale):
     keys, values = k.transpose(1, 2), v.transpose(1, 2)
     # keys [0, open) are visible to every query: a full layer's cache before the chunk
     open_ = 0 if window is not None else max(0, min(k.shape[1], first_q - k_offset + 1))
-    parts = []
+    parts = []  # (output, log-sum-exp) of each part of the keys
     if open_:
-        parts.append(_flash(rows, keys[:, :, :open_], values[:, :, :open_], scale=scale))
-    lses = [lse.float() for _, lse in parts]
+        out, lse = _flash(rows, keys[:, :, :open_], values[:, :, :open_], scale=scale)
+        parts.append((out, lse.float()))
     if open_ < k.shape[1]:
         mask, seen = _mask(q_positions, k_offset + open_, k.shape[1] - open_, window, q.dtype, g)
         out, lse = _flash(rows, keys[:, :, open_:], values[:, :, open_:], attn_mask=mask,
                           scale=scale)
-        parts.append((out, lse))
         # the kernel gives a query that sees no key here an lse of 0: it must weigh nothing
-        lses.append(lse.float().masked_fill(~seen, float("-inf")))
+        parts.append((out, lse.float().masked_fill(~seen, float("-inf"))))
     head_sinks = sinks.float().view(Hkv, 1, g).expand(Hkv, Tq, g).reshape(Hkv, Tq * g)
-    top = torch.stack(lses + [head_sinks.expand_as(lses[0]) if lses else head_sinks[None]]).amax(0)
+    top = torch.stack([lse for _, lse in parts] + [head_sinks.expand(B, Hkv, Tq * g)]).amax(0)
     total = torch.exp(head_sinks - top)
     out = torch.zeros(B, Hkv, Tq * g, D)
-    for (part, _), lse in zip(parts, lses):
+    for part, lse in parts:
         weight = torch.exp(lse - top)           # 0 where a query saw no key of this part
         total = total + weight
         out += torch.nan_to_num(part.float()) * weight[..., None]
