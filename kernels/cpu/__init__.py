@@ -4,10 +4,11 @@ Specialised: `moe` (packed MXFP4 experts: where decode time goes and where prefi
 `linear` (dense layers: bf16 or int8 GEMV for decode), `attention` (torch's fused CPU flash
 attention, grouped-query without copies, sinks applied from its log-sum-exp; a C++ kernel for
 decode), and `rms_norm` / `rope` (one call instead of many small ops). Every other op falls
-back to agent.kernels.reference. When the C++ extension cannot be built (no AVX512_BF16,
-no compiler), for float32 experts or when autograd is needed, these are the reference itself.
-Kernels: mxfp4.cpp (experts), dense.cpp (dense GEMV), attention.cpp, norm_rope.cpp, module.cpp
-(bindings), built on first use by build.py.
+back to agent.kernels.reference. When the C++ extension cannot be built (no AVX2, no
+compiler) or fails its self-check, for float32 experts or when autograd is needed, these are
+the reference itself. Kernels: mxfp4_gemv.cpp (decode experts, one source for every ISA),
+mxfp4*.cpp (prefill dequantizer, SwiGLU), dense*.cpp (dense GEMV), attention*.cpp,
+norm_rope.cpp, module.cpp (bindings), built on first use by build.py.
 """
 from .attention import attention  # noqa: F401
 from .dense import linear  # noqa: F401

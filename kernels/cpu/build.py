@@ -1,12 +1,14 @@
 """Builds the C++ kernels on first use with torch.utils.cpp_extension, in the variant that fits
 this CPU (chosen at run time from /proc/cpuinfo):
 
-  * "avx512": AVX-512 F/BW/VL/DQ + AVX512_BF16 (Intel since Cooper Lake, AMD since Zen 4):
-    mxfp4.cpp, dense.cpp, attention.cpp, norm_rope.cpp; bf16 dot products (vdpbf16ps).
+  * "avx512": AVX-512 F/BW/VL/DQ + AVX512_BF16 + AVX512_VNNI (Intel since Cooper Lake, AMD
+    since Zen 4): mxfp4.cpp, dense.cpp, attention.cpp, norm_rope.cpp; bf16 dot products
+    (vdpbf16ps), int8 ones (vpdpbusd).
   * "avx2": AVX2 + FMA + F16C (every x86-64 CPU of the last decade, e.g. AMD EPYC before Zen 4):
-    *_avx2.cpp; MXFP4 experts through int8 (vpshufb table, vpmaddubsw), bf16 widened to float.
+    *_avx2.cpp; bf16 widened to float, int8 dot products through vpmaddubsw.
 
-Both share module.cpp (the bindings, one set of names) and moe_route.cpp (plain C++).
+Both share module.cpp (the bindings, one set of names), moe_route.cpp (plain C++) and the
+kernels written once over simd.h (mxfp4_gemv.cpp), which each variant compiles for its ISA.
 
 Why a small C++ extension rather than torch.compile: decode must read the packed MXFP4 bytes
 at memory speed, which needs a register-level 4-bit decode (a permute or shuffle through a
@@ -14,7 +16,8 @@ at memory speed, which needs a register-level 4-bit decode (a permute or shuffle
 ~/.cache/gpt-oss-agent/, so later processes load it in well under a second. With no variant for
 this CPU or no compiler, `extension()` returns None and callers use the pure-torch reference.
 GPT_OSS_AGENT_CPU_KERNELS=0 disables the kernels; =avx2 forces that variant (to test it on an
-AVX-512 machine).
+AVX-512 machine). A freshly built variant first checks itself against the reference
+(selfcheck.py): one that computes wrong numbers on this CPU is never used.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent
-HEADERS = [HERE / "kernels.h", HERE / "avx2.h"]
+HEADERS = [HERE / "kernels.h", HERE / "avx2.h", HERE / "simd.h"]
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,13 @@ class Variant:
 
 
 VARIANTS = (  # best first
-    Variant("avx512", ("module.cpp", "moe_route.cpp", "mxfp4.cpp", "dense.cpp", "attention.cpp",
-                       "norm_rope.cpp"),
-            ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-fopenmp"),
-            frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"})),
-    Variant("avx2", ("module.cpp", "moe_route.cpp", "mxfp4_avx2.cpp", "dense_avx2.cpp",
-                     "attention_norm_avx2.cpp"),
+    Variant("avx512", ("module.cpp", "moe_route.cpp", "mxfp4_gemv.cpp", "mxfp4.cpp", "dense.cpp",
+                       "attention.cpp", "norm_rope.cpp"),
+            ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16",
+             "-mavx512vnni", "-fopenmp"),
+            frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni"})),
+    Variant("avx2", ("module.cpp", "moe_route.cpp", "mxfp4_gemv.cpp", "mxfp4_avx2.cpp",
+                     "dense_avx2.cpp", "attention_norm_avx2.cpp"),
             ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-DGPTOSS_AVX2"),
             frozenset({"avx2", "fma", "f16c"})),
 )
@@ -109,9 +113,37 @@ def build(name: str):
         return None
 
 
+def verified(module, variant: Variant) -> bool:
+    """Whether the built `module` passes selfcheck (run once per build folder, the verdict kept
+    there), warning with what failed when it does not."""
+    verdict = cache_dir(variant) / "selfcheck"
+    if verdict.exists():
+        text = verdict.read_text()
+        if text == "ok":
+            return True
+    else:
+        from .selfcheck import failures
+
+        wrong = failures(module)
+        text = "ok" if not wrong else "wrong: " + ", ".join(wrong)
+        verdict.write_text(text)
+        if not wrong:
+            return True
+    warnings.warn(f"CPU kernels ({variant.name}) failed their self-check against the reference "
+                  f"({text}); trying the next variant")
+    return False
+
+
 @functools.lru_cache(maxsize=None)
 def extension():
     """The compiled module for this CPU, or None (no fitting variant, no compiler, disabled, or
-    the build failed)."""
+    the build failed). A variant that fails its self-check gives way to the next one this CPU
+    runs (the pure-torch reference after the last)."""
     variant = chosen_variant()
-    return None if variant is None else build(variant.name)
+    if variant is None:
+        return None
+    for candidate in runnable_variants()[runnable_variants().index(variant):]:
+        module = build(candidate.name)
+        if module is not None and verified(module, candidate):
+            return module
+    return None

@@ -1,7 +1,8 @@
 // Shared pieces of the CPU kernels, bound to Python in module.cpp. build.py compiles one variant
-// per CPU kind: AVX-512 (mxfp4.cpp, dense.cpp, attention.cpp, norm_rope.cpp; F/BW/VL/DQ and
-// AVX512_BF16) or AVX2 + FMA (*_avx2.cpp); moe_route.cpp is plain C++ shared by both. The
-// declarations below are each variant's, with the same contracts.
+// per CPU kind: AVX-512 (mxfp4.cpp, dense.cpp, attention.cpp, norm_rope.cpp; F/BW/VL/DQ,
+// AVX512_BF16, AVX512_VNNI) or AVX2 + FMA (*_avx2.cpp); moe_route.cpp (plain C++) and
+// mxfp4_gemv.cpp (written over simd.h) are compiled by both. The declarations below are each
+// variant's, with the same contracts.
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -86,9 +87,10 @@ inline __m512 exp_ps(__m512 x) {
 }
 #endif  // __AVX512F__
 
-// mxfp4.cpp / mxfp4_avx2.cpp
+// mxfp4_gemv.cpp (both variants)
 at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
                           const at::Tensor& bias, const at::Tensor& experts, const at::Tensor& offsets);
+// mxfp4.cpp / mxfp4_avx2.cpp
 at::Tensor mxfp4_dequantize_bf16(const at::Tensor& blocks, const at::Tensor& scales);
 at::Tensor swiglu_bf16(const at::Tensor& h, double alpha, double limit, int64_t width);
 // moe_route.cpp

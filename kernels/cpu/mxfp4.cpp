@@ -1,12 +1,6 @@
-// MXFP4 experts: a grouped GEMV that decodes the packed 4-bit weights in registers (never
-// writing bf16 experts to memory), a fast MXFP4 -> bf16 dequantizer for prefill tiles, the
-// fused clamped SwiGLU, and the whole routed-expert block for decode rows.
-//
-// Why hand-written AVX-512: decoding one token is memory-bound, so the kernel must consume
-// the packed bytes at DRAM speed on two cores. One 32-element MXFP4 block is 16 bytes; it is
-// widened to 32 bf16 weights with one permute through a 16-entry bf16 table (E2M1 values) and
-// multiplied with the activations by vdpbf16ps (avx512_bf16); the block's power-of-two scale
-// is applied to the 16 partial sums with one FMA.
+// MXFP4 experts on AVX-512: a fast MXFP4 -> bf16 dequantizer for prefill tiles (one permute
+// through a 16-entry bf16 table of E2M1 values per block, the scale added to the exponents) and
+// the fused clamped SwiGLU. The decode GEMV is mxfp4_gemv.cpp, shared with AVX2.
 //
 // Layout (Hugging Face gpt-oss): blocks [E, N, KB, 16] uint8, byte j of block b holds element
 // 2j in its low nibble and 2j+1 in its high nibble; scales [E, N, KB] uint8 are E8M0
@@ -43,105 +37,7 @@ inline __m512bh decode_block(const uint8_t* p, __m512i table) {
   return (__m512bh)_mm512_permutexvar_epi16(idx, table);
 }
 
-// out[r, n] (+)= sum_k x[r, k] * W[n, k] for R <= kMaxRows rows, one weight row n.
-template <int R>
-inline void mxfp4_row_dot(const uint8_t* wrow, const uint8_t* srow, int64_t kb,
-                          const __m512bh* x[kMaxRows], float* res, __m512i table) {
-  // A accumulators per row, one block each per step: with fewer, the chain of dependent FMAs
-  // (not memory) sets the pace (2 -> 4 for one row: 4-of-32 20b experts 44.9 -> 47-50 GB/s)
-  constexpr int A = R == 1 ? 4 : 2;
-  __m512 acc[A][R];
-  for (int a = 0; a < A; ++a)
-    for (int r = 0; r < R; ++r) acc[a][r] = _mm512_setzero_ps();
-  int64_t b = 0;
-  for (; b + A <= kb; b += A) {
-    for (int a = 0; a < A; ++a) {
-      __m512bh w = decode_block(wrow + 16 * (b + a), table);
-      __m512 s = _mm512_set1_ps(kScale.v[srow[b + a]]);
-      for (int r = 0; r < R; ++r)
-        acc[a][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w, load_bf16(x[r] + b + a)), s, acc[a][r]);
-    }
-  }
-  for (; b < kb; ++b) {
-    __m512bh w = decode_block(wrow + 16 * b, table);
-    __m512 s = _mm512_set1_ps(kScale.v[srow[b]]);
-    for (int r = 0; r < R; ++r)
-      acc[0][r] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), w, load_bf16(x[r] + b)), s, acc[0][r]);
-  }
-  for (int r = 0; r < R; ++r) {
-    __m512 sum = acc[0][r];
-    for (int a = 1; a < A; ++a) sum = _mm512_add_ps(sum, acc[a][r]);
-    res[r] = hsum(sum);
-  }
-}
-
 }  // namespace
-
-// Grouped MXFP4 GEMV: rows x[offsets[g]:offsets[g+1]] are multiplied by expert experts[g].
-// x: bf16 [R, KB*32] (zero-padded), bias: float32 [E, N] or empty. Returns float32 [R, N].
-at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
-                          const at::Tensor& bias, const at::Tensor& experts,
-                          const at::Tensor& offsets) {
-  check_mxfp4(blocks, scales);
-  const int64_t E = blocks.size(0), N = blocks.size(1), KB = blocks.size(2);
-  TORCH_CHECK(x.dtype() == at::kBFloat16 && x.dim() == 2 && x.size(1) == KB * 32 && x.is_contiguous(),
-              "x must be contiguous bf16 [R, ", KB * 32, "], got ", x.sizes());
-  TORCH_CHECK(experts.dtype() == at::kLong && offsets.dtype() == at::kLong &&
-                  offsets.numel() == experts.numel() + 1,
-              "experts must be int64 [G] and offsets int64 [G+1]");
-  const bool has_bias = bias.defined() && bias.numel() > 0;
-  if (has_bias)
-    TORCH_CHECK((bias.dtype() == at::kFloat || bias.dtype() == at::kBFloat16) &&
-                    bias.is_contiguous() && bias.numel() == E * N,
-                "bias must be contiguous float32 or bf16 [E, N]");
-  const int64_t R = x.size(0), G = experts.numel();
-  auto out = at::empty({R, N}, x.options().dtype(at::kFloat));
-  const int64_t* ex = experts.data_ptr<int64_t>();
-  const int64_t* off = offsets.data_ptr<int64_t>();
-  for (int64_t g = 0; g < G; ++g)
-    TORCH_CHECK(ex[g] >= 0 && ex[g] < E && off[g] <= off[g + 1] && off[g + 1] <= R,
-                "expert index ", ex[g], " or row offsets out of range");
-  TORCH_CHECK(G == 0 || off[0] >= 0, "row offsets out of range");
-
-  // Work items: (group, chunk of output rows); chunks keep both threads busy even for one
-  // expert, and rows of one chunk reuse the activations from L1.
-  constexpr int64_t kChunk = 32;
-  const int64_t chunks_per_group = (N + kChunk - 1) / kChunk;
-  const auto* xb = reinterpret_cast<const __m512bh*>(x.data_ptr<at::BFloat16>());
-  const uint8_t* wb = blocks.data_ptr<uint8_t>();
-  const uint8_t* sb = scales.data_ptr<uint8_t>();
-  // bias read per selected expert only, in its stored dtype
-  const bool bias_bf16 = has_bias && bias.dtype() == at::kBFloat16;
-  const float* bp = has_bias && !bias_bf16 ? bias.data_ptr<float>() : nullptr;
-  const at::BFloat16* bph = bias_bf16 ? bias.data_ptr<at::BFloat16>() : nullptr;
-  float* op = out.data_ptr<float>();
-  at::parallel_for(0, G * chunks_per_group, 1, [&](int64_t begin, int64_t end) {
-    const __m512i table = fp4_table();
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t g = item / chunks_per_group, e = ex[g];
-      const int64_t n0 = (item % chunks_per_group) * kChunk, n1 = std::min(N, n0 + kChunk);
-      for (int64_t r0 = off[g]; r0 < off[g + 1]; r0 += kMaxRows) {
-        const int rows = (int)std::min<int64_t>(kMaxRows, off[g + 1] - r0);
-        const __m512bh* xr[kMaxRows];
-        for (int r = 0; r < rows; ++r) xr[r] = xb + (r0 + r) * KB;
-        for (int64_t n = n0; n < n1; ++n) {
-          const uint8_t* wrow = wb + ((e * N + n) * KB) * 16;
-          const uint8_t* srow = sb + (e * N + n) * KB;
-          float res[kMaxRows];
-          switch (rows) {
-            case 1: mxfp4_row_dot<1>(wrow, srow, KB, xr, res, table); break;
-            case 2: mxfp4_row_dot<2>(wrow, srow, KB, xr, res, table); break;
-            case 3: mxfp4_row_dot<3>(wrow, srow, KB, xr, res, table); break;
-            default: mxfp4_row_dot<4>(wrow, srow, KB, xr, res, table); break;
-          }
-          const float b = bp ? bp[e * N + n] : bph ? static_cast<float>(bph[e * N + n]) : 0.0f;
-          for (int r = 0; r < rows; ++r) op[(r0 + r) * N + n] = res[r] + b;
-        }
-      }
-    }
-  });
-  return out;
-}
 
 // Dequantizes one expert (blocks [N, KB, 16], scales [N, KB]) into bf16 [N, KB*32].
 at::Tensor mxfp4_dequantize_bf16(const at::Tensor& blocks, const at::Tensor& scales) {

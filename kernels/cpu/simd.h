@@ -1,0 +1,84 @@
+// The integer vector operations the quantized GEMVs are written in, once, for every variant
+// build.py compiles: `Simd` is 64-byte AVX-512 with VNNI (vpdpbusd) when the variant's flags
+// allow it, else 32-byte AVX2 (vpmaddubsw + vpmaddwd). A kernel written over Simd::V and these
+// functions is one source for both.
+#pragma once
+#include "kernels.h"
+
+namespace gptoss {
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+struct Simd {
+  static constexpr int V = 64;  // bytes per vector
+  using I = __m512i;
+  using F = __m512;
+  static I load(const void* p) { return _mm512_loadu_si512(p); }
+  // the first `bytes` bytes at p, zeros after (nothing past them is read)
+  static I load_first(const void* p, int bytes) {
+    return _mm512_maskz_loadu_epi8(bytes >= 64 ? ~0ULL : (1ULL << bytes) - 1, p);
+  }
+  static I set1_8(char v) { return _mm512_set1_epi8(v); }
+  static I set1_32(int v) { return _mm512_set1_epi32(v); }
+  static I table16(const int8_t* t) {  // a 16-byte lookup table in every 128-bit lane
+    return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+  }
+  static I and_(I a, I b) { return _mm512_and_si512(a, b); }
+  static I srli16(I a, int n) { return _mm512_srli_epi16(a, n); }
+  static I srli32(I a, int n) { return _mm512_srli_epi32(a, n); }
+  static I shuffle8(I table, I idx) { return _mm512_shuffle_epi8(table, idx); }
+  // acc + sum over each 4-byte lane of u1*s1 + u2*s2 (u unsigned, s signed bytes)
+  static I dot2(I acc, I u1, I s1, I u2, I s2) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc, u1, s1), u2, s2);
+  }
+  static F cvt(I a) { return _mm512_cvtepi32_ps(a); }
+  static F as_float(I a) { return _mm512_castsi512_ps(a); }
+  static F zero() { return _mm512_setzero_ps(); }
+  static F loadf(const float* p) { return _mm512_loadu_ps(p); }
+  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  static float hsum(F v) { return _mm512_reduce_add_ps(v); }
+};
+#elif defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+struct Simd {
+  static constexpr int V = 32;
+  using I = __m256i;
+  using F = __m256;
+  static I load(const void* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static I load_first(const void* p, int bytes) {  // bytes: a multiple of 4
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_maskload_epi32(reinterpret_cast<const int*>(p),
+                                 _mm256_cmpgt_epi32(_mm256_set1_epi32(bytes / 4), lane));
+  }
+  static I set1_8(char v) { return _mm256_set1_epi8(v); }
+  static I set1_32(int v) { return _mm256_set1_epi32(v); }
+  static I table16(const int8_t* t) {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+  }
+  static I and_(I a, I b) { return _mm256_and_si256(a, b); }
+  static I srli16(I a, int n) { return _mm256_srli_epi16(a, n); }
+  static I srli32(I a, int n) { return _mm256_srli_epi32(a, n); }
+  static I shuffle8(I table, I idx) { return _mm256_shuffle_epi8(table, idx); }
+  // vpmaddubsw saturates int16 pair sums: the callers' products stay far below (|u| <= 24)
+  static I dot2(I acc, I u1, I s1, I u2, I s2) {
+    const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(u1, s1), _mm256_maddubs_epi16(u2, s2));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
+  }
+  static F cvt(I a) { return _mm256_cvtepi32_ps(a); }
+  static F as_float(I a) { return _mm256_castsi256_ps(a); }
+  static F zero() { return _mm256_setzero_ps(); }
+  static F loadf(const float* p) { return _mm256_loadu_ps(p); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static float hsum(F v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+};
+#else
+#error "simd.h needs AVX-512 F/BW/VNNI or AVX2 + FMA"
+#endif
+
+}  // namespace gptoss
