@@ -153,13 +153,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--decode-tokens", type=int, default=150)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--llama-server", default=None)
+    parser.add_argument("--dense", default=None,
+                        help='ours: dense-weight mode ("int8": the bytes of the GGUF\'s Q8_0)')
     args = parser.parse_args(argv)
+    if args.dense:
+        os.environ["GPT_OSS_AGENT_DENSE"] = args.dense
     path = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.config, args.layers, None)
     binary = str(find_llama_binary("llama-server", args.llama_server,
                                    "GPT_OSS_AGENT_LLAMA_SERVER"))
     prompts = transcript_prompts()
     report = {**cpu_description(), "threads": args.threads, "checkpoint": str(path),
-              "command": " ".join(["python -m agent.bench", *argv]),
+              "command": " ".join(["python -m agent.bench", *argv]), "dense": args.dense,
               "prompt_tokens": [len(p) for p in prompts]}
     report["ours"] = ours(path, prompts, args.decode_tokens, args.threads)
     report["llama.cpp"] = llama_server(binary, gguf_for(path), prompts, args.decode_tokens,

@@ -12,6 +12,7 @@ The heavy operations go through `agent.kernels`, which picks an implementation p
 """
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,7 +281,9 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
     dtype None: bf16 on CUDA; on CPU bf16 for big models, float32 for small ones.
     dense: None (or "bf16"/"fp32": no change) keeps attention, embedding and unembedding
         weights as loaded; "int8" stores them in 8 bits with a float32 scale per 32 weights of
-        a row (less to read per decoded token; see agent.kernels.Int8Weight).
+        a row (less to read per decoded token, as llama.cpp's Q8_0; see
+        agent.kernels.Int8Weight). None reads $GPT_OSS_AGENT_DENSE, so every entry point (the
+        command line, the server, Agent) can be switched without a flag of its own.
     experts: None = "packed" (MXFP4, the normal case) unless, dequantized, they fit in
         256 MiB (tiny models); "dense" dequantizes them all up front.
     """
@@ -292,6 +295,9 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
         if path is None:
             raise CheckpointError(f"{name}: no such checkpoint folder (run `python -m agent "
                                   f"download {name}` or pass the checkpoint's folder)")
+    if dense is None and (dense := os.environ.get("GPT_OSS_AGENT_DENSE") or None) not in DENSE_MODES:
+        raise ValueError(f"GPT_OSS_AGENT_DENSE={dense}: must be one of "
+                         f"{', '.join(m for m in DENSE_MODES if m)} (or unset)")
     config, tensors = load_tensors(Path(path))
     model = GptOss(config, tensors, device, dtype, dense, experts)
     try:

@@ -112,13 +112,14 @@ inline void tile_dot(const uint8_t* w, const uint8_t* s, int64_t KB, const Quant
   };
   for (int64_t g = 0; g < full; ++g) {
     // software prefetch: each core's stream is latency-bound on the development VM
-    // Software prefetch of the next tile's bytes in address order, NR * V bytes a step (its NR
+    // Software prefetch of the tile after next, in address order, NR * V bytes a step (its NR
     // rows are one contiguous run). The tile's own NR rows are NR short streams (1440 bytes
     // each at 20b shapes) that the hardware prefetcher barely learns; measured on the 2-core
-    // EPYC VM, 4 of 32 20b experts, two threads: 24-25 GB/s (the bf16 kernel this replaced),
-    // 28-29 (one row at a time, no prefetch), 33-38 (this), against 41-44 for a plain read.
+    // EPYC VM, 4 of 32 20b experts, two threads: 23-25 GB/s (the bf16 kernel this replaced),
+    // 28-29 (one row at a time, no prefetch), 25-38 (the next tile), 34-35 (this; a plain
+    // two-thread read got 29 in the same run, 41-44 in others).
     for (int j = 0; j < NR * V / 64; ++j)
-      _mm_prefetch(reinterpret_cast<const char*>(w + NR * row_bytes + (g * NR * V / 64 + j) * 64), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + 2 * NR * row_bytes + (g * NR * V / 64 + j) * 64), _MM_HINT_T0);
     group(g, std::false_type{});
   }
   if (KB % G) group(full, std::true_type{});

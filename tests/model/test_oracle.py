@@ -152,3 +152,16 @@ def test_int8_dense_weights_stay_close(checkpoint):
     assert isinstance(wide.layers[0].o_weight, torch.Tensor)  # in = 6 heads x 8 = 48
     with pytest.raises(ValueError, match="dense must be"):
         runtime.load(folder, dense="int4")
+
+
+def test_the_dense_mode_can_come_from_the_environment(checkpoint, monkeypatch):
+    """$GPT_OSS_AGENT_DENSE switches every entry point that loads with dense=None; an explicit
+    argument wins; a bad value names the variable."""
+    from agent.kernels import Int8Weight
+    folder = checkpoint("base")
+    monkeypatch.setenv("GPT_OSS_AGENT_DENSE", "int8")
+    assert isinstance(runtime.load(folder, dtype=torch.float32).unembed, Int8Weight)
+    assert isinstance(runtime.load(folder, dtype=torch.float32, dense="bf16").unembed, torch.Tensor)
+    monkeypatch.setenv("GPT_OSS_AGENT_DENSE", "int4")
+    with pytest.raises(ValueError, match="GPT_OSS_AGENT_DENSE=int4: must be one of bf16, fp32, int8"):
+        runtime.load(folder)
