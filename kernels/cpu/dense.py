@@ -41,7 +41,8 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.T
     if dense and rows <= gemv_rows:
         out = ext.bf16_gemv(flat.to(torch.bfloat16).contiguous(), weight, bias, to_bf16)
     elif not dense and rows <= INT8_GEMV_MAX_ROWS:
-        out = ext.int8_gemv(flat.float().contiguous(), weight.q, weight.scales, bias, to_bf16)
+        xs = flat if flat.dtype == torch.bfloat16 else flat.float()  # bf16 widens in the kernel
+        out = ext.int8_gemv(xs.contiguous(), weight.q, weight.scales, bias, to_bf16)
     else:  # many rows: tiles of the weights in the matmul's fast dtype
         fast = torch.float32 if ext.isa == "avx2" else torch.bfloat16
         out = torch.empty(rows, weight.shape[0], dtype=torch.float32)

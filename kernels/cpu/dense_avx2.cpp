@@ -69,19 +69,12 @@ at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor&
   const int64_t N = q.size(0), K = q.size(1), KB = K / 32;
   TORCH_CHECK(s.dtype() == at::kFloat && s.is_contiguous() && s.numel() == N * KB,
               "scales must be contiguous float32 [N, K/32]");
-  TORCH_CHECK(x.dtype() == at::kFloat && x.dim() == 2 && x.size(1) == K, "x must be float32 [R, ", K, "]");
+  TORCH_CHECK((x.dtype() == at::kFloat || x.dtype() == at::kBFloat16) && x.dim() == 2 && x.size(1) == K,
+              "x must be float32 or bf16 [R, ", K, "]");
   const int64_t R = x.size(0);
-  auto xc = x.contiguous();
+  auto xc = x.to(at::kFloat).contiguous();  // bf16 rows widen here: no torch op in Python
   std::vector<int16_t> xq(R * K);
-  std::vector<float> xs(R);
-  for (int64_t r = 0; r < R; ++r) {
-    const float* xr = xc.data_ptr<float>() + r * K;
-    float m = 0.f;
-    for (int64_t k = 0; k < K; ++k) m = std::max(m, std::fabs(xr[k]));
-    xs[r] = m > 0 ? m / 32767.f : 1.f;
-    const float inv = 1.f / xs[r];
-    for (int64_t k = 0; k < K; ++k) xq[r * K + k] = (int16_t)_mm_cvtss_si32(_mm_set_ss(xr[k] * inv));
-  }
+  const std::vector<float> xs = quantize_rows_int16(xc.data_ptr<float>(), R, K, xq.data());
   GemvOutput out(R, N, x.options(), bias, out_bf16);
   const int8_t* qp = q.data_ptr<int8_t>();
   const float* sp = s.data_ptr<float>();

@@ -53,6 +53,22 @@ inline void check_mxfp4(const at::Tensor& blocks, const at::Tensor& scales) {
   TORCH_CHECK(blocks.is_contiguous() && scales.is_contiguous(), "mxfp4 tensors must be contiguous");
 }
 
+// x [R, K] float32 -> int16 steps of each row's absmax / 32767 (round half to even; error
+// ~1e-5 of the row's max): the int8 GEMVs' activations. Returns the steps, one per row.
+inline std::vector<float> quantize_rows_int16(const float* x, int64_t R, int64_t K, int16_t* q) {
+  std::vector<float> steps(R);
+  for (int64_t r = 0; r < R; ++r) {
+    const float* xr = x + r * K;
+    float m = 0.f;
+    for (int64_t k = 0; k < K; ++k) m = std::max(m, std::fabs(xr[k]));
+    steps[r] = m > 0 ? m / 32767.f : 1.f;
+    const float inv = 1.f / steps[r];
+    // cvtss2si, not lrintf: inline, where lrintf is a library call per element
+    for (int64_t k = 0; k < K; ++k) q[r * K + k] = (int16_t)_mm_cvtss_si32(_mm_set_ss(xr[k] * inv));
+  }
+  return steps;
+}
+
 constexpr int kMaxRows = 4;  // activation rows sharing one decoded weight block
 
 #if defined(__AVX512F__)
