@@ -8,7 +8,7 @@ this CPU (chosen at run time from /proc/cpuinfo):
     *_avx2.cpp; bf16 widened to float, int8 dot products through vpmaddubsw.
 
 Both share module.cpp (the bindings, one set of names), moe_route.cpp (plain C++) and the
-kernels written once over simd.h (mxfp4_gemv.cpp), which each variant compiles for its ISA.
+kernels written once over simd.h (mxfp4_int8.cpp), which each variant compiles for its ISA.
 
 Why a small C++ extension rather than torch.compile: decode must read the packed MXFP4 bytes
 at memory speed, which needs a register-level 4-bit decode (a permute or shuffle through a
@@ -42,12 +42,12 @@ class Variant:
 
 
 VARIANTS = (  # best first
-    Variant("avx512", ("module.cpp", "moe_route.cpp", "mxfp4_gemv.cpp", "mxfp4.cpp", "dense.cpp",
+    Variant("avx512", ("module.cpp", "moe_route.cpp", "mxfp4_int8.cpp", "mxfp4.cpp", "dense.cpp",
                        "attention.cpp", "norm_rope.cpp"),
             ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16",
              "-mavx512vnni", "-fopenmp"),
             frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni"})),
-    Variant("avx2", ("module.cpp", "moe_route.cpp", "mxfp4_gemv.cpp", "mxfp4_avx2.cpp",
+    Variant("avx2", ("module.cpp", "moe_route.cpp", "mxfp4_int8.cpp", "mxfp4_avx2.cpp",
                      "dense_avx2.cpp", "attention_norm_avx2.cpp"),
             ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-DGPTOSS_AVX2"),
             frozenset({"avx2", "fma", "f16c"})),

@@ -1,7 +1,7 @@
 // Shared pieces of the CPU kernels, bound to Python in module.cpp. build.py compiles one variant
 // per CPU kind: AVX-512 (mxfp4.cpp, dense.cpp, attention.cpp, norm_rope.cpp; F/BW/VL/DQ,
 // AVX512_BF16, AVX512_VNNI) or AVX2 + FMA (*_avx2.cpp); moe_route.cpp (plain C++) and
-// mxfp4_gemv.cpp (written over simd.h) are compiled by both. The declarations below are each
+// mxfp4_int8.cpp (written over simd.h) are compiled by both. The declarations below are each
 // variant's, with the same contracts.
 #pragma once
 #include <ATen/ATen.h>
@@ -103,8 +103,10 @@ inline __m512 exp_ps(__m512 x) {
 }
 #endif  // __AVX512F__
 
-// mxfp4_gemv.cpp (both variants)
+// mxfp4_int8.cpp (both variants)
 at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
+                          const at::Tensor& bias, const at::Tensor& experts, const at::Tensor& offsets);
+at::Tensor moe_mxfp4_gemm(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
                           const at::Tensor& bias, const at::Tensor& experts, const at::Tensor& offsets);
 // mxfp4.cpp / mxfp4_avx2.cpp
 at::Tensor mxfp4_dequantize_bf16(const at::Tensor& blocks, const at::Tensor& scales);

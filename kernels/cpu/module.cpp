@@ -7,6 +7,7 @@
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using namespace gptoss;
   m.def("moe_mxfp4_gemv", &moe_mxfp4_gemv, "grouped MXFP4 GEMV over selected experts");
+  m.def("moe_mxfp4_gemm", &moe_mxfp4_gemm, "grouped MXFP4 GEMM over selected experts (many rows each)");
   m.def("mxfp4_dequantize_bf16", &mxfp4_dequantize_bf16, "one expert MXFP4 -> bf16");
 #ifdef GPTOSS_AVX2
   m.attr("isa") = "avx2";

@@ -1,33 +1,43 @@
 """Mixture of experts on packed MXFP4 weights, for CPU.
 
-Rows (token, slot) are sorted by expert so each selected expert is read once per call:
+Rows (token, slot) are sorted by expert so each selected expert is read once per call, and
+every product runs on the packed 4-bit weights (mxfp4_int8.cpp: int8 activations per
+32-block, int8 dot products; no bf16 copy of an expert exists):
   * experts chosen by few rows (decode, small batches) go through `moe_mxfp4_gemv`, which
-    decodes the 4-bit weights in registers: the bytes stream from memory once and no bf16 copy
-    of any expert ever exists (for <= 8 rows the whole block, routing included, is one C++
-    call, `moe_decode`);
-  * experts chosen by many rows (prefill) are dequantized to bf16 in tiles of rows that stay in
-    the L3 cache and multiplied with torch's bf16 matmul (oneDNN: AMX where the CPU has it,
-    AVX512_BF16 on the development machine), which is compute-bound there anyway. On AVX2
-    CPUs (no fast bf16 matmul in torch) every expert takes the GEMV, whose int8 arithmetic
-    outruns a float32 matmul at any row count.
-Accumulation is float32; the clamped SwiGLU runs on the float32 gate/up outputs (one AVX-512
-pass that also rounds to bf16 for the down projection).
+    streams the packed bytes once (for <= 8 rows in all the whole block, routing included,
+    is one C++ call, `moe_decode`);
+  * experts chosen by many rows (prefill) go through `moe_mxfp4_gemm`, which decodes a tile of
+    columns once and multiplies every row with it (vpdpbusd: twice the multiply-adds per
+    instruction of bf16). On CPUs with AMX tiles, oneDNN's bf16 matmul on dequantized tiles
+    is faster still, so there such experts take that path; on AVX2 the GEMV does as well as
+    the GEMM at any row count, so it takes them all.
+Accumulation is float32; the clamped SwiGLU runs on the float32 gate/up outputs (one pass that
+also rounds to bf16 for the down projection).
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 
 from .. import reference
-from .build import extension
+from .build import cpu_flags, extension
 from .dense import linear
 
-GEMV_MAX_ROWS = 8    # above this many rows per expert, dequantize + matmul is faster
-# ... except on AVX2, where the int8 GEMV (decoded weights reused across rows in registers)
-# beats a float32 matmul that must first widen each weight tile to 4 bytes (measured: ~32 G
-# multiply-adds per core-second at 8 rows, as many as sgemm reaches only at 512 rows)
+DECODE_MAX_ROWS = 8  # rows (tokens x top_k) up to which routing and experts are one C++ call
+# Rows per expert above which the GEMM beats the GEMV (2-core EPYC, 20b gate_up, GFLOP/s
+# GEMV / GEMM: 16 rows 196 / 140, 64 rows 227 / 317-400; dequantize + bf16 matmul 236-282)
+GEMV_MAX_ROWS = 24
+# ... on AVX2 the GEMV matches the GEMM even at 64 rows (172 / 163), and beats a float32
+# matmul that must first widen each weight tile to 4 bytes
 AVX2_GEMV_MAX_ROWS = 1 << 30
-TILE_ROWS = 1024     # output rows dequantized at once (2880 * 1024 bf16 = 5.9 MB, in L3)
+TILE_ROWS = 1024     # output rows dequantized at once for AMX (2880 * 1024 bf16 = 5.9 MB, in L3)
+
+
+@functools.lru_cache(maxsize=None)
+def _amx() -> bool:
+    return "amx_bf16" in cpu_flags()
 
 
 def _padded_bf16(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -52,21 +62,24 @@ def _matmul_dequantized(ext, x: torch.Tensor, blocks: torch.Tensor, scales: torc
 
 def _expert_linear(ext, x, blocks, scales, bias, experts, offsets, counts):
     """Grouped linear layer: rows x[offsets[g]:offsets[g+1]] use expert experts[g]."""
-    width = blocks.shape[2] * 32
-    x = _padded_bf16(x, width)
+    x = _padded_bf16(x, blocks.shape[2] * 32)
     small = counts <= (AVX2_GEMV_MAX_ROWS if ext.isa == "avx2" else GEMV_MAX_ROWS)
-    if bool(small.all()):
-        return ext.moe_mxfp4_gemv(x, blocks, scales, bias, experts, offsets)
+    parts = [(small, ext.moe_mxfp4_gemv), (~small, None if _amx() else ext.moe_mxfp4_gemm)]
+    parts = [(which, product) for which, product in parts if bool(which.any())]
+    if len(parts) == 1 and parts[0][1] is not None:  # one kind of expert: no gathering
+        return parts[0][1](x, blocks, scales, bias, experts, offsets)
     out = torch.empty(x.shape[0], blocks.shape[1], dtype=torch.float32)
-    few = small.nonzero().flatten()
-    if len(few):  # gather the lightly used experts' rows into one GEMV call
-        rows = torch.cat([torch.arange(offsets[g], offsets[g + 1]) for g in few.tolist()])
-        sub_offsets = torch.cat((counts.new_zeros(1), counts[few].cumsum(0)))
-        out[rows] = ext.moe_mxfp4_gemv(x[rows].contiguous(), blocks, scales, bias,
-                                       experts[few].contiguous(), sub_offsets)
-    for g in (~small).nonzero().flatten().tolist():
-        e, a, b = int(experts[g]), int(offsets[g]), int(offsets[g + 1])
-        out[a:b] = _matmul_dequantized(ext, x[a:b], blocks[e], scales[e], bias[e])
+    for which, product in parts:
+        groups = which.nonzero().flatten().tolist()
+        if product is None:  # AMX: oneDNN's bf16 matmul per expert
+            for g in groups:
+                e, a, b = int(experts[g]), int(offsets[g]), int(offsets[g + 1])
+                out[a:b] = _matmul_dequantized(ext, x[a:b], blocks[e], scales[e], bias[e])
+            continue
+        rows = torch.cat([torch.arange(offsets[g], offsets[g + 1]) for g in groups])
+        sub_offsets = torch.cat((counts.new_zeros(1), counts[groups].cumsum(0)))
+        out[rows] = product(x[rows].contiguous(), blocks, scales, bias, experts[groups].contiguous(),
+                            sub_offsets)
     return out
 
 
@@ -79,7 +92,7 @@ def moe(x: torch.Tensor, router_weight: torch.Tensor, router_bias: torch.Tensor,
     ext = None if blocks is None or x.dtype != torch.bfloat16 or x.requires_grad else extension()
     if ext is None:
         return reference.moe(x, router_weight, router_bias, experts, top_k, alpha, limit)
-    if (x.shape[0] * top_k <= GEMV_MAX_ROWS and blocks.shape[1] % 32 == 0
+    if (x.shape[0] * top_k <= DECODE_MAX_ROWS and blocks.shape[1] % 32 == 0
             and x.shape[1] % 32 == 0 and router_weight.dtype == router_bias.dtype == torch.bfloat16):
         # decode: routing and the steps of `routed_experts` in one C++ call (no per-op overhead)
         return ext.moe_decode(x.contiguous(), router_weight, router_bias, top_k,

@@ -1,6 +1,6 @@
 // MXFP4 experts on AVX-512: a fast MXFP4 -> bf16 dequantizer for prefill tiles (one permute
 // through a 16-entry bf16 table of E2M1 values per block, the scale added to the exponents) and
-// the fused clamped SwiGLU. The decode GEMV is mxfp4_gemv.cpp, shared with AVX2.
+// the fused clamped SwiGLU. The decode GEMV is mxfp4_int8.cpp, shared with AVX2.
 //
 // Layout (Hugging Face gpt-oss): blocks [E, N, KB, 16] uint8, byte j of block b holds element
 // 2j in its low nibble and 2j+1 in its high nibble; scales [E, N, KB] uint8 are E8M0

@@ -1,5 +1,5 @@
 // MXFP4 experts on AVX2 + FMA (no AVX-512): the dequantizer for prefill tiles and the fused
-// clamped SwiGLU; same contracts as mxfp4.cpp (the decode GEMV is mxfp4_gemv.cpp, shared).
+// clamped SwiGLU; same contracts as mxfp4.cpp (the decode GEMV is mxfp4_int8.cpp, shared).
 //
 // Layout (Hugging Face gpt-oss): blocks [E, N, KB, 16] uint8, byte j of block b holds element
 // 2j in its low nibble and 2j+1 in its high nibble; scales [E, N, KB] uint8 are E8M0

@@ -19,7 +19,9 @@ def int8_activations(x: torch.Tensor) -> torch.Tensor:
     even to int8 steps of absmax / 127, in the kernel's float32 arithmetic (so equal to it)."""
     blocks = x.float().view(x.shape[0], -1, 32)
     amax = blocks.abs().amax(-1, keepdim=True)
-    inv = torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax))
+    # a tensor divided by a tensor: torch computes `127.0 / amax` as 127 * (1 / amax), which
+    # rounds differently and flips ties such as 63.5
+    inv = torch.where(amax > 0, torch.full_like(amax, 127.0) / amax, torch.zeros_like(amax))
     steps = torch.round(blocks * inv)
     return (steps.double() * (amax.double() / 127)).view(x.shape)
 
@@ -33,7 +35,7 @@ def failures(ext) -> list[str]:
         if not ok:
             wrong.append(name)
 
-    # grouped MXFP4 GEMV: 7 blocks (a remainder for 4- and 2-block vectors), 37 rows (tiles of
+    # grouped MXFP4 GEMV and GEMM: 7 blocks (a remainder for 4- and 2-block vectors), 37 rows (tiles of
     # 4 and 2 with a tail), groups of 0, 1, 2 and 5 rows
     E, N, KB = 3, 37, 7
     blocks = torch.randint(0, 256, (E, N, KB, 16), dtype=torch.uint8, generator=gen)
@@ -41,15 +43,16 @@ def failures(ext) -> list[str]:
     bias = torch.randn(E, N, generator=gen)
     experts, offsets = torch.tensor([2, 0, 1, 2]), torch.tensor([0, 5, 5, 6, 8])
     x = torch.randn(8, KB * 32, generator=gen).to(torch.bfloat16)
-    out = ext.moe_mxfp4_gemv(x, blocks, scales, bias, experts, offsets).double()
     weight = reference.dequantize_mxfp4(blocks, scales, torch.float64)
-    for g, e in enumerate(experts.tolist()):
-        a, b = int(offsets[g]), int(offsets[g + 1])
-        if a < b:
-            xs = int8_activations(x[a:b])
-            want = xs @ weight[e].T + bias[e].double()
-            tol = 1e-5 * (xs.abs() @ weight[e].abs().T + bias[e].double().abs())  # float32 sums
-            check(f"moe_mxfp4_gemv (expert {e}, {b - a} rows)", bool(((out[a:b] - want).abs() <= tol).all()))
+    for product in ("moe_mxfp4_gemv", "moe_mxfp4_gemm"):
+        out = getattr(ext, product)(x, blocks, scales, bias, experts, offsets).double()
+        for g, e in enumerate(experts.tolist()):
+            a, b = int(offsets[g]), int(offsets[g + 1])
+            if a < b:
+                xs = int8_activations(x[a:b])
+                want = xs @ weight[e].T + bias[e].double()
+                tol = 1e-5 * (xs.abs() @ weight[e].abs().T + bias[e].double().abs())  # float32 sums
+                check(f"{product} (expert {e}, {b - a} rows)", bool(((out[a:b] - want).abs() <= tol).all()))
     check("mxfp4_dequantize_bf16", torch.equal(
         ext.mxfp4_dequantize_bf16(blocks[0].contiguous(), scales[0].contiguous()),
         reference.dequantize_mxfp4(blocks[0], scales[0], torch.bfloat16)))

@@ -26,14 +26,21 @@ struct Simd {
   static I srli16(I a, int n) { return _mm512_srli_epi16(a, n); }
   static I srli32(I a, int n) { return _mm512_srli_epi32(a, n); }
   static I shuffle8(I table, I idx) { return _mm512_shuffle_epi8(table, idx); }
-  // acc + sum over each 4-byte lane of u1*s1 + u2*s2 (u unsigned, s signed bytes)
-  static I dot2(I acc, I u1, I s1, I u2, I s2) {
-    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc, u1, s1), u2, s2);
-  }
+  static I slli32(I a, int n) { return _mm512_slli_epi32(a, n); }
+  static I or_(I a, I b) { return _mm512_or_si512(a, b); }
+  static I iota32(int step) { return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(step)); }
+  static I min32(I a, I b) { return _mm512_min_epi32(a, b); }
+  static I gather32(const void* base, I byte_offsets) { return _mm512_i32gather_epi32(byte_offsets, base, 1); }
+  static void store(void* p, I a) { _mm512_storeu_si512(p, a); }
+  // acc + sum over each 4-byte lane of u*s (u unsigned, s signed bytes)
+  static I dot(I acc, I u, I s) { return _mm512_dpbusd_epi32(acc, u, s); }
+  static I dot2(I acc, I u1, I s1, I u2, I s2) { return dot(dot(acc, u1, s1), u2, s2); }
   static F cvt(I a) { return _mm512_cvtepi32_ps(a); }
   static F as_float(I a) { return _mm512_castsi512_ps(a); }
   static F zero() { return _mm512_setzero_ps(); }
   static F loadf(const float* p) { return _mm512_loadu_ps(p); }
+  static F set1f(float v) { return _mm512_set1_ps(v); }
+  static void storef(float* p, F a) { _mm512_storeu_ps(p, a); }
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
@@ -59,7 +66,18 @@ struct Simd {
   static I srli16(I a, int n) { return _mm256_srli_epi16(a, n); }
   static I srli32(I a, int n) { return _mm256_srli_epi32(a, n); }
   static I shuffle8(I table, I idx) { return _mm256_shuffle_epi8(table, idx); }
+  static I slli32(I a, int n) { return _mm256_slli_epi32(a, n); }
+  static I or_(I a, I b) { return _mm256_or_si256(a, b); }
+  static I iota32(int step) { return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(step)); }
+  static I min32(I a, I b) { return _mm256_min_epi32(a, b); }
+  static I gather32(const void* base, I byte_offsets) {
+    return _mm256_i32gather_epi32(reinterpret_cast<const int*>(base), byte_offsets, 1);
+  }
+  static void store(void* p, I a) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), a); }
   // vpmaddubsw saturates int16 pair sums: the callers' products stay far below (|u| <= 24)
+  static I dot(I acc, I u, I s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+  }
   static I dot2(I acc, I u1, I s1, I u2, I s2) {
     const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(u1, s1), _mm256_maddubs_epi16(u2, s2));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));
@@ -68,6 +86,8 @@ struct Simd {
   static F as_float(I a) { return _mm256_castsi256_ps(a); }
   static F zero() { return _mm256_setzero_ps(); }
   static F loadf(const float* p) { return _mm256_loadu_ps(p); }
+  static F set1f(float v) { return _mm256_set1_ps(v); }
+  static void storef(float* p, F a) { _mm256_storeu_ps(p, a); }
   static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
   static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static F add(F a, F b) { return _mm256_add_ps(a, b); }

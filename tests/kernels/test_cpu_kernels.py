@@ -126,7 +126,8 @@ def random_packed(gen, experts, rows, nblocks, low=118, high=130):
 # 90; row counts around the 4-row and 2-row tiles
 @pytest.mark.parametrize("nblocks,rows", [(1, 1), (2, 6), (3, 37), (4, 64), (9, 33), (90, 9)])
 @pytest.mark.parametrize("bias_dtype", [None, torch.float32, torch.bfloat16])
-def test_grouped_gemv_equals_dequantized_matmul(ext, nblocks, rows, bias_dtype):
+@pytest.mark.parametrize("product", ["moe_mxfp4_gemv", "moe_mxfp4_gemm"])
+def test_grouped_gemv_equals_dequantized_matmul(ext, nblocks, rows, bias_dtype, product):
     gen = torch.Generator().manual_seed(nblocks * 100 + rows)
     E = 5
     blocks, scales = random_packed(gen, E, rows, nblocks)
@@ -137,7 +138,7 @@ def test_grouped_gemv_equals_dequantized_matmul(ext, nblocks, rows, bias_dtype):
     experts = torch.tensor([3, 0, 4, 1])
     offsets = torch.tensor([0, 9, 9, 10, 12])
     x = torch.randn(12, nblocks * 32, generator=gen).to(torch.bfloat16)
-    out = ext.moe_mxfp4_gemv(x, blocks, scales, bias, experts, offsets)
+    out = getattr(ext, product)(x, blocks, scales, bias, experts, offsets)
     weight = reference.dequantize_mxfp4(blocks, scales, torch.float64)
     for g, e in enumerate(experts.tolist()):
         a, b = offsets[g], offsets[g + 1]
@@ -146,15 +147,16 @@ def test_grouped_gemv_equals_dequantized_matmul(ext, nblocks, rows, bias_dtype):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(E=st.integers(1, 5), N=st.integers(1, 70), nblocks=st.integers(1, 7),
-       counts=st.lists(st.integers(0, 10), min_size=1, max_size=6), seed=st.integers(0, 2**16))
-def test_grouped_gemv_on_random_shapes(ext, E, N, nblocks, counts, seed):
+       counts=st.lists(st.integers(0, 10), min_size=1, max_size=6), seed=st.integers(0, 2**16),
+       product=st.sampled_from(["moe_mxfp4_gemv", "moe_mxfp4_gemm"]))
+def test_grouped_gemv_on_random_shapes(ext, E, N, nblocks, counts, seed, product):
     gen = torch.Generator().manual_seed(seed)
     blocks, scales = random_packed(gen, E, N, nblocks, low=100, high=150)
     experts = torch.randint(0, E, (len(counts),), generator=gen)
     offsets = torch.tensor([0] + counts).cumsum(0)
     x = torch.randn(int(offsets[-1]), nblocks * 32, generator=gen).to(torch.bfloat16)
     bias = torch.randn(E, N, generator=gen)
-    out = ext.moe_mxfp4_gemv(x, blocks, scales, bias, experts, offsets)
+    out = getattr(ext, product)(x, blocks, scales, bias, experts, offsets)
     weight = reference.dequantize_mxfp4(blocks, scales, torch.float64)
     for g, e in enumerate(experts.tolist()):
         a, b = offsets[g], offsets[g + 1]
@@ -176,10 +178,10 @@ def test_kernels_accept_unaligned_tensors(ext):
     blocks, scales = random_packed(gen, 2, 40, 3)
     x = torch.randn(3, 96, generator=gen).to(torch.bfloat16)
     experts, offsets = torch.tensor([1]), torch.tensor([0, 3])
-    want = ext.moe_mxfp4_gemv(x, blocks, scales, torch.empty(0), experts, offsets)
-    got = ext.moe_mxfp4_gemv(unaligned(x), unaligned(blocks), unaligned(scales), torch.empty(0),
-                             experts, offsets)
-    assert torch.equal(got, want)
+    for product in (ext.moe_mxfp4_gemv, ext.moe_mxfp4_gemm):
+        want = product(x, blocks, scales, torch.empty(0), experts, offsets)
+        got = product(unaligned(x), unaligned(blocks), unaligned(scales), torch.empty(0), experts, offsets)
+        assert torch.equal(got, want)
     w = torch.randn(50, 96, generator=gen).to(torch.bfloat16)
     assert torch.equal(ext.bf16_gemv(unaligned(x), unaligned(w), None, False),
                        ext.bf16_gemv(x, w, None, False))
@@ -230,7 +232,7 @@ def int8_grid(v: torch.Tensor) -> torch.Tensor:
     return int8_activations(v[None].to(torch.bfloat16))[0]
 
 
-@pytest.mark.parametrize("tokens", [1, 3, 8, 60])  # decode, small batch, mixed, prefill path
+@pytest.mark.parametrize("tokens", [1, 3, 8, 60, 200])  # decode, small batch, mixed, prefill paths
 def test_moe_matches_reference(ext, tokens):
     gen = torch.Generator().manual_seed(tokens)
     E, H, I, top_k = 6, 96, 64, 2
@@ -246,13 +248,14 @@ def test_moe_matches_reference(ext, tokens):
         # the fast path's routing (checked against the reference's below); the rest in float64
         weights, index = cpu_moe.route(x, router_w.to(torch.bfloat16), router_b.to(torch.bfloat16), top_k)
         counts = torch.bincount(index.flatten(), minlength=E)
-        gemv_rows = cpu_moe.AVX2_GEMV_MAX_ROWS if ext.isa == "avx2" else cpu_moe.GEMV_MAX_ROWS
+        # every path rounds to the int8 grid but the dequantized bf16 matmul (AMX CPUs)
+        exact_rows = 1 << 30 if ext.isa == "avx2" or not cpu_moe._amx() else cpu_moe.GEMV_MAX_ROWS
         want = torch.zeros(tokens, H, dtype=torch.float64)
         exact = torch.zeros(tokens, H, dtype=torch.float64)
         for t in range(tokens):
             for s in range(top_k):
                 e = int(index[t, s])
-                grid = int8_grid if counts[e] <= gemv_rows else (lambda v: v)
+                grid = int8_grid if counts[e] <= exact_rows else (lambda v: v)
                 for rounded, total in ((grid, want), (lambda v: v, exact)):
                     h = experts.gate_up(e, torch.float64) @ rounded(x[t].double()) + experts.gate_up_bias[e].double()
                     a = rounded(reference.swiglu(h).to(torch.bfloat16).double())

@@ -33,6 +33,14 @@ struct Spread {
   }
 };
 const Spread kSpread;
+
+struct ScaleTable {  // E8M0 exponent -> float 2^(s-127); s = 255 is NaN in the format
+  float v[256];
+  ScaleTable() {
+    for (int s = 0; s < 256; ++s) v[s] = s == 255 ? NAN : std::ldexp(1.0f, s - 127);
+  }
+};
+const ScaleTable kScale;
 constexpr int8_t kFp4x2Offset[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
 
 // Activation rows quantized for the kernel, per group of G blocks: V bytes of the blocks'
@@ -132,6 +140,120 @@ inline void tile_dot(const uint8_t* w, const uint8_t* s, int64_t KB, const Quant
 template <int R>
 constexpr int tile_rows() { return R == 1 ? (V == 64 ? 4 : 2) : R == 2 ? 2 : 1; }
 
+
+// ---- many rows per expert (prefill): a GEMM on int8 dot products ----------------------------
+//
+// The weights of a tile of output columns are decoded once into int8 in the dot-product
+// layout (vector lane = output column, its 4 bytes = 4 consecutive k), then every activation
+// row of the expert is multiplied with them: per 32-block and pair (rows, column vector) 8
+// vpdpbusd with the row's 4 bytes broadcast, then one conversion and one FMA with the
+// weights' scales (a vector over the columns) times the row's. Against torch's bf16 matmul
+// on dequantized tiles (the path this replaces where rows are many): twice the multiply-adds
+// per instruction (vpdpbusd: 64, vdpbf16ps: 32), and no bf16 copy of the weights.
+constexpr int kCols = V / 4;                 // output columns per vector
+constexpr int kTileVecs = 2;                 // column vectors per tile
+constexpr int kTileCols = kCols * kTileVecs;
+constexpr int kGemmRows = 4;                 // activation rows per register tile
+
+// Activation rows for the GEMM: int8 per 32-block in natural order, except that the middle two
+// of every 4 elements swap places (the order decode_tile gives the weights' nibbles); per row
+// and block the step d (absmax / 127 / 2, the 2 undoing the table's doubling) and -12 * the
+// block's sum (the table's offset).
+struct GemmRows {
+  int64_t KB;
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int32_t> ncorr;
+  GemmRows(const at::BFloat16* x, int64_t R, int64_t KB) : KB(KB), q(R * KB * 32), d(R * KB), ncorr(R * KB) {
+    at::parallel_for(0, R, 8, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        for (int64_t b = 0; b < KB; ++b) {
+          const at::BFloat16* src = x + (r * KB + b) * 32;
+          float v[32], amax = 0.f;
+          for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(v[i] = static_cast<float>(src[i])));
+          const float inv = amax > 0 ? 127.f / amax : 0.f;
+          int8_t* dst = q.data() + (r * KB + b) * 32;
+          int32_t sum = 0;
+          for (int i = 0; i < 32; ++i) {
+            const int8_t step = (int8_t)_mm_cvtss_si32(_mm_set_ss(v[i] * inv));
+            dst[(i & ~3) | ((i & 1) << 1) | ((i & 2) >> 1)] = step;  // 0 1 2 3 -> 0 2 1 3
+            sum += step;
+          }
+          d[r * KB + b] = amax / 127.f / 2.f;
+          ncorr[r * KB + b] = -kOffset * sum;
+        }
+    });
+  }
+};
+
+// Weights of columns n0 .. n0 + cols - 1 (cols <= kTileCols; the others repeat the last) of one
+// expert into wbuf [KB][8 k4][kTileVecs][kCols] int32 (4 unsigned bytes, 2 * E2M1 + 12) and
+// their scales into sbuf [KB][kTileVecs][kCols] float. A gathered int32 of a column holds 8
+// nibbles, elements 8g .. 8g + 7 of a block; each 16-bit half becomes one lane of 4 bytes in
+// the order 0 2 1 3 (low nibbles of both bytes, then high ones).
+inline void decode_tile(const uint8_t* blocks, const uint8_t* scales, int64_t n0, int cols,
+                        int64_t KB, int32_t* wbuf, float* sbuf) {
+  using I = Simd::I;
+  const I table = Simd::table16(kFp4x2Offset), nib = Simd::set1_32(0x0F0F);
+  for (int c = 0; c < kTileVecs; ++c) {
+    const int first = c * kCols;
+    // byte offsets of the vector's columns (past the last valid one: the last, never stored)
+    const I offsets = Simd::min32(Simd::iota32((int)(KB * 16)),
+                                  Simd::set1_32((int)(std::max(0, std::min(kCols, cols - first) - 1) * KB * 16)));
+    const int64_t n = n0 + std::min(first, cols - 1);
+    const uint8_t* base = blocks + n * KB * 16;
+    for (int64_t b = 0; b < KB; ++b) {
+      for (int g = 0; g < 4; ++g) {
+        const I v = Simd::gather32(base + b * 16 + 4 * g, offsets);
+        const I lo = Simd::or_(Simd::and_(v, nib), Simd::slli32(Simd::and_(Simd::srli32(v, 4), nib), 16));
+        const I hi = Simd::or_(Simd::and_(Simd::srli32(v, 16), nib),
+                               Simd::slli32(Simd::and_(Simd::srli32(v, 20), nib), 16));
+        Simd::store(wbuf + ((b * 8 + 2 * g) * kTileVecs + c) * kCols, Simd::shuffle8(table, lo));
+        Simd::store(wbuf + ((b * 8 + 2 * g + 1) * kTileVecs + c) * kCols, Simd::shuffle8(table, hi));
+      }
+      for (int lane = 0; lane < kCols; ++lane) {
+        const int64_t col = n0 + std::min(first + lane, cols - 1);
+        sbuf[(b * kTileVecs + c) * kCols + lane] = kScale.v[scales[col * KB + b]];
+      }
+    }
+  }
+}
+
+// out rows r0 .. r0 + R - 1, columns of the decoded tile (float32, before the bias)
+template <int R>
+inline void gemm_tile(const GemmRows& xq, int64_t r0, const int32_t* wbuf, const float* sbuf,
+                      float res[][kTileCols]) {
+  using I = Simd::I;
+  using F = Simd::F;
+  const int64_t KB = xq.KB;
+  F acc[R][kTileVecs];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < kTileVecs; ++c) acc[r][c] = Simd::zero();
+  const int8_t* q[R];
+  for (int r = 0; r < R; ++r) q[r] = xq.q.data() + (r0 + r) * KB * 32;
+  for (int64_t b = 0; b < KB; ++b) {
+    I dot[R][kTileVecs];
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < kTileVecs; ++c) dot[r][c] = Simd::set1_32(xq.ncorr[(r0 + r) * KB + b]);
+    for (int k4 = 0; k4 < 8; ++k4) {
+      I w[kTileVecs];
+      for (int c = 0; c < kTileVecs; ++c) w[c] = Simd::load(wbuf + ((b * 8 + k4) * kTileVecs + c) * kCols);
+      for (int r = 0; r < R; ++r) {
+        int32_t four;
+        std::memcpy(&four, q[r] + b * 32 + 4 * k4, 4);
+        const I x = Simd::set1_32(four);
+        for (int c = 0; c < kTileVecs; ++c) dot[r][c] = Simd::dot(dot[r][c], w[c], x);
+      }
+    }
+    for (int c = 0; c < kTileVecs; ++c) {
+      const F ws = Simd::loadf(sbuf + (b * kTileVecs + c) * kCols);
+      for (int r = 0; r < R; ++r)
+        acc[r][c] = Simd::fmadd(Simd::cvt(dot[r][c]), Simd::mul(ws, Simd::set1f(xq.d[(r0 + r) * KB + b])), acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < kTileVecs; ++c) Simd::storef(res[r] + c * kCols, acc[r][c]);
+}
 }  // namespace
 
 at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
@@ -197,6 +319,72 @@ at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const a
           }
           n += nr;
         }
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace gptoss
+
+namespace gptoss {
+
+// Grouped MXFP4 GEMM: the contract of moe_mxfp4_gemv, for experts with many rows each.
+at::Tensor moe_mxfp4_gemm(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
+                          const at::Tensor& bias, const at::Tensor& experts,
+                          const at::Tensor& offsets) {
+  check_mxfp4(blocks, scales);
+  const int64_t E = blocks.size(0), N = blocks.size(1), KB = blocks.size(2);
+  TORCH_CHECK(x.dtype() == at::kBFloat16 && x.dim() == 2 && x.size(1) == KB * 32 && x.is_contiguous(),
+              "x must be contiguous bf16 [R, ", KB * 32, "], got ", x.sizes());
+  TORCH_CHECK(experts.dtype() == at::kLong && offsets.dtype() == at::kLong &&
+                  offsets.numel() == experts.numel() + 1,
+              "experts must be int64 [G] and offsets int64 [G+1]");
+  TORCH_CHECK(N * KB * 16 < (int64_t)1 << 31, "expert too large for 32-bit gather offsets");
+  const bool has_bias = bias.defined() && bias.numel() > 0;
+  if (has_bias)
+    TORCH_CHECK((bias.dtype() == at::kFloat || bias.dtype() == at::kBFloat16) &&
+                    bias.is_contiguous() && bias.numel() == E * N,
+                "bias must be contiguous float32 or bf16 [E, N]");
+  const int64_t R = x.size(0), NG = experts.numel();
+  auto out = at::empty({R, N}, x.options().dtype(at::kFloat));
+  const int64_t* ex = experts.data_ptr<int64_t>();
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  for (int64_t g = 0; g < NG; ++g)
+    TORCH_CHECK(ex[g] >= 0 && ex[g] < E && off[g] <= off[g + 1] && off[g + 1] <= R,
+                "expert index ", ex[g], " or row offsets out of range");
+  TORCH_CHECK(NG == 0 || off[0] >= 0, "row offsets out of range");
+  const GemmRows xq(x.data_ptr<at::BFloat16>(), R, KB);
+  const int64_t tiles = (N + kTileCols - 1) / kTileCols;
+  const uint8_t* wb = blocks.data_ptr<uint8_t>();
+  const uint8_t* sb = scales.data_ptr<uint8_t>();
+  const bool bias_bf16 = has_bias && bias.dtype() == at::kBFloat16;
+  const float* bp = has_bias && !bias_bf16 ? bias.data_ptr<float>() : nullptr;
+  const at::BFloat16* bph = bias_bf16 ? bias.data_ptr<at::BFloat16>() : nullptr;
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, NG * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> wbuf(KB * 8 * kTileCols);
+    std::vector<float> sbuf(KB * kTileCols);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t g = item / tiles, e = ex[g];
+      if (off[g] == off[g + 1]) continue;
+      const int64_t n0 = (item % tiles) * kTileCols;
+      const int cols = (int)std::min<int64_t>(kTileCols, N - n0);
+      decode_tile(wb + e * N * KB * 16, sb + e * N * KB, n0, cols, KB, wbuf.data(), sbuf.data());
+      for (int64_t r0 = off[g]; r0 < off[g + 1]; r0 += kGemmRows) {
+        const int rows = (int)std::min<int64_t>(kGemmRows, off[g + 1] - r0);
+        float res[kGemmRows][kTileCols];
+        switch (rows) {
+          case 1: gemm_tile<1>(xq, r0, wbuf.data(), sbuf.data(), res); break;
+          case 2: gemm_tile<2>(xq, r0, wbuf.data(), sbuf.data(), res); break;
+          case 3: gemm_tile<3>(xq, r0, wbuf.data(), sbuf.data(), res); break;
+          default: gemm_tile<4>(xq, r0, wbuf.data(), sbuf.data(), res); break;
+        }
+        for (int r = 0; r < rows; ++r)
+          for (int j = 0; j < cols; ++j) {
+            const int64_t at = e * N + n0 + j;
+            op[(r0 + r) * N + n0 + j] = res[r][j] + (bp ? bp[at] : bph ? static_cast<float>(bph[at]) : 0.0f);
+          }
       }
     }
   });
