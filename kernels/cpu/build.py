@@ -67,6 +67,13 @@ def cpu_flags() -> set[str]:
 
 
 @functools.lru_cache(maxsize=None)
+def has_amx() -> bool:
+    """AMX tiles (Intel since Sapphire Rapids): there oneDNN's bf16 matmul outruns our int8
+    GEMMs for many rows."""
+    return "amx_bf16" in cpu_flags()
+
+
+@functools.lru_cache(maxsize=None)
 def runnable_variants() -> tuple[Variant, ...]:
     """The variants this CPU can run, best first."""
     flags = cpu_flags()

@@ -3,7 +3,9 @@
 A decode step multiplies one (or a few) rows by every dense matrix: pure streaming, where
 torch's bf16 matmul leaves bandwidth unused. Few rows go through the C++ GEMV kernels
 (bf16: vdpbf16ps; int8: int16 activations and vpmaddwd with per-32 scales); many rows (prefill)
-go to torch's matmul, int8 weights dequantized to bf16 a tile of rows at a time. On AVX2 CPUs
+go to torch's matmul for bf16 weights, and to the int8 GEMM (int8 activations per 32-block,
+vpdpbusd) for int8 ones; with AMX tiles, int8 weights are dequantized to bf16 a tile of rows
+at a time for oneDNN instead. On AVX2 CPUs
 (the kernels' "avx2" variant) torch's bf16 matmul has no fast path (~11 GFLOPS against ~78 in
 float32 on two EPYC cores), so there many rows multiply float32 tiles of the weights.
 """
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import reference
-from .build import extension
+from .build import extension, has_amx
 
 BF16_GEMV_MAX_ROWS = 4   # beyond this torch's matmul wins (our kernel re-reads x from L2)
 AVX2_GEMV_MAX_ROWS = 16  # on AVX2 the float32 matmul must first widen the weights: GEMV longer
@@ -40,9 +42,10 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.T
     to_bf16 = x.dtype == torch.bfloat16
     if dense and rows <= gemv_rows:
         out = ext.bf16_gemv(flat.to(torch.bfloat16).contiguous(), weight, bias, to_bf16)
-    elif not dense and rows <= INT8_GEMV_MAX_ROWS:
+    elif not dense and (rows <= INT8_GEMV_MAX_ROWS or not has_amx()):
         xs = flat if flat.dtype == torch.bfloat16 else flat.float()  # bf16 widens in the kernel
-        out = ext.int8_gemv(xs.contiguous(), weight.q, weight.scales, bias, to_bf16)
+        product = ext.int8_gemv if rows <= INT8_GEMV_MAX_ROWS else ext.int8_gemm
+        out = product(xs.contiguous(), weight.q, weight.scales, bias, to_bf16)
     else:  # many rows: tiles of the weights in the matmul's fast dtype
         fast = torch.float32 if ext.isa == "avx2" else torch.bfloat16
         out = torch.empty(rows, weight.shape[0], dtype=torch.float32)

@@ -64,13 +64,8 @@ inline void int8_row_dot(const int8_t* w, const float* scales, const int16_t* x,
 // x float32 [R, K] is quantized per row to int16 (error ~1e-5 of the row's max).
 at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s,
                      const c10::optional<at::Tensor>& bias, bool out_bf16) {
-  TORCH_CHECK(q.dtype() == at::kChar && q.dim() == 2 && q.is_contiguous() && q.size(1) % 32 == 0,
-              "q must be contiguous int8 [N, K] with K a multiple of 32");
+  check_int8(x, q, s);
   const int64_t N = q.size(0), K = q.size(1), KB = K / 32;
-  TORCH_CHECK(s.dtype() == at::kFloat && s.is_contiguous() && s.numel() == N * KB,
-              "scales must be contiguous float32 [N, K/32]");
-  TORCH_CHECK((x.dtype() == at::kFloat || x.dtype() == at::kBFloat16) && x.dim() == 2 && x.size(1) == K,
-              "x must be float32 or bf16 [R, ", K, "]");
   const int64_t R = x.size(0);
   auto xc = x.to(at::kFloat).contiguous();  // bf16 rows widen here: no torch op in Python
   std::vector<int16_t> xq(R * K);

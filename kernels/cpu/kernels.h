@@ -69,6 +69,53 @@ inline std::vector<float> quantize_rows_int16(const float* x, int64_t R, int64_t
   return steps;
 }
 
+// The arguments of the grouped MXFP4 products (rows x[offsets[g]:offsets[g+1]] times expert
+// experts[g]), checked, and what the kernels read of them.
+struct GroupedMxfp4 {
+  int64_t E, N, KB, R, groups;
+  const int64_t* experts;
+  const int64_t* offsets;
+  const float* bias_f32 = nullptr;
+  const at::BFloat16* bias_b16 = nullptr;
+  GroupedMxfp4(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
+               const at::Tensor& bias, const at::Tensor& experts_t, const at::Tensor& offsets_t) {
+    check_mxfp4(blocks, scales);
+    E = blocks.size(0), N = blocks.size(1), KB = blocks.size(2);
+    TORCH_CHECK(x.dtype() == at::kBFloat16 && x.dim() == 2 && x.size(1) == KB * 32 && x.is_contiguous(),
+                "x must be contiguous bf16 [R, ", KB * 32, "], got ", x.sizes());
+    TORCH_CHECK(experts_t.dtype() == at::kLong && offsets_t.dtype() == at::kLong &&
+                    offsets_t.numel() == experts_t.numel() + 1,
+                "experts must be int64 [G] and offsets int64 [G+1]");
+    if (bias.defined() && bias.numel() > 0) {
+      TORCH_CHECK((bias.dtype() == at::kFloat || bias.dtype() == at::kBFloat16) &&
+                      bias.is_contiguous() && bias.numel() == E * N,
+                  "bias must be contiguous float32 or bf16 [E, N]");
+      if (bias.dtype() == at::kFloat) bias_f32 = bias.data_ptr<float>();
+      else bias_b16 = bias.data_ptr<at::BFloat16>();
+    }
+    R = x.size(0), groups = experts_t.numel();
+    experts = experts_t.data_ptr<int64_t>(), offsets = offsets_t.data_ptr<int64_t>();
+    for (int64_t g = 0; g < groups; ++g)
+      TORCH_CHECK(experts[g] >= 0 && experts[g] < E && offsets[g] <= offsets[g + 1] && offsets[g + 1] <= R,
+                  "expert index ", experts[g], " or row offsets out of range");
+    TORCH_CHECK(groups == 0 || offsets[0] >= 0, "row offsets out of range");
+  }
+  float bias(int64_t e, int64_t n) const {  // read per selected expert only, in its stored dtype
+    return bias_f32 ? bias_f32[e * N + n] : bias_b16 ? static_cast<float>(bias_b16[e * N + n]) : 0.0f;
+  }
+};
+
+// The arguments of the int8 dense products: q int8 [N, K] with a float32 scale per 32 weights
+// of a row, x [R, K] float32 or bf16.
+inline void check_int8(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s) {
+  TORCH_CHECK(q.dtype() == at::kChar && q.dim() == 2 && q.is_contiguous() && q.size(1) % 32 == 0,
+              "q must be contiguous int8 [N, K] with K a multiple of 32");
+  TORCH_CHECK(s.dtype() == at::kFloat && s.is_contiguous() && s.numel() == q.size(0) * (q.size(1) / 32),
+              "scales must be contiguous float32 [N, K/32]");
+  TORCH_CHECK((x.dtype() == at::kFloat || x.dtype() == at::kBFloat16) && x.dim() == 2 && x.size(1) == q.size(1),
+              "x must be float32 or bf16 [R, ", q.size(1), "]");
+}
+
 constexpr int kMaxRows = 4;  // activation rows sharing one decoded weight block
 
 #if defined(__AVX512F__)
@@ -130,5 +177,8 @@ at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w, const c10::option
 at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s,
                      const c10::optional<at::Tensor>& bias, bool out_bf16);
 int64_t stream_read(const at::Tensor& buf);
+// mxfp4_int8.cpp (both variants): int8 weights times many rows (prefill)
+at::Tensor int8_gemm(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s,
+                     const c10::optional<at::Tensor>& bias, bool out_bf16);
 
 }  // namespace gptoss

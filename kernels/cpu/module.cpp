@@ -21,5 +21,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rope_bf16", &rope_bf16, "half-split RoPE of bf16 q or k");
   m.def("bf16_gemv", &bf16_gemv, "bf16 GEMV for a few rows");
   m.def("int8_gemv", &int8_gemv, "int8 GEMV with per-32 block scales");
+  m.def("int8_gemm", &int8_gemm, "int8 GEMM with per-32 block scales (many rows)");
   m.def("stream_read", &stream_read, "read a buffer once (bandwidth measurement)");
 }

@@ -16,13 +16,11 @@ also rounds to bf16 for the down projection).
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
 from .. import reference
-from .build import cpu_flags, extension
+from .build import extension, has_amx
 from .dense import linear
 
 DECODE_MAX_ROWS = 8  # rows (tokens x top_k) up to which routing and experts are one C++ call
@@ -33,11 +31,6 @@ GEMV_MAX_ROWS = 24
 # matmul that must first widen each weight tile to 4 bytes
 AVX2_GEMV_MAX_ROWS = 1 << 30
 TILE_ROWS = 1024     # output rows dequantized at once for AMX (2880 * 1024 bf16 = 5.9 MB, in L3)
-
-
-@functools.lru_cache(maxsize=None)
-def _amx() -> bool:
-    return "amx_bf16" in cpu_flags()
 
 
 def _padded_bf16(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -64,7 +57,7 @@ def _expert_linear(ext, x, blocks, scales, bias, experts, offsets, counts):
     """Grouped linear layer: rows x[offsets[g]:offsets[g+1]] use expert experts[g]."""
     x = _padded_bf16(x, blocks.shape[2] * 32)
     small = counts <= (AVX2_GEMV_MAX_ROWS if ext.isa == "avx2" else GEMV_MAX_ROWS)
-    parts = [(small, ext.moe_mxfp4_gemv), (~small, None if _amx() else ext.moe_mxfp4_gemm)]
+    parts = [(small, ext.moe_mxfp4_gemv), (~small, None if has_amx() else ext.moe_mxfp4_gemm)]
     parts = [(which, product) for which, product in parts if bool(which.any())]
     if len(parts) == 1 and parts[0][1] is not None:  # one kind of expert: no gathering
         return parts[0][1](x, blocks, scales, bias, experts, offsets)

@@ -157,18 +157,20 @@ constexpr int kGemmRows = 4;                 // activation rows per register til
 
 // Activation rows for the GEMM: int8 per 32-block in natural order, except that the middle two
 // of every 4 elements swap places (the order decode_tile gives the weights' nibbles); per row
-// and block the step d (absmax / 127 / 2, the 2 undoing the table's doubling) and -12 * the
-// block's sum (the table's offset).
+// and block the step d (absmax / 127 times `unit`, the weights' value per integer step) and
+// -offset * the block's sum (the weights are stored as unsigned bytes, value + offset).
 struct GemmRows {
   int64_t KB;
   std::vector<int8_t> q;
   std::vector<float> d;
   std::vector<int32_t> ncorr;
-  GemmRows(const at::BFloat16* x, int64_t R, int64_t KB) : KB(KB), q(R * KB * 32), d(R * KB), ncorr(R * KB) {
+  template <typename T>
+  GemmRows(const T* x, int64_t R, int64_t KB, int offset, float unit)
+      : KB(KB), q(R * KB * 32), d(R * KB), ncorr(R * KB) {
     at::parallel_for(0, R, 8, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r)
         for (int64_t b = 0; b < KB; ++b) {
-          const at::BFloat16* src = x + (r * KB + b) * 32;
+          const T* src = x + (r * KB + b) * 32;
           float v[32], amax = 0.f;
           for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(v[i] = static_cast<float>(src[i])));
           const float inv = amax > 0 ? 127.f / amax : 0.f;
@@ -179,8 +181,8 @@ struct GemmRows {
             dst[(i & ~3) | ((i & 1) << 1) | ((i & 2) >> 1)] = step;  // 0 1 2 3 -> 0 2 1 3
             sum += step;
           }
-          d[r * KB + b] = amax / 127.f / 2.f;
-          ncorr[r * KB + b] = -kOffset * sum;
+          d[r * KB + b] = amax / 127.f * unit;
+          ncorr[r * KB + b] = -offset * sum;
         }
     });
   }
@@ -219,8 +221,36 @@ inline void decode_tile(const uint8_t* blocks, const uint8_t* scales, int64_t n0
   }
 }
 
-// out rows r0 .. r0 + R - 1, columns of the decoded tile (float32, before the bias)
-template <int R>
+// The int8 weights q [N, K] (scales s [N, K/32]) of columns n0 .. n0 + cols - 1 into the same
+// layout: 4 consecutive bytes per lane, middle two swapped, plus 128 (unsigned) where the dot
+// product needs unsigned weights (Simd::kSignedDot false).
+inline void decode_int8_tile(const int8_t* q, const float* s, int64_t n0, int cols, int64_t KB,
+                             int32_t* wbuf, float* sbuf) {
+  using I = Simd::I;
+  alignas(64) int8_t swap_bytes[V];
+  for (int i = 0; i < V; ++i) swap_bytes[i] = (int8_t)((i & ~3) | ((i & 1) << 1) | ((i & 2) >> 1));
+  const I swap = Simd::load(swap_bytes), flip = Simd::set1_8((char)0x80);
+  for (int c = 0; c < kTileVecs; ++c) {
+    const int first = c * kCols;
+    const I offsets = Simd::min32(Simd::iota32((int)(KB * 32)),
+                                  Simd::set1_32((int)(std::max(0, std::min(kCols, cols - first) - 1) * KB * 32)));
+    const int64_t n = n0 + std::min(first, cols - 1);
+    const int8_t* base = q + n * KB * 32;
+    for (int64_t b = 0; b < KB; ++b) {
+      for (int k4 = 0; k4 < 8; ++k4) {
+        const I v = Simd::gather32(base + b * 32 + 4 * k4, offsets);
+        const I w = Simd::shuffle8(v, swap);
+        Simd::store(wbuf + ((b * 8 + k4) * kTileVecs + c) * kCols, Simd::kSignedDot ? w : Simd::xor_(w, flip));
+      }
+      for (int lane = 0; lane < kCols; ++lane)
+        sbuf[(b * kTileVecs + c) * kCols + lane] = s[(n0 + std::min(first + lane, cols - 1)) * KB + b];
+    }
+  }
+}
+
+// out rows r0 .. r0 + R - 1, columns of the decoded tile (float32, before the bias); Signed:
+// the tile holds signed weights (decode_int8_tile where Simd::kSignedDot)
+template <int R, bool Signed = false>
 inline void gemm_tile(const GemmRows& xq, int64_t r0, const int32_t* wbuf, const float* sbuf,
                       float res[][kTileCols]) {
   using I = Simd::I;
@@ -242,7 +272,10 @@ inline void gemm_tile(const GemmRows& xq, int64_t r0, const int32_t* wbuf, const
         int32_t four;
         std::memcpy(&four, q[r] + b * 32 + 4 * k4, 4);
         const I x = Simd::set1_32(four);
-        for (int c = 0; c < kTileVecs; ++c) dot[r][c] = Simd::dot(dot[r][c], w[c], x);
+        for (int c = 0; c < kTileVecs; ++c) {
+          if constexpr (Signed) dot[r][c] = Simd::dot_signed(dot[r][c], w[c], x);
+          else dot[r][c] = Simd::dot(dot[r][c], w[c], x);
+        }
       }
     }
     for (int c = 0; c < kTileVecs; ++c) {
@@ -259,26 +292,11 @@ inline void gemm_tile(const GemmRows& xq, int64_t r0, const int32_t* wbuf, const
 at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
                           const at::Tensor& bias, const at::Tensor& experts,
                           const at::Tensor& offsets) {
-  check_mxfp4(blocks, scales);
-  const int64_t E = blocks.size(0), N = blocks.size(1), KB = blocks.size(2);
-  TORCH_CHECK(x.dtype() == at::kBFloat16 && x.dim() == 2 && x.size(1) == KB * 32 && x.is_contiguous(),
-              "x must be contiguous bf16 [R, ", KB * 32, "], got ", x.sizes());
-  TORCH_CHECK(experts.dtype() == at::kLong && offsets.dtype() == at::kLong &&
-                  offsets.numel() == experts.numel() + 1,
-              "experts must be int64 [G] and offsets int64 [G+1]");
-  const bool has_bias = bias.defined() && bias.numel() > 0;
-  if (has_bias)
-    TORCH_CHECK((bias.dtype() == at::kFloat || bias.dtype() == at::kBFloat16) &&
-                    bias.is_contiguous() && bias.numel() == E * N,
-                "bias must be contiguous float32 or bf16 [E, N]");
-  const int64_t R = x.size(0), NG = experts.numel();
+  const GroupedMxfp4 args(x, blocks, scales, bias, experts, offsets);
+  const int64_t N = args.N, KB = args.KB, R = args.R, NG = args.groups;
+  const int64_t* ex = args.experts;
+  const int64_t* off = args.offsets;
   auto out = at::empty({R, N}, x.options().dtype(at::kFloat));
-  const int64_t* ex = experts.data_ptr<int64_t>();
-  const int64_t* off = offsets.data_ptr<int64_t>();
-  for (int64_t g = 0; g < NG; ++g)
-    TORCH_CHECK(ex[g] >= 0 && ex[g] < E && off[g] <= off[g + 1] && off[g + 1] <= R,
-                "expert index ", ex[g], " or row offsets out of range");
-  TORCH_CHECK(NG == 0 || off[0] >= 0, "row offsets out of range");
   const QuantRows xq(x.data_ptr<at::BFloat16>(), R, KB);
 
   // Work items: (expert, chunk of output rows); chunks keep both threads busy on one expert.
@@ -286,9 +304,6 @@ at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const a
   const int64_t chunks = (N + kChunk - 1) / kChunk;
   const uint8_t* wb = blocks.data_ptr<uint8_t>();
   const uint8_t* sb = scales.data_ptr<uint8_t>();
-  const bool bias_bf16 = has_bias && bias.dtype() == at::kBFloat16;
-  const float* bp = has_bias && !bias_bf16 ? bias.data_ptr<float>() : nullptr;
-  const at::BFloat16* bph = bias_bf16 ? bias.data_ptr<at::BFloat16>() : nullptr;
   float* op = out.data_ptr<float>();
   at::parallel_for(0, NG * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
@@ -312,11 +327,8 @@ at::Tensor moe_mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const a
             case 3: tile(std::integral_constant<int, 3>{}); break;
             default: tile(std::integral_constant<int, 4>{}); break;
           }
-          for (int j = 0; j < nr; ++j) {
-            const int64_t at = e * N + n + j;
-            const float b = bp ? bp[at] : bph ? static_cast<float>(bph[at]) : 0.0f;
-            for (int r = 0; r < rows; ++r) op[(r0 + r) * N + n + j] = res[r][j] + b;
-          }
+          for (int j = 0; j < nr; ++j)
+            for (int r = 0; r < rows; ++r) op[(r0 + r) * N + n + j] = res[r][j] + args.bias(e, n + j);
           n += nr;
         }
       }
@@ -333,34 +345,16 @@ namespace gptoss {
 at::Tensor moe_mxfp4_gemm(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
                           const at::Tensor& bias, const at::Tensor& experts,
                           const at::Tensor& offsets) {
-  check_mxfp4(blocks, scales);
-  const int64_t E = blocks.size(0), N = blocks.size(1), KB = blocks.size(2);
-  TORCH_CHECK(x.dtype() == at::kBFloat16 && x.dim() == 2 && x.size(1) == KB * 32 && x.is_contiguous(),
-              "x must be contiguous bf16 [R, ", KB * 32, "], got ", x.sizes());
-  TORCH_CHECK(experts.dtype() == at::kLong && offsets.dtype() == at::kLong &&
-                  offsets.numel() == experts.numel() + 1,
-              "experts must be int64 [G] and offsets int64 [G+1]");
+  const GroupedMxfp4 args(x, blocks, scales, bias, experts, offsets);
+  const int64_t N = args.N, KB = args.KB, R = args.R, NG = args.groups;
+  const int64_t* ex = args.experts;
+  const int64_t* off = args.offsets;
   TORCH_CHECK(N * KB * 16 < (int64_t)1 << 31, "expert too large for 32-bit gather offsets");
-  const bool has_bias = bias.defined() && bias.numel() > 0;
-  if (has_bias)
-    TORCH_CHECK((bias.dtype() == at::kFloat || bias.dtype() == at::kBFloat16) &&
-                    bias.is_contiguous() && bias.numel() == E * N,
-                "bias must be contiguous float32 or bf16 [E, N]");
-  const int64_t R = x.size(0), NG = experts.numel();
   auto out = at::empty({R, N}, x.options().dtype(at::kFloat));
-  const int64_t* ex = experts.data_ptr<int64_t>();
-  const int64_t* off = offsets.data_ptr<int64_t>();
-  for (int64_t g = 0; g < NG; ++g)
-    TORCH_CHECK(ex[g] >= 0 && ex[g] < E && off[g] <= off[g + 1] && off[g + 1] <= R,
-                "expert index ", ex[g], " or row offsets out of range");
-  TORCH_CHECK(NG == 0 || off[0] >= 0, "row offsets out of range");
-  const GemmRows xq(x.data_ptr<at::BFloat16>(), R, KB);
+  const GemmRows xq(x.data_ptr<at::BFloat16>(), R, KB, kOffset, 0.5f);  // table: 2 * E2M1
   const int64_t tiles = (N + kTileCols - 1) / kTileCols;
   const uint8_t* wb = blocks.data_ptr<uint8_t>();
   const uint8_t* sb = scales.data_ptr<uint8_t>();
-  const bool bias_bf16 = has_bias && bias.dtype() == at::kBFloat16;
-  const float* bp = has_bias && !bias_bf16 ? bias.data_ptr<float>() : nullptr;
-  const at::BFloat16* bph = bias_bf16 ? bias.data_ptr<at::BFloat16>() : nullptr;
   float* op = out.data_ptr<float>();
   at::parallel_for(0, NG * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<int32_t> wbuf(KB * 8 * kTileCols);
@@ -381,14 +375,56 @@ at::Tensor moe_mxfp4_gemm(const at::Tensor& x, const at::Tensor& blocks, const a
           default: gemm_tile<4>(xq, r0, wbuf.data(), sbuf.data(), res); break;
         }
         for (int r = 0; r < rows; ++r)
-          for (int j = 0; j < cols; ++j) {
-            const int64_t at = e * N + n0 + j;
-            op[(r0 + r) * N + n0 + j] = res[r][j] + (bp ? bp[at] : bph ? static_cast<float>(bph[at]) : 0.0f);
-          }
+          for (int j = 0; j < cols; ++j) op[(r0 + r) * N + n0 + j] = res[r][j] + args.bias(e, n0 + j);
       }
     }
   });
   return out;
+}
+
+}  // namespace gptoss
+
+namespace gptoss {
+
+// int8 GEMM for many rows (prefill): out[r, n] = sum_k x[r, k] * q[n, k] * s[n, k/32] (+ bias),
+// the activations int8 per 32-block as in the MXFP4 GEMM (same register tiles).
+at::Tensor int8_gemm(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s,
+                     const c10::optional<at::Tensor>& bias, bool out_bf16) {
+  check_int8(x, q, s);
+  TORCH_CHECK(x.is_contiguous(), "x must be contiguous");
+  const int64_t N = q.size(0), K = q.size(1), KB = K / 32;
+  TORCH_CHECK(N * K < (int64_t)1 << 31, "matrix too large for 32-bit gather offsets");
+  const int64_t R = x.size(0);
+  constexpr bool kSigned = Simd::kSignedDot;
+  const int offset = kSigned ? 0 : 128;
+  const GemmRows xq = x.dtype() == at::kFloat ? GemmRows(x.data_ptr<float>(), R, KB, offset, 1.f)
+                                              : GemmRows(x.data_ptr<at::BFloat16>(), R, KB, offset, 1.f);
+  GemvOutput out(R, N, x.options(), bias, out_bf16);
+  const int64_t tiles = (N + kTileCols - 1) / kTileCols;
+  const int8_t* qp = q.data_ptr<int8_t>();
+  const float* sp = s.data_ptr<float>();
+  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> wbuf(KB * 8 * kTileCols);
+    std::vector<float> sbuf(KB * kTileCols);
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t n0 = tile * kTileCols;
+      const int cols = (int)std::min<int64_t>(kTileCols, N - n0);
+      decode_int8_tile(qp, sp, n0, cols, KB, wbuf.data(), sbuf.data());
+      for (int64_t r0 = 0; r0 < R; r0 += kGemmRows) {
+        const int rows = (int)std::min<int64_t>(kGemmRows, R - r0);
+        float res[kGemmRows][kTileCols];
+        switch (rows) {
+          case 1: gemm_tile<1, kSigned>(xq, r0, wbuf.data(), sbuf.data(), res); break;
+          case 2: gemm_tile<2, kSigned>(xq, r0, wbuf.data(), sbuf.data(), res); break;
+          case 3: gemm_tile<3, kSigned>(xq, r0, wbuf.data(), sbuf.data(), res); break;
+          default: gemm_tile<4, kSigned>(xq, r0, wbuf.data(), sbuf.data(), res); break;
+        }
+        for (int r = 0; r < rows; ++r)
+          for (int j = 0; j < cols; ++j) out.store(r0 + r, n0 + j, res[r][j]);
+      }
+    }
+  });
+  return out.tensor;
 }
 
 }  // namespace gptoss

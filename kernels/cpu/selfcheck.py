@@ -15,7 +15,7 @@ from .. import reference
 
 
 def int8_activations(x: torch.Tensor) -> torch.Tensor:
-    """x [R, K] (bf16) as the MXFP4 GEMV reads it, in float64: per 32-block, rounded half to
+    """x [R, K] (bf16 or float32) as the int8 GEMV and GEMMs read it, in float64: per 32-block, rounded half to
     even to int8 steps of absmax / 127, in the kernel's float32 arithmetic (so equal to it)."""
     blocks = x.float().view(x.shape[0], -1, 32)
     amax = blocks.abs().amax(-1, keepdim=True)
@@ -68,6 +68,10 @@ def failures(ext) -> list[str]:
     want = xd.double() @ wq.T
     got = ext.int8_gemv(xd.float(), q, s, None, False).double()
     check("int8_gemv", bool(((got - want).abs() <= 1e-3 * float(want.abs().max())).all()))
+    xs = int8_activations(xd)
+    want = xs @ wq.T
+    got = ext.int8_gemm(xd, q, s, None, False).double()
+    check("int8_gemm", bool(((got - want).abs() <= 1e-5 * (xs.abs() @ wq.abs().T)).all()))
 
     # the fused SwiGLU and RMSNorm against their reference formulas
     h = (torch.randn(2, 64, generator=gen) * 4).float()

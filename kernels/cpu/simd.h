@@ -28,12 +28,20 @@ struct Simd {
   static I shuffle8(I table, I idx) { return _mm512_shuffle_epi8(table, idx); }
   static I slli32(I a, int n) { return _mm512_slli_epi32(a, n); }
   static I or_(I a, I b) { return _mm512_or_si512(a, b); }
+  static I xor_(I a, I b) { return _mm512_xor_si512(a, b); }
   static I iota32(int step) { return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(step)); }
   static I min32(I a, I b) { return _mm512_min_epi32(a, b); }
   static I gather32(const void* base, I byte_offsets) { return _mm512_i32gather_epi32(byte_offsets, base, 1); }
   static void store(void* p, I a) { _mm512_storeu_si512(p, a); }
   // acc + sum over each 4-byte lane of u*s (u unsigned, s signed bytes)
   static I dot(I acc, I u, I s) { return _mm512_dpbusd_epi32(acc, u, s); }
+  // signed int8 weights are made unsigned (value + 128) for dot: no int16 pair sums here to
+  // overflow, and one vpdpbusd beats the sign trick's three instructions
+  static constexpr bool kSignedDot = false;
+  static I dot_signed(I acc, I w, I x) {  // the sign trick, for completeness
+    const __m512i neg = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
+    return dot(acc, _mm512_abs_epi8(w), neg);
+  }
   static I dot2(I acc, I u1, I s1, I u2, I s2) { return dot(dot(acc, u1, s1), u2, s2); }
   static F cvt(I a) { return _mm512_cvtepi32_ps(a); }
   static F as_float(I a) { return _mm512_castsi512_ps(a); }
@@ -68,6 +76,7 @@ struct Simd {
   static I shuffle8(I table, I idx) { return _mm256_shuffle_epi8(table, idx); }
   static I slli32(I a, int n) { return _mm256_slli_epi32(a, n); }
   static I or_(I a, I b) { return _mm256_or_si256(a, b); }
+  static I xor_(I a, I b) { return _mm256_xor_si256(a, b); }
   static I iota32(int step) { return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(step)); }
   static I min32(I a, I b) { return _mm256_min_epi32(a, b); }
   static I gather32(const void* base, I byte_offsets) {
@@ -78,6 +87,10 @@ struct Simd {
   static I dot(I acc, I u, I s) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
   }
+  // signed int8 weights times signed bytes: |w| times x with w's sign, so that the int16 pair
+  // sums of vpmaddubsw stay below 2 * 127 * 127 (w + 128 would overflow them)
+  static constexpr bool kSignedDot = true;
+  static I dot_signed(I acc, I w, I x) { return dot(acc, _mm256_abs_epi8(w), _mm256_sign_epi8(x, w)); }
   static I dot2(I acc, I u1, I s1, I u2, I s2) {
     const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(u1, s1), _mm256_maddubs_epi16(u2, s2));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(s16, _mm256_set1_epi16(1)));

@@ -220,6 +220,26 @@ def test_int8_gemv_equals_dequantized_matmul(ext):
     torch.testing.assert_close(got.double(), want, rtol=0, atol=3e-4 * want.abs().max().item())
 
 
+@pytest.mark.parametrize("rows,n,kb", [(1, 1, 1), (6, 45, 3), (13, 37, 7), (9, 70, 90)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_int8_gemm_equals_dequantized_matmul(ext, rows, n, kb, dtype):
+    """Many rows (prefill): activations int8 per 32-block like the MXFP4 GEMM, so exact against
+    int8-rounded activations up to float32 sums; column counts around its 32-column tiles."""
+    gen = torch.Generator().manual_seed(rows * 1000 + n)
+    q = torch.randint(-127, 128, (n, kb * 32), dtype=torch.int8, generator=gen)
+    s = torch.rand(n, kb, generator=gen)
+    bias = torch.randn(n, generator=gen)
+    x = torch.randn(rows, kb * 32, generator=gen).to(dtype)
+    weight = (q.double().view(n, kb, 32) * s.double()[..., None]).view(n, kb * 32)
+    xs = int8_activations(x)
+    want = xs @ weight.T + bias.double()
+    got = ext.int8_gemm(x, q, s, bias, False).double()
+    tol = 1e-5 * (xs.abs() @ weight.abs().T + bias.double().abs())
+    assert bool(((got - want).abs() <= tol).all()), float(((got - want).abs() / tol).max())
+    as_bf16 = ext.int8_gemm(x, q, s, bias, True)
+    assert as_bf16.dtype == torch.bfloat16 and torch.equal(as_bf16, got.float().to(torch.bfloat16))
+
+
 def random_experts(gen, E, H, I):
     gb, gs = random_packed(gen, E, 2 * I, H // 32, 121, 126)
     db, ds = random_packed(gen, E, H, I // 32, 121, 126)
@@ -249,7 +269,7 @@ def test_moe_matches_reference(ext, tokens):
         weights, index = cpu_moe.route(x, router_w.to(torch.bfloat16), router_b.to(torch.bfloat16), top_k)
         counts = torch.bincount(index.flatten(), minlength=E)
         # every path rounds to the int8 grid but the dequantized bf16 matmul (AMX CPUs)
-        exact_rows = 1 << 30 if ext.isa == "avx2" or not cpu_moe._amx() else cpu_moe.GEMV_MAX_ROWS
+        exact_rows = 1 << 30 if ext.isa == "avx2" or not cpu_build.has_amx() else cpu_moe.GEMV_MAX_ROWS
         want = torch.zeros(tokens, H, dtype=torch.float64)
         exact = torch.zeros(tokens, H, dtype=torch.float64)
         for t in range(tokens):
