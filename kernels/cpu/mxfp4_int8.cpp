@@ -188,6 +188,13 @@ struct GemmRows {
   }
 };
 
+// Byte offsets, from the first column of vector c of a tile, of the vector's columns (rows
+// row_bytes apart); past the tile's last valid column (cols), the last again (never stored).
+inline Simd::I column_offsets(int c, int cols, int64_t row_bytes) {
+  const int valid = std::max(1, std::min(kCols, cols - c * kCols));
+  return Simd::min32(Simd::iota32((int)row_bytes), Simd::set1_32((int)((valid - 1) * row_bytes)));
+}
+
 // Weights of columns n0 .. n0 + cols - 1 (cols <= kTileCols; the others repeat the last) of one
 // expert into wbuf [KB][8 k4][kTileVecs][kCols] int32 (4 unsigned bytes, 2 * E2M1 + 12) and
 // their scales into sbuf [KB][kTileVecs][kCols] float. A gathered int32 of a column holds 8
@@ -199,9 +206,7 @@ inline void decode_tile(const uint8_t* blocks, const uint8_t* scales, int64_t n0
   const I table = Simd::table16(kFp4x2Offset), nib = Simd::set1_32(0x0F0F);
   for (int c = 0; c < kTileVecs; ++c) {
     const int first = c * kCols;
-    // byte offsets of the vector's columns (past the last valid one: the last, never stored)
-    const I offsets = Simd::min32(Simd::iota32((int)(KB * 16)),
-                                  Simd::set1_32((int)(std::max(0, std::min(kCols, cols - first) - 1) * KB * 16)));
+    const I offsets = column_offsets(c, cols, KB * 16);
     const int64_t n = n0 + std::min(first, cols - 1);
     const uint8_t* base = blocks + n * KB * 16;
     for (int64_t b = 0; b < KB; ++b) {
@@ -232,8 +237,7 @@ inline void decode_int8_tile(const int8_t* q, const float* s, int64_t n0, int co
   const I swap = Simd::load(swap_bytes), flip = Simd::set1_8((char)0x80);
   for (int c = 0; c < kTileVecs; ++c) {
     const int first = c * kCols;
-    const I offsets = Simd::min32(Simd::iota32((int)(KB * 32)),
-                                  Simd::set1_32((int)(std::max(0, std::min(kCols, cols - first) - 1) * KB * 32)));
+    const I offsets = column_offsets(c, cols, KB * 32);
     const int64_t n = n0 + std::min(first, cols - 1);
     const int8_t* base = q + n * KB * 32;
     for (int64_t b = 0; b < KB; ++b) {
