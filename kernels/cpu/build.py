@@ -131,7 +131,10 @@ def verified(module, variant: Variant) -> bool:
     else:
         from .selfcheck import failures
 
-        wrong = failures(module)
+        try:
+            wrong = failures(module)
+        except Exception as exc:  # a kernel that raises on valid input is as wrong as one that errs
+            wrong = [f"raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]
         text = "ok" if not wrong else "wrong: " + ", ".join(wrong)
         verdict.write_text(text)
         if not wrong:

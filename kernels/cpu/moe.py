@@ -30,6 +30,7 @@ GEMV_MAX_ROWS = 24
 # ... on AVX2 the GEMV matches the GEMM even at 64 rows (172 / 163), and beats a float32
 # matmul that must first widen each weight tile to 4 bytes
 AVX2_GEMV_MAX_ROWS = 1 << 30
+AMX_GEMV_MAX_ROWS = 8  # with AMX tiles, oneDNN's bf16 matmul wins earlier (session 3's measure)
 TILE_ROWS = 1024     # output rows dequantized at once for AMX (2880 * 1024 bf16 = 5.9 MB, in L3)
 
 
@@ -53,10 +54,15 @@ def _matmul_dequantized(ext, x: torch.Tensor, blocks: torch.Tensor, scales: torc
     return out.add_(bias.float())
 
 
+def gemv_max_rows(ext) -> int:
+    """Rows per expert up to which the GEMV serves them on this CPU."""
+    return AVX2_GEMV_MAX_ROWS if ext.isa == "avx2" else AMX_GEMV_MAX_ROWS if has_amx() else GEMV_MAX_ROWS
+
+
 def _expert_linear(ext, x, blocks, scales, bias, experts, offsets, counts):
     """Grouped linear layer: rows x[offsets[g]:offsets[g+1]] use expert experts[g]."""
     x = _padded_bf16(x, blocks.shape[2] * 32)
-    small = counts <= (AVX2_GEMV_MAX_ROWS if ext.isa == "avx2" else GEMV_MAX_ROWS)
+    small = counts <= gemv_max_rows(ext)
     parts = [(small, ext.moe_mxfp4_gemv), (~small, None if has_amx() else ext.moe_mxfp4_gemm)]
     parts = [(which, product) for which, product in parts if bool(which.any())]
     if len(parts) == 1 and parts[0][1] is not None:  # one kind of expert: no gathering

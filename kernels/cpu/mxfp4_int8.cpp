@@ -1,5 +1,7 @@
-// The grouped MXFP4 GEMV of decode (rows x[offsets[g]:offsets[g+1]] times expert experts[g]),
-// one source for every variant, written over simd.h (AVX-512 VNNI or AVX2).
+// Products on int8 dot products, one source for every variant, written over simd.h (AVX-512
+// VNNI or AVX2): the grouped MXFP4 GEMV of decode (rows x[offsets[g]:offsets[g+1]] times expert
+// experts[g]), the grouped MXFP4 GEMM for experts with many rows (prefill), and the int8 dense
+// GEMM that shares its register tiles.
 //
 // Why integer arithmetic: one decoded token is memory-bound only if the kernel consumes the
 // packed bytes as fast as DRAM delivers them, on two cores. E2M1 values times two are the
@@ -14,7 +16,7 @@
 //
 // Layout (Hugging Face gpt-oss): blocks [E, N, KB, 16] uint8, byte j of block b holds element
 // 2j in its low nibble and 2j+1 in its high nibble; scales [E, N, KB] uint8 are E8M0
-// exponents (value 2^(s-127); 255, NaN in the format, reads as infinity here).
+// exponents (value 2^(s-127); 255, NaN in the format, reads as infinity in the GEMV).
 #include "simd.h"
 
 namespace gptoss {
