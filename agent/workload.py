@@ -20,7 +20,6 @@ import gc
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -111,9 +110,8 @@ def ours(checkpoint: Path, prompts, decode_tokens: int, threads: int) -> dict:
 
 def llama_server(binary: str, gguf: Path, prompts, decode_tokens: int, threads: int) -> dict:
     from agent.backends.remote import RemoteBackend
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    from agent.server.loadtest import free_port, wait_ready
+    port = free_port()
     env = {**os.environ, "LD_LIBRARY_PATH": str(Path(binary).resolve().parent)}
     proc = subprocess.Popen([binary, "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
                              "-t", str(threads), "-c", str(len(prompts[-1]) + decode_tokens + 64),
@@ -121,17 +119,7 @@ def llama_server(binary: str, gguf: Path, prompts, decode_tokens: int, threads: 
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        import httpx
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("llama-server did not start")
-            time.sleep(0.5)
+        wait_ready(url, proc, 600, who="llama-server")
         backend = RemoteBackend("llamacpp+" + url, timeout=3600)
         for _ in backend.complete(prompts[0][:8], max_tokens=1, temperature=0.0):
             pass

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -131,18 +132,29 @@ def start_server(args, port: int) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def wait_ready(url: str, proc: subprocess.Popen | None, seconds: float = 300) -> None:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a server this process starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None, seconds: float = 300,
+               who: str = "loadtest") -> None:
+    """Until GET url/health answers 200; SystemExit (naming `who`) if the server process `proc`
+    exits first (with its stderr when piped) or `seconds` pass."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"loadtest: server exited: {proc.stderr.read().strip()}")
+            detail = proc.stderr.read().strip() if proc.stderr else f"exit code {proc.returncode}"
+            raise SystemExit(f"{who}: server exited: {detail}")
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    raise SystemExit(f"loadtest: {url} not ready after {seconds:.0f}s")
+    raise SystemExit(f"{who}: {url} not ready after {seconds:.0f}s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,10 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             print("loadtest: loopback servers only (127.0.0.1/localhost)", file=sys.stderr)
             return 2
     else:
-        from socket import socket
-        with socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = start_server(args, port)
     try:

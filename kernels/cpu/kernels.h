@@ -53,6 +53,31 @@ inline void check_mxfp4(const at::Tensor& blocks, const at::Tensor& scales) {
   TORCH_CHECK(blocks.is_contiguous() && scales.is_contiguous(), "mxfp4 tensors must be contiguous");
 }
 
+// MXFP4 values: E2M1 code -> 2 * value (0, .5, 1, 1.5, 2, 3, 4, 6, then the same negated), and
+// the E8M0 scale byte s -> 2^(s-127) (255 is NaN in the format).
+constexpr int8_t kFp4x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+struct E8m0Table {
+  float v[256];
+  E8m0Table() {
+    for (int s = 0; s < 256; ++s) v[s] = s == 255 ? NAN : std::ldexp(1.0f, s - 127);
+  }
+};
+inline const E8m0Table kE8m0;
+inline float e8m0(uint8_t s) { return kE8m0.v[s]; }
+
+// One block of 32 activations -> int8 steps of its absmax / 127 (round half to even, in float32
+// as the int8 reference computes it); returns the absmax. The int8 GEMV and GEMMs lay the steps
+// out each their own way.
+template <typename T>
+inline float quantize_block32(const T* src, int8_t steps[32]) {
+  float v[32], amax = 0.f;
+  for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(v[i] = static_cast<float>(src[i])));
+  const float inv = amax > 0 ? 127.f / amax : 0.f;
+  // cvtss2si, not lrintf: inline, where lrintf is a library call per element
+  for (int i = 0; i < 32; ++i) steps[i] = (int8_t)_mm_cvtss_si32(_mm_set_ss(v[i] * inv));
+  return amax;
+}
+
 // x [R, K] float32 -> int16 steps of each row's absmax / 32767 (round half to even; error
 // ~1e-5 of the row's max): the int8 GEMVs' activations. Returns the steps, one per row.
 inline std::vector<float> quantize_rows_int16(const float* x, int64_t R, int64_t K, int16_t* q) {

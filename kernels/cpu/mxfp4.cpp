@@ -14,14 +14,6 @@ namespace {
 constexpr uint16_t kFp4Bf16[16] = {0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080, 0x40C0,
                                    0x8000, 0xBF00, 0xBF80, 0xBFC0, 0xC000, 0xC040, 0xC080, 0xC0C0};
 
-struct ScaleTable {  // E8M0 exponent -> float 2^(s-127); s = 255 is NaN in the format
-  float v[256];
-  ScaleTable() {
-    for (int s = 0; s < 256; ++s) v[s] = s == 255 ? NAN : std::ldexp(1.0f, s - 127);
-  }
-};
-const ScaleTable kScale;
-
 inline __m512i fp4_table() {
   alignas(64) uint16_t t[32];
   for (int i = 0; i < 32; ++i) t[i] = kFp4Bf16[i & 15];
@@ -67,7 +59,7 @@ at::Tensor mxfp4_dequantize_bf16(const at::Tensor& blocks, const at::Tensor& sca
         __m512i wi = (__m512i)decode_block(wb + (n * KB + b) * 16, table);
         __m512 lo = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(wi)), 16));
         __m512 hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(wi, 1)), 16));
-        __m512 sc = _mm512_set1_ps(kScale.v[s]);
+        __m512 sc = _mm512_set1_ps(e8m0((uint8_t)s));
         _mm512_storeu_si512(dst, (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, sc), _mm512_mul_ps(lo, sc)));
       }
   });

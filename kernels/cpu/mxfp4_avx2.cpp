@@ -9,11 +9,6 @@
 namespace gptoss {
 namespace {
 
-// E2M1 code -> 2 * value: 0, .5, 1, 1.5, 2, 3, 4, 6, then the same negated
-constexpr int8_t kFp4x2[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-
-inline float e8m0(uint8_t s) { return s == 255 ? NAN : std::ldexp(1.0f, s - 127); }
-
 // One expert (blocks [N, KB, 16], scales [N, KB]) -> bf16 [N, KB*32], 32 values per block:
 // vpshufb gives 2 * E2M1 as int8, widened to float and scaled by 2^(s-127) / 2.
 at::Tensor dequantize(const at::Tensor& blocks, const at::Tensor& scales) {

@@ -36,14 +36,13 @@ struct Spread {
 };
 const Spread kSpread;
 
-struct ScaleTable {  // E8M0 exponent -> float 2^(s-127); s = 255 is NaN in the format
-  float v[256];
-  ScaleTable() {
-    for (int s = 0; s < 256; ++s) v[s] = s == 255 ? NAN : std::ldexp(1.0f, s - 127);
+struct Fp4Offset {  // kFp4x2 + kOffset: the weights as unsigned bytes (0..24)
+  int8_t v[16];
+  Fp4Offset() {
+    for (int i = 0; i < 16; ++i) v[i] = (int8_t)(kFp4x2[i] + kOffset);
   }
 };
-const ScaleTable kScale;
-constexpr int8_t kFp4x2Offset[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
+const Fp4Offset kFp4x2Offset;
 
 // Activation rows quantized for the kernel, per group of G blocks: V bytes of the blocks'
 // even elements (matching the weights' low nibbles), V bytes of their odd ones; per lane the
@@ -63,15 +62,11 @@ struct QuantRows {
     });
   }
   void quantize_block(const at::BFloat16* src, int64_t group, int64_t slot) {
-    float v[32], amax = 0.f;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(v[i] = static_cast<float>(src[i])));
-    const float inv = amax > 0 ? 127.f / amax : 0.f;
+    int8_t steps[32];
+    const float amax = quantize_block32(src, steps);
     int8_t* even = q.data() + group * 2 * V + slot * 16;
     int8_t* odd = even + V;
-    for (int j = 0; j < 16; ++j) {  // cvtss2si: nearest-even, inline (lrintf is a call)
-      even[j] = (int8_t)_mm_cvtss_si32(_mm_set_ss(v[2 * j] * inv));
-      odd[j] = (int8_t)_mm_cvtss_si32(_mm_set_ss(v[2 * j + 1] * inv));
-    }
+    for (int j = 0; j < 16; ++j) even[j] = steps[2 * j], odd[j] = steps[2 * j + 1];
     for (int lane = 0; lane < 4; ++lane) {
       int32_t sum = 0;
       for (int j = 4 * lane; j < 4 * lane + 4; ++j) sum += even[j] + odd[j];
@@ -91,7 +86,7 @@ inline void tile_dot(const uint8_t* w, const uint8_t* s, int64_t KB, const Quant
                      float res[][4]) {
   using I = Simd::I;
   using F = Simd::F;
-  const I table = Simd::table16(kFp4x2Offset), low4 = Simd::set1_8(0x0F);
+  const I table = Simd::table16(kFp4x2Offset.v), low4 = Simd::set1_8(0x0F);
   const I spread = Simd::load(kSpread.bytes);
   const int8_t* q[R];
   const float* d[R];
@@ -172,16 +167,13 @@ struct GemmRows {
     at::parallel_for(0, R, 8, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r)
         for (int64_t b = 0; b < KB; ++b) {
-          const T* src = x + (r * KB + b) * 32;
-          float v[32], amax = 0.f;
-          for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(v[i] = static_cast<float>(src[i])));
-          const float inv = amax > 0 ? 127.f / amax : 0.f;
+          int8_t steps[32];
+          const float amax = quantize_block32(x + (r * KB + b) * 32, steps);
           int8_t* dst = q.data() + (r * KB + b) * 32;
           int32_t sum = 0;
           for (int i = 0; i < 32; ++i) {
-            const int8_t step = (int8_t)_mm_cvtss_si32(_mm_set_ss(v[i] * inv));
-            dst[(i & ~3) | ((i & 1) << 1) | ((i & 2) >> 1)] = step;  // 0 1 2 3 -> 0 2 1 3
-            sum += step;
+            dst[(i & ~3) | ((i & 1) << 1) | ((i & 2) >> 1)] = steps[i];  // 0 1 2 3 -> 0 2 1 3
+            sum += steps[i];
           }
           d[r * KB + b] = amax / 127.f * unit;
           ncorr[r * KB + b] = -offset * sum;
@@ -205,7 +197,7 @@ inline Simd::I column_offsets(int c, int cols, int64_t row_bytes) {
 inline void decode_tile(const uint8_t* blocks, const uint8_t* scales, int64_t n0, int cols,
                         int64_t KB, int32_t* wbuf, float* sbuf) {
   using I = Simd::I;
-  const I table = Simd::table16(kFp4x2Offset), nib = Simd::set1_32(0x0F0F);
+  const I table = Simd::table16(kFp4x2Offset.v), nib = Simd::set1_32(0x0F0F);
   for (int c = 0; c < kTileVecs; ++c) {
     const int first = c * kCols;
     const I offsets = column_offsets(c, cols, KB * 16);
@@ -222,7 +214,7 @@ inline void decode_tile(const uint8_t* blocks, const uint8_t* scales, int64_t n0
       }
       for (int lane = 0; lane < kCols; ++lane) {
         const int64_t col = n0 + std::min(first + lane, cols - 1);
-        sbuf[(b * kTileVecs + c) * kCols + lane] = kScale.v[scales[col * KB + b]];
+        sbuf[(b * kTileVecs + c) * kCols + lane] = e8m0(scales[col * KB + b]);
       }
     }
   }

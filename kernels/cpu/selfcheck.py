@@ -15,8 +15,9 @@ from .. import reference
 
 
 def int8_activations(x: torch.Tensor) -> torch.Tensor:
-    """x [R, K] (bf16 or float32) as the int8 GEMV and GEMMs read it, in float64: per 32-block, rounded half to
-    even to int8 steps of absmax / 127, in the kernel's float32 arithmetic (so equal to it)."""
+    """x [R, K] (bf16 or float32) as the int8 GEMV and GEMMs read it, in float64: per 32-block,
+    rounded half to even to int8 steps of absmax / 127, in the kernels' float32 arithmetic (so
+    equal to them)."""
     blocks = x.float().view(x.shape[0], -1, 32)
     amax = blocks.abs().amax(-1, keepdim=True)
     # a tensor divided by a tensor: torch computes `127.0 / amax` as 127 * (1 / amax), which
@@ -35,8 +36,8 @@ def failures(ext) -> list[str]:
         if not ok:
             wrong.append(name)
 
-    # grouped MXFP4 GEMV and GEMM: 7 blocks (a remainder for 4- and 2-block vectors), 37 rows (tiles of
-    # 4 and 2 with a tail), groups of 0, 1, 2 and 5 rows
+    # grouped MXFP4 GEMV and GEMM: 7 blocks (a remainder for 4- and 2-block vectors), 37 rows
+    # (tiles of 4 and 2, and of 32 columns, with a tail), groups of 0, 1, 2 and 5 rows
     E, N, KB = 3, 37, 7
     blocks = torch.randint(0, 256, (E, N, KB, 16), dtype=torch.uint8, generator=gen)
     scales = torch.randint(118, 130, (E, N, KB), dtype=torch.uint8, generator=gen)

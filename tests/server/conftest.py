@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 
@@ -13,6 +12,7 @@ import uvicorn
 from agent.backends.base import Generated, empty_usage
 from agent.harmony.tokenizer import get_encoding
 from agent.server.app import create_app
+from agent.server.loadtest import free_port  # noqa: F401  (test_llamacpp imports it from here)
 
 
 @contextlib.contextmanager
@@ -52,12 +52,6 @@ def wait_until_healthy(proc, url: str, timeout: float) -> None:
             proc.kill()
             pytest.fail(f"{proc.args[0]} did not start:\n{proc.stdout.read()[-3000:]}")
         time.sleep(0.2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
