@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .cache import KVCache, common_prefix
+from .lookup import PromptLookup
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,12 @@ def _logprob(logits: torch.Tensor, token: int) -> float:
     return float(torch.log_softmax(logits.float(), dim=-1)[token])
 
 
+def _spelled(model, tokens: Sequence[int]) -> list[int]:
+    """The prompt as the model reads it (a compact vocabulary spells the ids it lacks)."""
+    spell = getattr(model, "spell", None)
+    return spell(tokens) if spell is not None else [int(t) for t in tokens]
+
+
 def _check(prompt: Sequence[int], max_tokens: int, vocab: int) -> None:
     if len(prompt) == 0:
         raise ValueError("prompt_tokens is empty")
@@ -102,17 +109,23 @@ def _check(prompt: Sequence[int], max_tokens: int, vocab: int) -> None:
 def generate(model, prompt_tokens: Sequence[int], max_tokens: int = 256,
              stop_tokens: Sequence[int] = (), temperature: float = 1.0, top_p: float = 1.0,
              top_k: int = 0, seed: int | None = None, logprobs: bool = False,
-             constraint=None) -> Iterator[Generated]:
+             constraint=None, lookahead: int | None = None, *, drafter=None
+             ) -> Iterator[Generated]:
     """Stream tokens for one prompt on the model's session cache.
 
     The cache keeps the longest prefix it shares with the prompt (at least the last prompt
     token is recomputed, for its logits) and prefills only the rest; model.last_usage counts
     prompt, reused, computed and generated tokens. A stop token is yielded, then generation
     ends; it is not fed back into the cache. `constraint` restricts the tokens (module doc);
-    it is told each generated token.
+    it is told each generated token. `lookahead` (default: the model's): when decoding
+    greedily, check up to that many tokens drafted from the context in one forward pass
+    (model/lookup.py; the tokens are those it would write one by one, up to the float
+    rounding of a pass over several tokens; model.last_drafts counts the drafts). `drafter`:
+    where drafts come from instead (`extend(tokens)` with each token written, `draft(limit)`).
     """
     prompt = [int(t) for t in prompt_tokens]
     _check(prompt, max_tokens, model.config.vocab_size)
+    prompt = _spelled(model, prompt)
     sampler = Sampler(temperature, top_p, top_k, seed)
     stops = {int(t) for t in stop_tokens}
     context = model.config.max_position_embeddings
@@ -121,35 +134,61 @@ def generate(model, prompt_tokens: Sequence[int], max_tokens: int = 256,
     if constraint is not None and not _is_constraint(constraint):
         raise TypeError(f"constraint must have mask(), advance(token) and relax(reason), "
                         f"got {constraint!r}")
-    return _stream(model, prompt, max_tokens, stops, sampler, logprobs, context, constraint)
+    if lookahead is None:
+        lookahead = getattr(model, "lookahead", 0)
+    return _stream(model, prompt, max_tokens, stops, sampler, logprobs, context, constraint,
+                   lookahead, drafter)
 
 
 @torch.inference_mode()
-def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context, constraint=None):
+def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context, constraint=None,
+            lookahead=0, drafter=None):
     cache: KVCache = model.cache
     model.stream_owner = owner = object()  # a newer generate() call takes the cache over
     reused = min(common_prefix(cache.tokens[0], prompt), len(prompt) - 1)
     usage = {"prompt_tokens": len(prompt), "reused_tokens": reused,
              "computed_tokens": len(prompt) - reused, "generated_tokens": 0}
     model.last_usage = usage
+    drafts = model.last_drafts = {"drafted": 0, "accepted": 0, "passes": 0}
     if max_tokens == 0:
         usage.update(reused_tokens=0, computed_tokens=0)
         return
     cache.truncate(0, reused)
-    hidden = model.forward([prompt[reused:]], cache)[0, -1]
+    hidden = model.forward([prompt[reused:]], cache)[0, -1:]
+    # greedy decoding keeps exactly the drafted tokens it would have written (model/lookup.py)
+    lookup = None
+    if lookahead > 0 and sampler.temperature <= 0:
+        lookup = drafter if drafter is not None else PromptLookup(prompt)
+    draft: list[int] = []
     while True:
-        logits = model.project(hidden)
-        token = sampler(logits, constraint)
-        if constraint is not None:
-            constraint.advance(token)
-        usage["generated_tokens"] += 1
-        yield Generated(token, _logprob(logits, token) if logprobs else None)
-        if token in stops or usage["generated_tokens"] >= max_tokens or cache.length() >= context:
+        kept = cache.length() - len(draft)  # the cache through the last token written
+        written = []
+        for i, logits in enumerate(model.project(hidden)):  # the last token's, then each draft's
+            token = sampler(logits, constraint)
+            if constraint is not None:
+                constraint.advance(token)
+            usage["generated_tokens"] += 1
+            written.append(token)
+            yield Generated(token, _logprob(logits, token) if logprobs else None)
+            finished = (token in stops or usage["generated_tokens"] >= max_tokens
+                        or kept + i >= context)
+            if finished or i == len(draft) or token != draft[i]:
+                cache.truncate(0, kept + i)  # drop the drafts after the first one not written
+                break
+        drafts["accepted"] += len(written) - 1
+        if finished:
             return
         if model.stream_owner is not owner or model.cache is not cache:
             raise RuntimeError("generate: a newer generate() call (or reset) took over the "
                                "session cache; consume one stream at a time")
-        hidden = model.forward([[token]], cache)[0, -1]
+        draft = []
+        if lookup is not None:
+            lookup.extend(written)
+            draft = lookup.draft(min(lookahead, max_tokens - usage["generated_tokens"] - 1,
+                                     context - cache.length() - 1))
+            drafts["drafted"] += len(draft)
+            drafts["passes"] += bool(draft)
+        hidden = model.forward([[token] + draft], cache)[0]
 
 
 def stream_batch(model, prompts: Sequence[Sequence[int]], max_tokens: int | Sequence[int] = 256,
@@ -171,6 +210,8 @@ def stream_batch(model, prompts: Sequence[Sequence[int]], max_tokens: int | Sequ
     context = model.config.max_position_embeddings
     for prompt, limit in zip(prompts, limits):
         _check(prompt, limit, model.config.vocab_size)
+    prompts = [_spelled(model, p) for p in prompts]
+    for prompt in prompts:
         if len(prompt) > context:
             raise ValueError(f"prompt of {len(prompt)} tokens exceeds the context of {context}")
     constraints = list(constraints) if constraints is not None else [None] * len(prompts)

@@ -21,6 +21,7 @@ from typing import Iterator, Sequence
 import torch
 
 from agent import kernels
+from agent.harmony.closed_vocabulary import ClosedVocabulary
 from agent.kernels import DenseExperts, Int8Weight, PackedExperts
 
 from .cache import KVCache
@@ -35,6 +36,7 @@ BF16_AUTO_PARAMS = 1e9        # dtype=None on CPU: bf16 above this many paramete
 # split, and on a busy machine the threads' barriers cost far more than the work (100x seen).
 ONE_THREAD_PARAMS = 50e6
 DENSE_MODES = (None, "bf16", "fp32", "int8")
+LOOKAHEAD = 8  # drafted tokens checked per pass when decoding greedily (model/lookup.py)
 PREFILL_CHUNK = 512  # tokens per prefill step: see GptOss._chunk and BENCHMARKS.md
 
 
@@ -89,11 +91,15 @@ class GptOss:
                                 huge_pages=self.device.type == "cpu" and not small,
                                 pack_experts=not self.dense_experts)
         self.embed, self.vocab_ids, self.row_of = place.embedding(config.vocab_size)
+        # a compact checkpoint reads and writes only its own ids: prompts are spelled in them
+        self.vocabulary = (None if self.vocab_ids is None
+                           else ClosedVocabulary(self.vocab_ids.tolist()))
         self.norm = place.exact("model.norm.weight")
         self.unembed = place.matrix("lm_head.weight")
         self.layers = [self._layer(i, place) for i in range(config.num_hidden_layers)]
         self.cache = KVCache(config, 1, self.dtype, self.device)  # the session's, for prefix reuse
         self.stream_owner = None  # the generate() stream allowed to extend self.cache
+        self.lookahead = LOOKAHEAD  # greedy decoding checks drafts from the context (lookup.py)
         self.last_usage = {"prompt_tokens": 0, "reused_tokens": 0, "computed_tokens": 0,
                            "generated_tokens": 0}
 
@@ -199,6 +205,13 @@ class GptOss:
         return full
 
     # ---- public API ----------------------------------------------------------------------
+    def spell(self, token_ids: Sequence[int]) -> list[int]:
+        """The tokens this model reads for `token_ids`: the same ids, except that a compact
+        checkpoint spells the ids it lacks in ones it has (agent.harmony.closed_vocabulary).
+        generate and the batch calls do this to every prompt; `logits` takes ids as given."""
+        tokens = [int(t) for t in token_ids]
+        return tokens if self.vocabulary is None else self.vocabulary.spell(tokens)
+
     @torch.inference_mode()
     def logits(self, token_ids: Sequence[int]) -> torch.Tensor:
         """float32 [len(token_ids), vocab] for a fresh sequence (the session cache is untouched)."""
@@ -210,12 +223,13 @@ class GptOss:
     def generate(self, prompt_tokens: Sequence[int], max_tokens: int = 256,
                  stop_tokens: Sequence[int] = (), temperature: float = 1.0, top_p: float = 1.0,
                  top_k: int = 0, seed: int | None = None, logprobs: bool = False,
-                 constraint=None) -> Iterator:
+                 constraint=None, lookahead: int | None = None, *, drafter=None) -> Iterator:
         """Stream Generated(token, logprob) for one prompt, reusing the cached prefix;
-        `constraint` restricts the tokens (see agent.model.generate)."""
+        `constraint` restricts the tokens, `lookahead` drafts from the context (see
+        agent.model.generate; default `self.lookahead`)."""
         from .generate import generate
         return generate(self, prompt_tokens, max_tokens, stop_tokens, temperature, top_p, top_k,
-                        seed, logprobs, constraint)
+                        seed, logprobs, constraint, lookahead, drafter=drafter)
 
     def generate_batch(self, prompts: Sequence[Sequence[int]],
                        max_tokens: int | Sequence[int] = 256, stop_tokens: Sequence[int] = (),

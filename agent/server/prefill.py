@@ -34,6 +34,7 @@ def prefill(model, prompt: list[int], cancelled: threading.Event) -> int | None:
 
     from agent.model.cache import common_prefix
     cache = model.cache
+    prompt = model.spell(prompt) if callable(getattr(model, "spell", None)) else prompt
     reused = min(common_prefix(cache.tokens[0], prompt), len(prompt) - 1)
     if len(prompt) - 1 - reused <= STEP:
         return reused  # one step: generate does it

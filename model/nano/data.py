@@ -28,6 +28,7 @@ from agent.harmony.render import default_renderer, drop_analysis, has_function_t
 from agent.model.nano import realistic
 from agent.model.nano.tasks import EFFORTS, Task, random_task
 
+FOLLOW_UP_SHARE = 0.5  # of realistic sessions: the last turn refers to an earlier one
 INSTRUCTIONS = ("You are a helpful assistant.", "Answer concisely.",
                 "Use the tools when they help.", "Be precise and brief.")
 
@@ -185,6 +186,9 @@ def sample_batch(rng: random.Random, size: int, realistic_share: float = 0.0,
             history = [draw_task(rng, realistic_share, effort=rng.choice(EFFORTS),
                                  with_functions=with_functions)
                        for _ in range(rng.choice((1, 1, 2)))]
+            if rng.random() < realistic_share * FOLLOW_UP_SHARE:  # the last turn needs the earlier
+                *earlier, task = realistic.follow_up(rng, effort)
+                history = history[:rng.randrange(len(history) + 1)] + earlier
         prefix, tokens, mask = render_example(task, date, browser, random_instructions(rng),
                                               python, history, rng.random() < 0.5)
         rows.append((tokens, mask, task))

@@ -3,6 +3,7 @@
     python -m agent.model.nano.evaluate [--model DIR] [--tasks 350] [--seed 1000]
                                         [--no-strict-tools]
     python -m agent.model.nano.evaluate --handwritten    # tests/data/nano_eval.jsonl
+    python -m agent.model.nano.evaluate --copy-probe     # random strings (copy_probe.py)
 
 The tasks come from tasks.py with a seed the trainer never uses. Each one runs in
 `agent.Agent` (the embedded model via the local backend, the sandboxed `python` tool, and
@@ -30,7 +31,6 @@ from collections import Counter, defaultdict
 from agent.harmony.messages import ToolDescription
 from agent.harmony.tokenizer import encode_text
 from agent.model.nano import path as nano_path
-from agent.model.nano.data import render_example
 from agent.model.nano.tasks import CATEGORIES, EFFORTS, FunctionSpec, Task, random_task
 from agent.tools.base import Tool, ToolResult
 
@@ -52,76 +52,24 @@ class MadeUpFunction(Tool):
                                    parameters=self.spec.parameters)
 
 
-def held_out_tasks(counts: dict[str, int], seed: int, known_ids=None) -> tuple[list[Task], int]:
-    """Tasks per category, efforts in turn; tasks with ids the model never saw are redrawn
-    (a compact model cannot read or write those). -> (tasks, redrawn count)."""
-    tasks, redrawn = [], 0
+def held_out_tasks(counts: dict[str, int], seed: int) -> list[Task]:
+    """Tasks per category, efforts in turn (the runtime spells any text in the model's
+    closed vocabulary, so every task can be read and written)."""
+    tasks = []
     for category in CATEGORIES:
         rng = random.Random(f"{seed}:{category}")  # the same tasks whatever else is asked for
         for i in range(counts.get(category, 0)):
-            for _ in range(1000):
-                task = random_task(rng, category=category, effort=EFFORTS[i % 3],
-                                   with_functions=None if category != "function" else True)
-                if known_ids is None or _representable(task, known_ids):
-                    break
-                redrawn += 1
-            else:
-                raise RuntimeError(f"no {category} task fits the model's vocabulary")
-            tasks.append(task)
-    return tasks, redrawn
-
-
-def _representable(task: Task, known_ids: set[int]) -> bool:
-    """Every token of the task's ideal transcript is one the model has rows for."""
-    prefix, tokens, _ = render_example(task, None, False, None)
-    return set(prefix) | set(tokens) <= known_ids
-
-
-def analysis_tokens(result) -> int:
-    """Tokens of the turn's analysis messages (not the code sent to python)."""
-    texts = [c.get("text", "") for m in result.messages
-             if m.get("role") == "assistant" and m.get("channel") == "analysis"
-             and not m.get("recipient") for c in m.get("content", [])]
-    return sum(len(encode_text(t)) for t in texts)
-
-
-def judge(task: Task, result) -> tuple[bool, str]:
-    """(success, why not) for one task's Result."""
-    final = result.final or ""
-    calls = [c for c in result.tool_calls]
-    if task.category in ("arithmetic", "unit", "string"):
-        python = [c for c in calls if c.recipient == "python" and not c.error]
-        if not python:
-            return False, "no successful python call"
-        if not any(c.output.strip() == task.answer for c in python):
-            return False, f"python printed {python[-1].output.strip()!r}, expected {task.answer!r}"
-    elif task.category == "function":
-        if not calls:
-            return False, "no tool call"
-        first = calls[0]
-        if first.recipient != task.recipient:
-            return False, f"called {first.recipient}, expected {task.recipient}"
-        try:
-            args = json.loads(first.input)
-        except json.JSONDecodeError:
-            return False, f"arguments are not JSON: {first.input!r}"
-        if args != task.call_args or any(type(args[k]) is not type(v)
-                                         for k, v in task.call_args.items() if k in args):
-            return False, f"arguments {first.input}, expected {json.dumps(task.call_args)}"
-    if task.answer not in final:
-        return False, f"final {final!r} lacks {task.answer!r}"
-    return True, ""
+            tasks.append(random_task(rng, category=category, effort=EFFORTS[i % 3],
+                                     with_functions=None if category != "function" else True))
+    return tasks
 
 
 def evaluate(model_dir: str, counts: dict[str, int], seed: int, temperature: float,
              verbose: bool = False, max_tokens: int = 1200, strict_tools: bool = True) -> dict:
     from agent import Agent
     from agent.backends.local import LocalBackend
-    from agent.model.checkpoint import load_tensors
 
-    _, tensors = load_tensors(__import__("pathlib").Path(model_dir))
-    known = set(tensors["model.vocab_ids"].tolist()) if "model.vocab_ids" in tensors else None
-    tasks, redrawn = held_out_tasks(counts, seed, known)
+    tasks = held_out_tasks(counts, seed)
     backend = LocalBackend.load(model_dir)
     wins, totals = Counter(), Counter()
     parse_recovered, unrecoverable = 0, 0
@@ -155,7 +103,7 @@ def evaluate(model_dir: str, counts: dict[str, int], seed: int, temperature: flo
             if verbose:
                 print(f"FAIL [{task.category}/{task.effort}] {task.user!r}: {why}", file=sys.stderr)
     report = {
-        "tasks": len(tasks), "redrawn_unknown_tokens": redrawn, "temperature": temperature,
+        "tasks": len(tasks), "temperature": temperature,
         "strict_tools": strict_tools,
         "seconds": round(time.time() - started),
         "success": {c: f"{wins[c]}/{totals[c]} ({100 * wins[c] / totals[c]:.1f}%)"
@@ -188,8 +136,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="let tool calls name any recipient and send any arguments")
     p.add_argument("--handwritten", action="store_true",
                    help="the hand-written tasks of tests/data/nano_eval.jsonl (handwritten.py)")
+    p.add_argument("--copy-probe", action="store_true",
+                   help="random strings through a tool call and back (copy_probe.py)")
+    p.add_argument("--count", type=int, default=60, help="--copy-probe cases")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    if args.copy_probe:
+        from agent.model.nano import copy_probe
+        print(json.dumps(copy_probe.run(args.model, args.count, args.seed), indent=2,
+                         ensure_ascii=False))
+        return 0
     if args.handwritten:
         from agent.model.nano import handwritten
         only = set(args.only.split(",")) if args.only else None

@@ -6,8 +6,9 @@ per-head sinks, alternating sliding/full layers, YaRN RoPE (half-split rotation)
 routed experts with the clamped SwiGLU (alpha 1.702, limit 7, interleaved gate/up, +1 on the
 linear half). Two training-only twists:
 
-* the vocabulary is reduced to the ids that occur in the data (`vocab_ids`); the rows of all
-  other ids stay zero in the exported model, so each of them has logit exactly 0 and their
+* the vocabulary is closed: the ids that occur in the data (`vocab_ids`, with the byte
+  tokens; agent.harmony.closed_vocabulary spells every other id in them, as the runtime does
+  for the exported model); the rows of all other ids stay zero in the exported model, so each of them has logit exactly 0 and their
   share of the softmax normalizer is the constant log(V - n), added as one extra logit;
 * experts can be fake-quantized to MXFP4 (straight-through), so the exported MXFP4 model
   computes what was trained.
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from agent.kernels import reference as ref
+from agent.harmony.closed_vocabulary import ClosedVocabulary
 from agent.harmony.tokenizer import ENDOFTEXT, RETURN, VOCAB_SIZE
 from agent.model.config import GptOssConfig
 from agent.model.nano import mxfp4_fake
@@ -148,6 +150,7 @@ class NanoGptOss(nn.Module):
         lookup = torch.full((cfg.vocab_size,), -1, dtype=torch.long)
         lookup[self.vocab_ids] = torch.arange(n)
         self.register_buffer("lookup", lookup, persistent=False)
+        self.vocabulary = ClosedVocabulary(self.vocab_ids.tolist())  # how text reaches it
         self.embed = nn.Parameter(torch.randn(n, cfg.hidden_size) * 0.02)
         self.layers = nn.ModuleList(Block(cfg, cfg.window(i)) for i in range(cfg.num_hidden_layers))
         self.norm = nn.Parameter(torch.ones(cfg.hidden_size))

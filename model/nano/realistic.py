@@ -185,6 +185,67 @@ SLOTS = {
 }
 
 
+# ---------------------------------------------------------------- values no one could memorise
+
+# Copying is the skill: a value the model never saw must reach the call and the answer exactly.
+# A share of the values is drawn from spaces far too large to memorise (random letters, mixed
+# case, accents, digits, other scripts), so the model learns to copy rather than to recall.
+WILD_SHARE = 0.35
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+ACCENTED = "áàâäãåçéèêëíìîïñóòôöõøúùûüýßæœčšžłńőű"
+SCRIPTS = ("東京大阪京都北海道上海北京广州深圳山川田中村", "αβγδεζηθικλμνξοπρστυφχψω",
+           "абвгдежзийклмнопрстуфхцчшщыэюя", "가나다라마바사아자차카타파하서울부산", "ابتثجحخدذرزسشصضطظعغفقكلمنهوي")
+CODE_ALPHABETS = ("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", LOWER + "0123456789-_",
+                  LOWER + LOWER.upper() + "0123456789")
+
+
+def wild_word(rng: random.Random, lowest: int = 2, longest: int = 12) -> str:
+    """A name-like word: random letters in some case, sometimes accents, digits or a script."""
+    style = rng.randrange(9)
+    if style == 0:
+        pool = pick(rng, SCRIPTS)
+        word = "".join(rng.choice(pool) for _ in range(rng.randint(1, 6)))
+        return word.capitalize()
+    word = "".join(rng.choice(LOWER + (ACCENTED if style == 1 else ""))
+                   for _ in range(rng.randint(lowest, longest)))
+    if style in (2, 3, 4):
+        return word.capitalize()
+    if style == 5:
+        return word.upper()
+    if style == 6:
+        return "".join(ch.upper() if rng.random() < 0.3 else ch for ch in word)
+    if style == 7:
+        return word + str(rng.randint(0, 999))
+    return word
+
+
+def wild_code(rng: random.Random, longest: int = 16) -> str:
+    alphabet = pick(rng, CODE_ALPHABETS)
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, longest)))
+
+
+def wild_name(rng: random.Random) -> str:
+    return " ".join(wild_word(rng, 3, 9).capitalize() for _ in range(rng.choice((1, 2, 2, 3))))
+
+
+WILD = {
+    "city": wild_name, "country": wild_name, "person": wild_name,
+    "first_name": lambda r: wild_word(r, 3, 9).capitalize(),
+    "word": lambda r: wild_word(r).lower(), "title": wild_name,
+    "code": lambda r: wild_code(r, 40 if r.random() < 0.2 else 16), "sku": wild_code,
+    "ticker": lambda r: wild_code(r, 6).upper(), "coin": lambda r: wild_code(r, 5).upper(),
+    "currency": lambda r: "".join(r.choice(LOWER.upper()) for _ in range(3)),
+    "email": lambda r: f"{wild_word(r, 2, 10).lower()}.{wild_word(r, 2, 10).lower()}@"
+                       f"{wild_word(r, 3, 10).lower()}.{pick(r, ('com', 'io', 'org', 'net', 'de'))}",
+    "username": lambda r: wild_word(r, 3, 14),
+    "host": lambda r: f"{wild_word(r, 2, 8).lower()}-{r.randint(1, 99):02d}",
+    "domain": lambda r: f"{wild_word(r, 3, 12).lower()}.{pick(r, ('com', 'io', 'org', 'net', 'dev'))}",
+    "repo": lambda r: f"{wild_word(r, 2, 10).lower()}/{wild_word(r, 2, 12).lower()}",
+    "phrase": lambda r: " ".join(wild_word(r, 1, 9) for _ in range(r.randint(2, 6))),
+    "flight": lambda r: f"{wild_code(r, 2).upper()}{r.randint(1, 9999)}",
+}
+
+
 # Subjects: (name words, qualifier words it may take, description, params, result fields).
 # params: (name, slot kind, how the user says it: "{v}" template(s), required)
 # result fields: (key, slot kind or a tuple of choices); the first is the headline answer.
@@ -438,6 +499,8 @@ def _slot(kind):
 def make_value(rng: random.Random, kind):
     if isinstance(kind, tuple):
         return pick(rng, kind)
+    if kind in WILD and rng.random() < WILD_SHARE:
+        return WILD[kind](rng)
     return SLOTS[kind][1](rng)
 
 
@@ -549,7 +612,7 @@ def _result_text(rng: random.Random, subject, args) -> tuple[str, dict, str]:
     shown = ("true" if head else "false") if isinstance(head, bool) else str(head)
     # as @tool returns a dict: the arguments echoed back (sometimes), then the fields
     result = {**({k: v for k, v in list(args.items())[:1]} if rng.random() < 0.5 else {}), **fields}
-    return json.dumps(result), fields, shown
+    return json.dumps(result, ensure_ascii=False), fields, shown  # as @tool writes it
 
 
 def function_task(rng: random.Random, effort: str) -> Task:
@@ -824,6 +887,8 @@ STRING_KINDS = (
 def string_task(rng: random.Random, effort: str) -> Task:
     r = rng.random()
     s = pick(rng, STRING_WORDS) if r < 0.6 else " ".join(pick(rng, STRING_WORDS) for _ in range(rng.randint(2, 4)))
+    if rng.random() < WILD_SHARE:
+        s = wild_word(rng, 2, 14) if r < 0.6 else " ".join(wild_word(rng, 1, 8) for _ in range(rng.randint(2, 4)))
     if rng.random() < 0.15:
         s = s.capitalize() if rng.random() < 0.5 else s.upper()
     template, asks = pick(rng, STRING_KINDS)
@@ -928,3 +993,58 @@ def random_task(rng: random.Random, category: str | None = None, effort: str | N
     if category != "function" and with_functions:
         task.functions = [function_spec(rng, s)[0] for s in rng.sample(SUBJECTS, rng.choice((1, 2, 3)))]
     return task
+
+
+# ---------------------------------------------------------------- sessions whose turns depend
+
+INTRODUCE = ("My name is {n}.", "I'm {n}.", "Hi, I am {n}.", "call me {n}", "hello, {n} here",
+             "Hey there, my name's {n}!", "this is {n}", "You can call me {n}.")
+INTRODUCED = ("Nice to meet you, {n}! How can I help?", "Hello {n}! What can I do for you?",
+              "Hi {n}, how can I help you today?")
+RECALL = ("What is my name?", "what's my name?", "Do you remember my name?", "who am I?",
+          "what did I say my name was", "Tell me my name.", "what am I called?")
+FOLLOW_OPS = (("+", ("add {n} to that", "plus {n}?", "now add {n}", "and {n} more?", "that + {n}")),
+              ("-", ("subtract {n} from that", "minus {n}?", "now take away {n}", "that - {n}")),
+              ("*", ("multiply that by {n}", "times {n}?", "now double it" , "that * {n}",
+                     "and multiplied by {n}?")),
+              ("/", ("divide that by {n}", "and divided by {n}?", "now halve it", "that / {n}")))
+
+
+def follow_up(rng: random.Random, effort: str) -> list[Task]:
+    """A session whose last turn needs an earlier one (a name given before, "add 6 to that"):
+    the earlier turns, then the one to learn."""
+    from agent.model.nano.tasks import EFFORTS
+    if rng.random() < 0.5:
+        name = pick(rng, FIRST) if rng.random() < 0.5 else WILD["first_name"](rng)
+        intro = pick(rng, INTRODUCED).format(n=name)
+        first = Task("direct", pick(rng, EFFORTS), pick(rng, INTRODUCE).format(n=name),
+                     answer=name, analysis=[f"The user's name is {name}."], final=intro)
+        user = pick(rng, RECALL)
+        analysis = _analysis(
+            rng, effort, (f"They said their name is {name}.", f"Name: {name}."),
+            ((f"Earlier the user said their name is {name}.", "They introduced themselves."),
+             ("Answer from the conversation.", "No tool needed.")),
+            ((f"The user asks: {user}", f"Earlier: \"{first.user}\"."),
+             (f"So the name is {name}.", "No tool is needed."), ("Answer.",)))
+        last = Task("direct", effort, user, answer=name, analysis=analysis,
+                    final=pick(rng, (f"Your name is {name}.", f"You're {name}.", f"{name}.",
+                                     f"You told me your name is {name}.")))
+        return [first, last]
+    first = arithmetic_task(rng, pick(rng, EFFORTS))
+    value = first.tool_output
+    if not value.lstrip("-").replace(".", "", 1).isdigit() or len(value) > 15:
+        return follow_up(rng, effort)
+    op, asks = pick(rng, FOLLOW_OPS)
+    ask = pick(rng, asks)
+    n = 2 if ("double" in ask or "halve" in ask) else rng.randint(2, 999)
+    code = f"print({value} {op} {n})"
+    out = run_python(code)
+    user = ask.format(n=n)
+    analysis = _analysis(
+        rng, effort, (f"The last result was {value}; compute {value} {op} {n}.", f"python: {code}"),
+        ((f"\"That\" is the previous result, {value}.", f"The user refers to {value}."),
+         (f"Compute {value} {op} {n} in python.",)),
+        ((f"The user asks: {user}", f"Their previous answer was {value}."),
+         (f"So compute {value} {op} {n}.", "python keeps it exact."), ("Call python.",)))
+    return [first, _python_task("arithmetic", effort, user, code, out, analysis,
+                                f"{value} {op} {n}", rng)]

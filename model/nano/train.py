@@ -12,32 +12,65 @@ compact checkpoint (config.json + model.safetensors, see export.py) is written e
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from agent.harmony import tokenizer as tk
+from agent.harmony.closed_vocabulary import BYTE_TOKENS, ClosedVocabulary, merge_parts
 from agent.model.nano import data, export
 from agent.model.nano.modeling import NanoGptOss, nano_config
 
 
-def build_vocab(examples: int, seed: int, realistic_share: float = 0.0) -> torch.Tensor:
-    """The ids that occur in `examples` sampled transcripts, plus every 1-3 digit number."""
-    ids: set[int] = set()
+MIN_COUNT = 20  # occurrences (in --vocab-examples transcripts) that earn a token its own row
+
+
+def build_vocab(examples: int, seed: int, realistic_share: float = 0.0,
+                min_count: int = MIN_COUNT) -> torch.Tensor:
+    """The closed vocabulary of the data mix (agent.harmony.closed_vocabulary): the 256 byte
+    tokens, the Harmony special tokens, every 1-3 digit number, and each token that occurs
+    `min_count` times in `examples` sampled transcripts once the rarer ones are spelled (a
+    token below the count passes its count to its merge parts, so the pieces of rare words,
+    names and codes earn rows: those are what the model copies them with)."""
+    counts: Counter[int] = Counter()
     for ex in data.generate(examples, seed, realistic_share):
-        ids.update(ex["prefix"])
-        ids.update(ex["tokens"])
+        counts.update(ex["prefix"])
+        counts.update(ex["tokens"])
+    kept = set(BYTE_TOKENS) | set(tk.NAMED_SPECIAL_TOKENS.values())
     for n in range(1000):
-        for text in (str(n), f"{n:02d}", f"{n:03d}", " " + str(n)):
-            ids.update(tk.encode_text(text))
-    ids.update((tk.RETURN, tk.CALL, tk.END, tk.START, tk.MESSAGE, tk.CHANNEL, tk.CONSTRAIN))
-    return torch.tensor(sorted(ids))
+        for text in (str(n), f"{n:02d}", f"{n:03d}"):
+            kept.update(tk.encode_text(text))
+    pending = [-token for token in counts]  # largest id first: merge parts are smaller ids
+    heapq.heapify(pending)
+    while pending:
+        token = -heapq.heappop(pending)
+        if token in kept or token >= tk.O200K_RANKS or counts[token] >= min_count:
+            kept.add(token)
+            continue
+        for part in merge_parts(token):
+            if part not in counts:
+                heapq.heappush(pending, -part)
+            counts[part] += counts[token]
+    return torch.tensor(sorted(kept))
+
+
+def spelled(vocabulary: ClosedVocabulary, tokens: list[int], mask: list[bool]
+            ) -> tuple[list[int], list[bool]]:
+    """A transcript in the closed vocabulary; each piece of a spelled token keeps its mask."""
+    out, out_mask = [], []
+    for token, learn in zip(tokens, mask):
+        pieces = vocabulary.spell([token])
+        out += pieces
+        out_mask += [learn] * len(pieces)
+    return out, out_mask
 
 
 def make_batch(model: NanoGptOss, rng: random.Random, size: int, pool: int = 1,
@@ -45,8 +78,9 @@ def make_batch(model: NanoGptOss, rng: random.Random, size: int, pool: int = 1,
     """-> (prefix [P], inputs [B,S], targets [B,S], loss mask [B,S]) in local ids."""
     prefix, rows = data.sample_batch(rng, size * pool, realistic_share, session_share,
                                      effort_weights)
-    lookup = model.lookup
-    rows = [r for r in rows if (lookup[torch.tensor(r[0])] >= 0).all()]  # drop rare OOV rows
+    lookup, vocabulary = model.lookup, model.vocabulary
+    prefix = vocabulary.spell(prefix)
+    rows = [(*spelled(vocabulary, tokens, mask), task) for tokens, mask, task in rows]
     if pool > 1:  # a window of similar lengths from the sorted pool: less padding
         rows.sort(key=lambda r: len(r[0]))
         start = rng.randrange(max(1, len(rows) - size + 1))
@@ -77,13 +111,14 @@ def train(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    if args.init:  # continue from an exported checkpoint (its weights; vocabulary grown)
-        model = grown(export.load(args.init), args) if args.grow_vocab else export.load(args.init)
+    vocab = build_vocab(args.vocab_examples, args.seed + 1, args.realistic,
+                        args.min_count)
+    if args.init:  # continue from an exported checkpoint: its weights, this mix's vocabulary
+        model = revocabulary(export.load(args.init), vocab, args.tie)
         model.train()
         model.set_fake_quant(False)
-        cfg, vocab = model.cfg, model.vocab_ids
+        cfg = model.cfg
     else:
-        vocab = build_vocab(args.vocab_examples, args.seed + 1)
         cfg = nano_config(hidden_size=args.hidden, intermediate_size=args.intermediate,
                           num_hidden_layers=args.layers, num_attention_heads=args.heads,
                           num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
@@ -137,20 +172,18 @@ def train(args) -> None:
     log(out, f"done: {step} steps, {(time.time() - start) / 60:.1f} min in all")
 
 
-def grown(base: NanoGptOss, args) -> NanoGptOss:
-    """`base` with rows added for the ids the current data mix uses that it lacks (new rows
-    drawn at the trained rows' scale), embedding and unembedding tied as in the recipe."""
-    new_ids = build_vocab(args.vocab_examples, args.seed + 1, args.realistic)
-    vocab = torch.unique(torch.cat([base.vocab_ids, new_ids]))
-    model = NanoGptOss(base.cfg, vocab, tie=args.tie)
+def revocabulary(base: NanoGptOss, vocab: torch.Tensor, tie: bool) -> NanoGptOss:
+    """`base` over the vocabulary `vocab`: the rows `base` trained are kept, the others drawn
+    at the trained rows' scale (a zero row is one `base` never trained)."""
+    model = NanoGptOss(base.cfg, vocab, tie=tie)
     with torch.no_grad():
-        rows = model.lookup[base.vocab_ids]
-        scale = base.embed.std().item()
-        model.embed.normal_(0.0, scale)
-        model.embed[rows] = base.embed
-        if not args.tie:
-            model.lm_head.normal_(0.0, scale)
-            model.lm_head[rows] = base.lm_head
+        trained = base.vocab_ids[base.embed.abs().sum(1) > 0]
+        trained = trained[model.lookup[trained] >= 0]
+        scale = base.embed[base.lookup[trained]].std().item()
+        for name in ("embed",) if tie else ("embed", "lm_head"):
+            rows = getattr(model, name)
+            rows.normal_(0.0, scale)
+            rows[model.lookup[trained]] = getattr(base, name)[base.lookup[trained]]
         others = dict(base.named_parameters())
         for name, param in model.named_parameters():
             if name not in ("embed", "lm_head"):
@@ -193,15 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quant-from", type=float, default=0.5)
     p.add_argument("--save-every", type=float, default=5)
     p.add_argument("--log-every", type=int, default=20)
-    p.add_argument("--vocab-examples", type=int, default=60_000)
+    p.add_argument("--vocab-examples", type=int, default=20_000)
     p.add_argument("--realistic", type=float, default=0.0,
                    help="share of tasks from realistic.py (the rest from tasks.py)")
     p.add_argument("--sessions", type=float, default=0.0,
                    help="share of transcripts that are the last turn of a multi-turn session")
     p.add_argument("--efforts", type=lambda s: [float(w) for w in s.split(",")],
                    help="low,medium,high weights of the batches' effort (default: equal)")
-    p.add_argument("--grow-vocab", action="store_true",
-                   help="with --init: add rows for ids of the data mix the checkpoint lacks")
+    p.add_argument("--min-count", type=int, default=MIN_COUNT,
+                   help="occurrences in --vocab-examples transcripts that earn a token a row")
     p.add_argument("--untied", dest="tie", action="store_false",
                    help="train embedding and unembedding apart (default: one tensor, exported "
                         "twice, which makes copying from the context easy to learn)")

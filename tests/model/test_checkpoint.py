@@ -147,6 +147,40 @@ def test_compact_vocabulary_expands(checkpoint, tmp_path):
     assert {g.token for g in model.generate(prompt, max_tokens=10, seed=0)} <= set(ids.tolist())
 
 
+def test_compact_vocabulary_reads_what_it_lacks_spelled(checkpoint, tmp_path):
+    """With the byte tokens kept, an id the checkpoint lacks is read as the smaller ids that
+    spell it: generate computes what the full model computes on the spelled prompt, and the
+    session cache holds the spelled prompt (so the next call reuses it)."""
+    from agent.harmony import tokenizer as tk
+    full_folder = checkpoint("base")
+    tensors = load_file(full_folder / "model.safetensors")
+    ids = torch.tensor(list(range(256)) + [300, 417, 600, 911], dtype=torch.int64)
+    tensors["model.vocab_ids"] = ids
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        tensors[name] = tensors[name][ids].contiguous()
+    compact = tmp_path / "compact"
+    compact.mkdir()
+    shutil.copy(full_folder / "config.json", compact / "config.json")
+    save_file(tensors, compact / "model.safetensors")
+
+    model = runtime.load(compact, dtype=torch.float32)
+    prompt = [300, 1000, 417, 723, 1017, 5, 600]  # 1000, 723, 1017: no rows
+    spelled = model.spell(prompt)
+    assert set(spelled) <= set(ids.tolist()) and len(spelled) > len(prompt)
+    assert tk.decode(spelled) == tk.decode(prompt)
+    full = runtime.load(full_folder, dtype=torch.float32)
+    want = full.logits(spelled)[-1, ids]
+    first = next(model.generate(prompt, max_tokens=1, temperature=0.0))
+    assert first.token == int(ids[torch.argmax(want)])
+    assert model.cache.tokens[0] == spelled
+    assert model.last_usage["prompt_tokens"] == len(spelled)
+    list(model.generate(prompt + [5], max_tokens=1, temperature=0.0))
+    assert model.last_usage["reused_tokens"] == len(spelled)
+    rows = model.generate_batch([prompt, prompt[:2]], max_tokens=3, temperature=0.0)
+    assert rows[0][0].token == first.token
+    assert all(g.token in set(ids.tolist()) for row in rows for g in row)
+
+
 def test_nano_name_loads_the_embedded_model():
     nano = pytest.importorskip("agent.model.nano")
     if not hasattr(nano, "path") or not (nano.path() / "config.json").exists():

@@ -118,3 +118,65 @@ def test_stream_batch_interleaves_rows_and_honours_per_row_limits(model):
         assert tokens == run(model, prompts[index], max_tokens=limit, temperature=0)
     with pytest.raises(ValueError, match="max_tokens for"):
         model.stream_batch(prompts, max_tokens=[1, 2])
+
+
+class Oracle:
+    """Drafts the tokens a run without drafts wrote (`truth`), with `wrong` ones swapped in:
+    how many get kept then depends only on the model, not on the context."""
+
+    def __init__(self, truth: list[int], wrong: set[int] = frozenset()):
+        self.truth, self.wrong, self.written = truth, wrong, 0
+
+    def extend(self, tokens):
+        self.written += len(tokens)
+
+    def draft(self, limit):
+        ids = list(range(self.written, min(self.written + limit, len(self.truth))))
+        return [self.truth[i] if i not in self.wrong else (self.truth[i] + 1) % 1000 for i in ids]
+
+
+@pytest.mark.parametrize("wrong", [set(), {3, 4, 11}, set(range(40))])
+def test_drafts_keep_exactly_the_greedy_tokens(model, wrong):
+    """However good the drafts, greedy decoding with them writes the tokens it writes alone,
+    with the same logprobs; the session cache ends as it would, and the next call reuses it."""
+    want = [(g.token, g.logprob) for g in model.generate(PROMPT, max_tokens=30, temperature=0,
+                                                        logprobs=True, lookahead=0)]
+    truth = [t for t, _ in want]
+    cached = list(model.cache.tokens[0])
+    drafter = Oracle(truth, wrong)
+    got = [(g.token, g.logprob) for g in model.generate(PROMPT, max_tokens=30, temperature=0,
+                                                       logprobs=True, lookahead=5,
+                                                       drafter=drafter)]
+    assert [t for t, _ in got] == truth
+    assert [p for _, p in got] == pytest.approx([p for _, p in want], abs=1e-4)
+    drafts = model.last_drafts
+    if not wrong:  # each pass keeps its 5 drafts and writes one more: 30 tokens in 5 passes
+        assert drafts["accepted"] == drafts["drafted"] == 24 and drafts["passes"] == 5
+    elif len(wrong) == 40:
+        assert drafts["accepted"] == 0 and drafts["passes"] == 28  # the last may draft none
+    else:
+        assert 0 < drafts["accepted"] < drafts["drafted"]
+    assert model.cache.tokens[0] == cached
+    list(model.generate(PROMPT + truth[:10], max_tokens=1, temperature=0))
+    assert model.last_usage["reused_tokens"] == len(PROMPT) + 9
+
+
+def test_drafts_stop_at_stop_tokens_and_max_tokens(model):
+    truth = run(model, max_tokens=20, temperature=0, lookahead=0)
+    stop = truth[6]
+    want = truth[:truth.index(stop) + 1]
+    got = [g.token for g in model.generate(PROMPT, max_tokens=20, temperature=0, lookahead=8,
+                                           stop_tokens=[stop], drafter=Oracle(truth))]
+    assert got == want
+    got = [g.token for g in model.generate(PROMPT, max_tokens=4, temperature=0, lookahead=8,
+                                           drafter=Oracle(truth))]
+    assert got == truth[:4]
+
+
+def test_prompt_lookup_drafts_what_followed_the_last_ngram():
+    from agent.model.lookup import PromptLookup
+    lookup = PromptLookup([1, 2, 3, 4, 5, 6, 1, 2, 3, 9, 9, 1, 2])
+    assert lookup.draft(4) == []           # (9, 1, 2) never occurred before
+    lookup.extend([3])
+    assert lookup.draft(4) == [9, 9, 1, 2]  # the latest earlier (1, 2, 3) was followed by 9 9
+    assert lookup.draft(0) == [] and PromptLookup([1, 2]).draft(3) == []

@@ -87,3 +87,31 @@ def test_batch_shares_one_system_message():
     assert tk.decode(prefix).startswith("<|start|>system<|message|>")
     assert len({row[2].effort for row in rows}) == 1
     assert all(not tk.decode(row[0]).count("<|start|>system") for row in rows)
+
+
+def test_closed_vocabulary_gives_each_row_its_count_and_reads_every_transcript():
+    """build_vocab's promise, counted independently: spell fresh transcripts of the same mix
+    in the vocabulary; every id is in it, the text is unchanged, and each kept token that
+    is not forced (bytes, specials, 1-3 digit numbers) occurs at least `min_count` times in
+    the transcripts it was built from."""
+    from collections import Counter
+
+    from agent.harmony.closed_vocabulary import ClosedVocabulary
+    from agent.model.nano.train import build_vocab, spelled
+    min_count = 5
+    vocab = build_vocab(300, 4, 0.8, min_count)
+    vocabulary = ClosedVocabulary(vocab.tolist())
+    assert vocabulary.has_bytes
+    counts = Counter()
+    for ex in data.generate(300, 4, 0.8):
+        for part in ("prefix", "tokens"):
+            counts.update(vocabulary.spell(ex[part]))
+    numbers = {t for n in range(1000) for s in (str(n), f"{n:02d}", f"{n:03d}")
+               for t in tk.encode_text(s)}
+    free = [t for t in vocab.tolist() if t >= 256 and t < tk.O200K_RANKS and t not in numbers]
+    assert free and all(counts[t] >= min_count for t in free)
+    for ex in data.generate(50, 99, 0.8):  # other transcripts: spelled, never lost
+        tokens, mask = spelled(vocabulary, ex["tokens"], ex["mask"])
+        assert set(tokens) <= vocabulary.ids and len(mask) == len(tokens)
+        assert tk.decode(tokens) == tk.decode(ex["tokens"])
+        assert sum(mask) >= sum(ex["mask"])

@@ -146,3 +146,40 @@ def test_session_context_is_what_the_loop_sends():
         # ... and ends where the model starts writing (the loss starts)
         end = len(prompt) - len(prefix)
         assert mask[end] and not mask[end - 1]
+
+
+def test_values_from_large_random_spaces_are_copied_exactly():
+    """A share of the values is random (no two alike): each one the request holds reaches the
+    call's arguments, and the result's headline reaches the answer, character for character."""
+    rng = random.Random(9)
+    wild = []
+    for _ in range(300):
+        task = realistic.function_task(rng, "low")
+        args = json.loads(task.arguments)
+        for value in args.values():
+            if isinstance(value, str) and value in task.user:
+                wild.append(value)
+        assert task.answer in task.tool_output and task.answer in task.final
+    assert len(set(wild)) > 0.9 * len(wild) > 100
+    assert any(not value.isascii() for value in wild) and any(len(value) > 20 for value in wild)
+
+
+def test_follow_up_turns_need_the_earlier_turn():
+    rng = random.Random(4)
+    kinds = set()
+    for _ in range(40):
+        first, last = realistic.follow_up(rng, "medium")
+        if last.recipient == "python":  # "add 6 to that": the code starts from the last result
+            assert last.arguments.startswith(f"print({first.tool_output} ")
+            assert last.answer == tasks_run(last.arguments)
+            kinds.add("arithmetic")
+        else:  # "what is my name?": the name given before, in the answer
+            assert last.answer in first.user and last.answer in last.final
+            assert last.answer not in last.user
+            kinds.add("name")
+    assert kinds == {"arithmetic", "name"}
+
+
+def tasks_run(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
