@@ -181,7 +181,8 @@ def run(args) -> dict:
     bandwidth_before = read_bandwidth_gb_s(os.cpu_count() or 1)
     stamps = []
     start = time.perf_counter()
-    for _ in model.generate(prompt, max_tokens=args.decode_tokens + 1, temperature=0.0):
+    for _ in model.generate(prompt, max_tokens=args.decode_tokens + 1, temperature=0.0,
+                            lookahead=0):  # one token per pass, as llama-bench's tg
         stamps.append(time.perf_counter())
     ttft = stamps[0] - start
     result["ttft_s"] = round(ttft, 3)
@@ -189,6 +190,7 @@ def run(args) -> dict:
     decode_s = stamps[-1] - stamps[0]
     result["decode_tok_s"] = round((len(stamps) - 1) / decode_s, 3) if len(stamps) > 1 else 0.0
     result["rss_decode_gb"] = round(rss_gb()[0], 2)
+    result["draft_check_ms"] = draft_check_ms(model)
     # prefix reuse: the same conversation one turn later reuses the cached prompt and answer
     extended = prompt + [int(t) for t in model.cache.tokens[0][len(prompt):]] + prompt[:16]
     start = time.perf_counter()
@@ -233,6 +235,26 @@ def run(args) -> dict:
         gc.collect()
         result.update(logit_error(got, load(path).logits(prompt[:64])))
     return result
+
+
+@torch.inference_mode()
+def draft_check_ms(model, drafts=(0, 1, 3, 7), repeats: int = 3) -> dict:
+    """ms for one decode pass over the last token plus k drafted tokens (model/lookup.py), at
+    the session cache's position: a pass that keeps a tokens costs pass(k) / pass(0) single
+    steps, so drafting wins when a + 1 exceeds that ratio."""
+    cache = model.cache
+    length = cache.length()
+    earlier = cache.tokens[0][-max(drafts) - 1:]  # distinct tokens: the experts they choose vary
+    out = {}
+    for k in drafts:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.project(model.forward([earlier[-k - 1:]], cache)[0])
+            times.append(time.perf_counter() - start)
+            cache.truncate(0, length)
+        out[k] = round(1000 * min(times), 2)
+    return out
 
 
 def at_depths(model, depths: list[int], new_tokens: int, decode_tokens: int, gen) -> list[dict]:

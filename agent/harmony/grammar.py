@@ -61,6 +61,12 @@ class _Lark:
     def support(self) -> list[str]:
         return [f"TEXT: {_TEXT}"]
 
+    def options(self) -> list[str]:
+        # a literal's text in any tokens (llguidance otherwise masks a forced literal to its
+        # canonical tokens): a model whose closed vocabulary lacks them spells it smaller,
+        # and a real model may prefer a shorter first token
+        return ['%llguidance {"no_forcing": true}']
+
 
 class _Gbnf:
     """llama.cpp's GBNF: rule names without "_", special tokens by id (`<[200005]>`), JSON
@@ -83,6 +89,9 @@ class _Gbnf:
 
     def bounded_text(self, name: str, tokens: int) -> tuple[str, None]:
         return "text", None         # GBNF cannot count tokens: the budget still ends the turn
+
+    def options(self) -> list[str]:
+        return []
 
     def support(self) -> list[str]:
         return ['text ::= ([^<] | "<"+ [^<|])* "<"*',
@@ -214,7 +223,8 @@ def turn_grammar(recipients: Mapping[str, Optional[dict]], *, tool_choice: str =
             f"{d.rule('final')}{d.defines} {channel} \"final\" {message} {answer}"
             f"{d.stop('<|return|>')}"]
     extra_rules.append(note_rule)
-    return "\n".join(head + lines + [r for r in extra_rules if r] + d.support()) + "\n"
+    return "\n".join(d.options() + head + lines + [r for r in extra_rules if r]
+                     + d.support()) + "\n"
 
 
 def _each_subschema(schema, change: Callable[[dict], dict]):

@@ -231,3 +231,32 @@ def test_a_budget_bounds_every_string_and_the_turn_ends_inside_it(harmony_encodi
     jsonschema.validate(value, UNBOUNDED)
     assert len(value["order_id"]) <= budget // 8
     assert len(value.get("notes", [])) <= budget // 8
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_closed_vocabulary_can_follow_every_grammar(harmony_encoding, seed):
+    """A model with rows for the byte tokens and the special tokens only (the runtime gives
+    every other id -inf) still writes a declared call with valid arguments: llguidance masks
+    by bytes, so the spelling need not be the canonical one; openai-harmony parses it."""
+    from agent.harmony.closed_vocabulary import BYTE_TOKENS
+    kept = torch.zeros(tk.VOCAB_SIZE, dtype=torch.bool)
+    kept[list(BYTE_TOKENS)] = True
+    kept[list(tk.NAMED_SPECIAL_TOKENS.values())] = True
+    constraint = constraint_for(TOOLS, tool_choice="required")
+    generator = torch.Generator().manual_seed(seed)
+    sampler = Sampler(temperature=1.0, seed=seed)
+    tokens: list[int] = []
+    for _ in range(1500):
+        logits = torch.randn(tk.VOCAB_SIZE, generator=generator) * 2
+        logits[[tk.END, tk.CALL, tk.RETURN]] += 14.0
+        token = sampler(logits.masked_fill(~kept, float("-inf")), constraint)
+        constraint.advance(token)
+        tokens.append(token)
+        if token in (tk.CALL, tk.RETURN):
+            break
+    assert constraint.error is None and tokens[-1] == tk.CALL
+    assert all(kept[t] for t in tokens)
+    last = oracle(harmony_encoding, tokens)[-1]
+    assert last.recipient in TOOLS
+    if TOOLS[last.recipient] is not None:
+        jsonschema.validate(json.loads(last.content[0].text), TOOLS[last.recipient])
