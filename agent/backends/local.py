@@ -83,8 +83,12 @@ class LocalBackend:
         stream = self.model.generate(list(prompt), max_tokens=max_tokens, stop_tokens=list(stop),
                                      temperature=temperature, top_p=top_p, seed=seed,
                                      logprobs=logprobs, constraint=constraint)
+        usage = None
         try:
             for item in stream:
+                # this call's counts: a batch the server runs in between replaces the model's
+                usage = usage or getattr(self.model, "last_usage", None)
                 yield Generated(int(item.token), getattr(item, "logprob", None))
         finally:
-            self.last_usage = dict(getattr(self.model, "last_usage", None) or self.last_usage)
+            self.last_usage = dict(usage or getattr(self.model, "last_usage", None)
+                                   or self.last_usage)

@@ -105,7 +105,8 @@ class RawRun:
 
     def usage_body(self) -> dict:
         stop_token = isinstance(self.stop_reason, int)  # generated, though not in the output
-        prompt, generated = len(self.prompt), len(self.ids) + stop_token
+        prompt = int(self.usage.get("prompt_tokens") or len(self.prompt))  # as the model read it
+        generated = len(self.ids) + stop_token
         return {"prompt_tokens": prompt, "completion_tokens": generated,
                 "total_tokens": prompt + generated,
                 "prompt_tokens_details": {"cached_tokens": int(self.usage.get("reused_tokens", 0))}}

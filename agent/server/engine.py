@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -175,11 +176,15 @@ class Engine:
         """Streams each generated token to its request; stops once every client has left."""
         stream = None
         reused = None
+        # a lone request on the session cache: requests that come meanwhile are served
+        # between its prefill steps and its tokens, in a batch on a cache of their own
+        side = _Side(self) if len(jobs) == 1 and self.max_batch > 1 else None
         try:
             if len(jobs) == 1:
                 self._claim_cache(jobs[0].params.cache_scope)
             if len(jobs) == 1 and self.steps_prefill:
-                reused = prefill.prefill(self.backend.model, jobs[0].prompt, jobs[0].cancelled)
+                reused = prefill.prefill(self.backend.model, jobs[0].prompt, jobs[0].cancelled,
+                                         side.serve if side is not None else None)
                 if reused is None:
                     jobs[0].push(Finished(error="cancelled"))
                     return
@@ -189,6 +194,8 @@ class Engine:
                     jobs[index].push(item)
                 elif all(j.cancelled.is_set() for j in jobs):
                     break
+                if side is not None:
+                    side.serve(0.0)
         except Exception as exc:  # a backend failure ends these requests, not the server
             for j in jobs:
                 j.push(Finished(error=f"{type(exc).__name__}: {exc}"))
@@ -196,15 +203,42 @@ class Engine:
         finally:
             if stream is not None:
                 stream.close()
+            if side is not None:
+                side.finish()
         if len(jobs) == 1:
             usages = [dict(getattr(self.backend, "last_usage", None) or {})]
             if reused is not None and usages[0]:  # what was cached before the piecewise prefill
-                usages[0].update(reused_tokens=reused,
-                                 computed_tokens=len(jobs[0].prompt) - reused)
+                read = usages[0].get("prompt_tokens", len(jobs[0].prompt))  # as the model read it
+                usages[0].update(reused_tokens=reused, computed_tokens=read - reused)
         else:
             usages = getattr(self.backend, "last_batch_usage", None) or [{} for _ in jobs]
         for j, usage in zip(jobs, usages):
             j.push(Finished(usage=dict(usage)))
+
+    def _waiting_batch(self) -> list[_Job]:
+        """Waiting requests that can run as one batch beside a lone one: short prompts (one
+        prefill step in all) that sample alike; the rest stay queued in order."""
+        taken, keep, budget = [], [], BATCH_PROMPT_TOKENS
+        while len(taken) < self.max_batch:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                keep.append(job)
+                break
+            if job.cancelled.is_set():
+                job.push(Finished(error="cancelled"))
+                self.served += 1
+                continue
+            fits = len(job.prompt) <= budget and job.params.constraint is None and (
+                not taken or job.params.batch_key() == taken[0].params.batch_key())
+            if fits:
+                budget -= len(job.prompt)
+            (taken if fits else keep).append(job)
+        for job in keep:
+            self._jobs.put(job)
+        return taken
 
     def _claim_cache(self, scope) -> None:
         """Hands the backend's prefix cache to `scope`, forgetting another scope's prefix.
@@ -216,12 +250,12 @@ class Engine:
                 forget()
             self._cache_scope = scope
 
-    def _tokens(self, jobs: list[_Job]):
+    def _tokens(self, jobs: list[_Job], batch: bool = False):
         """(request index, Generated) from one backend call for all the jobs."""
         p = jobs[0].params
         sampling = dict(stop=list(p.stop), temperature=p.temperature, top_p=p.top_p,
                         seed=p.seed, logprobs=p.logprobs)
-        if len(jobs) == 1:
+        if len(jobs) == 1 and not batch:
             if p.constraint is not None:
                 sampling["constraint"] = p.constraint
             stream = self.backend.complete(jobs[0].prompt, max_tokens=p.max_tokens, **sampling)
@@ -232,8 +266,56 @@ class Engine:
                                                  **sampling)
         try:
             for item in stream:
-                yield item if len(jobs) > 1 else (0, item)
+                yield item if len(jobs) > 1 or batch else (0, item)
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()  # the runtime frees its cache; a remote engine its connection
+
+
+class _Side:
+    """Requests served beside a lone one that holds the session cache (a long prefill, then
+    its tokens): batches of the waiting short requests, on a cache of their own, advanced
+    for about as long as each of the lone request's steps took, so neither starves."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.jobs: list[_Job] = []
+        self.stream = None
+
+    def serve(self, seconds: float) -> None:
+        """Advances the side requests for `seconds` (at least one token)."""
+        deadline = time.perf_counter() + seconds
+        while True:
+            if self.stream is None:
+                self.jobs = self.engine._waiting_batch()
+                if not self.jobs:
+                    return
+                self.engine.batches += len(self.jobs) > 1
+                self.stream = self.engine._tokens(self.jobs, batch=True)
+            try:
+                index, item = next(self.stream)
+            except StopIteration:
+                self._done()
+            except Exception as exc:  # a backend failure ends these requests, not the server
+                self._done(f"{type(exc).__name__}: {exc}")
+            else:
+                if not self.jobs[index].cancelled.is_set():
+                    self.jobs[index].push(item)
+                elif all(j.cancelled.is_set() for j in self.jobs):
+                    self.stream.close()
+                    self._done()
+            if time.perf_counter() >= deadline:
+                return
+
+    def finish(self) -> None:
+        """Serves the side requests to their end (the lone request is done)."""
+        while self.stream is not None:
+            self.serve(0.0)
+
+    def _done(self, error: str | None = None) -> None:
+        usages = getattr(self.engine.backend, "last_batch_usage", None) or [{}] * len(self.jobs)
+        for job, usage in zip(self.jobs, usages):
+            job.push(Finished(error=error) if error else Finished(usage=dict(usage)))
+        self.engine.served += len(self.jobs)
+        self.stream, self.jobs = None, []

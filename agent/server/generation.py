@@ -43,8 +43,9 @@ class Generation:
             pass
 
     def usage(self) -> dict:
-        """Chat-completions usage; `cached_tokens` is the prefix the runtime reused."""
-        prompt = len(self.prompt)
+        """Chat-completions usage; `cached_tokens` is the prefix the runtime reused. Prompt
+        tokens as the model read them (a closed vocabulary spells some in several)."""
+        prompt = int(self.backend_usage.get("prompt_tokens") or len(self.prompt))
         completion = self.decoder.generated
         return {
             "prompt_tokens": prompt,

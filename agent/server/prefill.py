@@ -15,6 +15,8 @@ model and ~6 s for gpt-oss-20b on a CPU (80 tok/s).
 from __future__ import annotations
 
 import threading
+import time
+from typing import Callable
 
 STEP = 512
 
@@ -27,9 +29,12 @@ def can_prefill(backend) -> bool:
         and callable(getattr(cache, "truncate", None))
 
 
-def prefill(model, prompt: list[int], cancelled: threading.Event) -> int | None:
+def prefill(model, prompt: list[int], cancelled: threading.Event,
+            between: Callable[[float], None] | None = None) -> int | None:
     """Caches `prompt[:-1]`; returns how many tokens were already cached before, or None when
-    `cancelled` was set first (the cache then keeps the steps that were computed)."""
+    `cancelled` was set first (the cache then keeps the steps that were computed).
+    `between(seconds)` is called after each step with the step's duration (the engine serves
+    other requests there)."""
     import torch
 
     from agent.model.cache import common_prefix
@@ -43,5 +48,8 @@ def prefill(model, prompt: list[int], cancelled: threading.Event) -> int | None:
         for start in range(reused, len(prompt) - 1, STEP):
             if cancelled.is_set():
                 return None
+            started = time.perf_counter()
             model.forward([prompt[start:min(len(prompt) - 1, start + STEP)]], cache)
+            if between is not None:
+                between(time.perf_counter() - started)
     return reused

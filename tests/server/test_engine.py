@@ -122,3 +122,48 @@ def test_stepwise_prefill_matches_the_one_call_prefill(tmp_path):
     cancelled.set()
     model.reset()
     assert prefill(model, prompt, cancelled) is None and model.cache.length() == 0
+
+
+def test_requests_that_come_during_a_long_prefill_are_served_between_its_steps(tmp_path):
+    """A request queued behind a prompt of several prefill steps gets its answer before the
+    long one's first token (it runs in a batch of its own between the steps), and both get
+    exactly the tokens they get alone; usage counts each its own."""
+    from agent.backends.local import LocalBackend
+    from agent.model import load
+    from agent.model.config import preset
+    from agent.model.random import write_random
+    from agent.server.batching import with_batching
+    from agent.server.engine import Engine, Finished, Params
+    from agent.server.prefill import STEP
+    write_random(tmp_path, preset("tiny", max_position_embeddings=8192))
+    model = load(str(tmp_path))
+    long_prompt = [(i * 37) % 1000 for i in range(4 * STEP + 10)]
+    short_prompt = [5, 6, 7, 8, 9]
+    alone = {name: [g.token for g in model.generate(p, max_tokens=6, temperature=0)]
+             for name, p in (("long", long_prompt), ("short", short_prompt))}
+    model.reset()
+    engine = Engine(with_batching(LocalBackend(model)), max_batch=4)
+    events = []
+
+    async def consume(name, handle):
+        async for item in handle:
+            events.append((name, item))
+
+    async def main():
+        params = Params(max_tokens=6, temperature=0.0)
+        long_handle = engine.submit(long_prompt, params)
+        short_handle = engine.submit(short_prompt, params)
+        await asyncio.gather(consume("long", long_handle), consume("short", short_handle))
+
+    asyncio.run(main())
+    engine.stop()
+    order = [(name, type(item).__name__) for name, item in events]
+    assert order.index(("short", "Finished")) < order.index(("long", "Generated"))
+    for name in ("long", "short"):
+        mine = [item for n, item in events if n == name]
+        assert [g.token for g in mine[:-1]] == alone[name]
+        finished = mine[-1]
+        assert isinstance(finished, Finished) and finished.error is None
+        assert finished.usage["generated_tokens"] == 6
+    usage = [item for n, item in events if n == "long"][-1].usage
+    assert usage["prompt_tokens"] == len(long_prompt) and engine.served == 2
