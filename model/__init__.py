@@ -5,7 +5,10 @@
     model.config                                   GptOssConfig
     model.logits(token_ids) -> torch.Tensor        float32 [len(token_ids), vocab]
     model.generate(prompt_tokens, max_tokens=256, stop_tokens=(), temperature=1.0, top_p=1.0,
-                   top_k=0, seed=None, logprobs=False) -> Iterator[Generated(token, logprob)]
+                   top_k=0, seed=None, logprobs=False, constraint=None, lookahead=None)
+                                                   -> Iterator[Generated(token, logprob)]
+    model.spell(token_ids)                         the ids a compact checkpoint reads for them
+    model.last_drafts                              drafted / accepted tokens of the last call
     model.last_usage                               prompt/reused/computed/generated tokens
     model.generate_batch(prompts, max_tokens=int | [int per prompt], ...) -> list[list[Generated]]
     model.stream_batch(prompts, ...) -> Iterator[(row, Generated)]   the same, streaming
@@ -13,7 +16,7 @@
 
 Modules: config (GptOssConfig), checkpoint (files, names, validation), mxfp4 (the format),
 transformer (the architecture), cache (KV cache, prefix reuse, rollback), generate (sampling),
-random (random checkpoints), download (real weights).
+lookup (prompt-lookup drafts), random (random checkpoints), download (real weights).
 """
 
 if __name__ != "agent.model":  # run from the repo root as `model`: see agent/shadowing.py

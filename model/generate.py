@@ -160,6 +160,7 @@ def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context, constr
     if lookahead > 0 and sampler.temperature <= 0:
         lookup = drafter if drafter is not None else PromptLookup(prompt)
     draft: list[int] = []
+    limit = lookahead  # halved after a pass that keeps no draft, doubled after one keeping all
     while True:
         kept = cache.length() - len(draft)  # the cache through the last token written
         written = []
@@ -176,6 +177,9 @@ def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context, constr
                 cache.truncate(0, kept + i)  # drop the drafts after the first one not written
                 break
         drafts["accepted"] += len(written) - 1
+        if draft:
+            limit = (min(lookahead, 2 * limit) if len(written) > len(draft)
+                     else max(1, limit // 2) if len(written) == 1 else limit)
         if finished:
             return
         if model.stream_owner is not owner or model.cache is not cache:
@@ -184,7 +188,7 @@ def _stream(model, prompt, max_tokens, stops, sampler, logprobs, context, constr
         draft = []
         if lookup is not None:
             lookup.extend(written)
-            draft = lookup.draft(min(lookahead, max_tokens - usage["generated_tokens"] - 1,
+            draft = lookup.draft(min(limit, max_tokens - usage["generated_tokens"] - 1,
                                      context - cache.length() - 1))
             drafts["drafted"] += len(draft)
             drafts["passes"] += bool(draft)

@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--copy-probe", action="store_true",
                    help="random strings through a tool call and back (copy_probe.py)")
     p.add_argument("--count", type=int, default=60, help="--copy-probe cases")
+    p.add_argument("--lookahead", type=int, default=None,
+                   help="--handwritten: drafted tokens checked per pass (0: none; default: "
+                        "the runtime's)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.copy_probe:
@@ -149,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.handwritten:
         from agent.model.nano import handwritten
         only = set(args.only.split(",")) if args.only else None
-        print(json.dumps(handwritten.evaluate(args.model, args.verbose, only), indent=2,
-                         ensure_ascii=False))
+        print(json.dumps(handwritten.evaluate(args.model, args.verbose, only, args.lookahead),
+                         indent=2, ensure_ascii=False))
         return 0
     counts = {c: max(1, round(n * args.scale)) for c, n in DEFAULT_COUNTS.items()
               if not args.only or c in args.only.split(",")}

@@ -157,11 +157,14 @@ def run_task(task: dict, backend, functions: dict, max_tokens: int = 1500) -> tu
     return True, "", time.time() - started
 
 
-def evaluate(model_dir: str, verbose: bool = False, only: set[str] | None = None) -> dict:
+def evaluate(model_dir: str, verbose: bool = False, only: set[str] | None = None,
+             lookahead: int | None = None) -> dict:
     from agent.backends.local import LocalBackend
     tasks = [t for t in load_tasks() if not only or t["category"] in only]
     functions = load_functions()
     backend = LocalBackend.load(model_dir)
+    if lookahead is not None:  # drafts checked per pass (agent.model.lookup); 0: none
+        backend.model.lookahead = lookahead
     wins, totals, failures = Counter(), Counter(), []
     started = time.time()
     for task in tasks:
@@ -176,6 +179,7 @@ def evaluate(model_dir: str, verbose: bool = False, only: set[str] | None = None
     python = sum(wins[c] for c in PYTHON_KINDS), sum(totals[c] for c in PYTHON_KINDS)
     return {
         "tasks": len(tasks), "seconds": round(time.time() - started),
+        "lookahead": backend.model.lookahead,
         "success": {c: _rate(wins[c], totals[c]) for c in CATEGORIES if totals[c]},
         "python_tasks": _rate(*python),
         "all": _rate(sum(wins.values()), sum(totals.values())),

@@ -108,8 +108,7 @@ def nano_model():
 
 @pytest.fixture(scope="module")
 def function_tasks():
-    tasks, _ = evaluate.held_out_tasks({"function": 10}, 2024)
-    return tasks
+    return evaluate.held_out_tasks({"function": 10}, 2024)
 
 
 def prompt_for(task) -> list[int]:
