@@ -86,6 +86,9 @@ def run_steps(backend, prompts: list[list[int]], decode_tokens: int) -> dict:
         steps.append({"prompt_tokens": len(prompt), "reused_tokens": usage.get("reused_tokens"),
                       "computed_tokens": usage.get("computed_tokens"), "decoded": count,
                       "prefill_s": round(first - begin, 2), "decode_s": round(end - first, 2)})
+        drafts = getattr(getattr(backend, "model", None), "last_drafts", None)
+        if drafts is not None:  # prompt-lookup drafts checked and kept (agent.model.lookup)
+            steps[-1]["drafts"] = dict(drafts)
         print(json.dumps(steps[-1]), file=sys.stderr)
     total = time.perf_counter() - started
     prefill, decode = sum(s["prefill_s"] for s in steps), sum(s["decode_s"] for s in steps)
