@@ -243,11 +243,13 @@ class GptOss:
     def stream_batch(self, prompts: Sequence[Sequence[int]],
                      max_tokens: int | Sequence[int] = 256, stop_tokens: Sequence[int] = (),
                      temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-                     seed: int | None = None, logprobs: bool = False) -> Iterator[tuple]:
-        """Like generate_batch, streaming (row index, Generated) as each step samples."""
+                     seed: int | None = None, logprobs: bool = False,
+                     constraints: Sequence | None = None) -> Iterator[tuple]:
+        """Like generate_batch, streaming (row index, Generated) as each step samples;
+        `constraints`: one grammar (or None) per row."""
         from .generate import stream_batch
         return stream_batch(self, prompts, max_tokens, stop_tokens, temperature, top_p, top_k,
-                            seed, logprobs)
+                            seed, logprobs, constraints)
 
     def reset(self) -> None:
         """Forget the session cache (frees its memory)."""

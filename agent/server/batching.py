@@ -43,7 +43,9 @@ class BatchingBackend:
 
     def complete_batch(self, prompts: Sequence[list[int]], *, max_tokens: Sequence[int],
                        stop: Sequence[int], temperature: float, top_p: float,
-                       seed: int | None, logprobs: bool) -> Iterator[tuple[int, Generated]]:
+                       seed: int | None, logprobs: bool, constraints: Sequence | None = None
+                       ) -> Iterator[tuple[int, Generated]]:
+        """`constraints`: one grammar (or None) per row (the runtime's stream_batch)."""
         sampling = dict(stop_tokens=list(stop), temperature=temperature, top_p=top_p, seed=seed,
                         logprobs=logprobs)
         generated = [0] * len(prompts)
@@ -51,7 +53,10 @@ class BatchingBackend:
                                   "computed_tokens": len(p), "generated_tokens": 0} for p in prompts]
         stream = getattr(self.model, "stream_batch", None)
         if stream is not None:
-            steps = stream([list(p) for p in prompts], max_tokens=list(max_tokens), **sampling)
+            steps = stream([list(p) for p in prompts], max_tokens=list(max_tokens), **sampling,
+                           **({"constraints": list(constraints)} if constraints else {}))
+        elif constraints and any(c is not None for c in constraints):
+            raise ValueError("this runtime cannot follow a grammar per row of a batch")
         else:
             rows = self.model.generate_batch([list(p) for p in prompts],
                                              max_tokens=max(max_tokens), **sampling)

@@ -40,11 +40,14 @@ class Params:
     cache_scope: Any = None  # whose cached prefix this request may reuse (not a batch key:
                              # a batch runs on a fresh cache and reuses nothing)
 
+    def sampling_key(self) -> tuple:
+        return (tuple(self.stop), self.temperature, self.top_p, self.seed, self.logprobs)
+
     def batch_key(self) -> tuple:
         # Requests batch together only when they sample the same way; a constrained one
         # runs alone (its grammar follows one row).
-        return (tuple(self.stop), self.temperature, self.top_p, self.seed, self.logprobs,
-                id(self.constraint) if self.constraint is not None else None)
+        return self.sampling_key() + (id(self.constraint) if self.constraint is not None
+                                      else None,)
 
 
 @dataclass
@@ -231,8 +234,8 @@ class Engine:
                 job.push(Finished(error="cancelled"))
                 self.served += 1
                 continue
-            fits = len(job.prompt) <= budget and job.params.constraint is None and (
-                not taken or job.params.batch_key() == taken[0].params.batch_key())
+            fits = len(job.prompt) <= budget and (  # each row keeps its own grammar
+                not taken or job.params.sampling_key() == taken[0].params.sampling_key())
             if fits:
                 budget -= len(job.prompt)
             (taken if fits else keep).append(job)
@@ -260,7 +263,9 @@ class Engine:
                 sampling["constraint"] = p.constraint
             stream = self.backend.complete(jobs[0].prompt, max_tokens=p.max_tokens, **sampling)
         else:
-            self.batches += 1
+            self.batches += len(jobs) > 1
+            if any(j.params.constraint is not None for j in jobs):
+                sampling["constraints"] = [j.params.constraint for j in jobs]
             stream = self.backend.complete_batch([j.prompt for j in jobs],
                                                  max_tokens=[j.params.max_tokens for j in jobs],
                                                  **sampling)
@@ -291,7 +296,6 @@ class _Side:
                 self.jobs = self.engine._waiting_batch()
                 if not self.jobs:
                     return
-                self.engine.batches += len(self.jobs) > 1
                 self.stream = self.engine._tokens(self.jobs, batch=True)
             try:
                 index, item = next(self.stream)

@@ -124,6 +124,22 @@ def test_stepwise_prefill_matches_the_one_call_prefill(tmp_path):
     assert prefill(model, prompt, cancelled) is None and model.cache.length() == 0
 
 
+class Everything:
+    """A constraint that allows any token and records what it is told."""
+
+    def __init__(self):
+        self.told = []
+
+    def mask(self):
+        return None
+
+    def advance(self, token):
+        self.told.append(token)
+
+    def relax(self, reason):
+        pass
+
+
 def test_requests_that_come_during_a_long_prefill_are_served_between_its_steps(tmp_path):
     """A request queued behind a prompt of several prefill steps gets its answer before the
     long one's first token (it runs in a batch of its own between the steps), and both get
@@ -143,6 +159,7 @@ def test_requests_that_come_during_a_long_prefill_are_served_between_its_steps(t
              for name, p in (("long", long_prompt), ("short", short_prompt))}
     model.reset()
     engine = Engine(with_batching(LocalBackend(model)), max_batch=4)
+    grammar = Everything()  # a grammar that allows every token, told each one written
     events = []
 
     async def consume(name, handle):
@@ -152,7 +169,8 @@ def test_requests_that_come_during_a_long_prefill_are_served_between_its_steps(t
     async def main():
         params = Params(max_tokens=6, temperature=0.0)
         long_handle = engine.submit(long_prompt, params)
-        short_handle = engine.submit(short_prompt, params)
+        short_handle = engine.submit(short_prompt, Params(max_tokens=6, temperature=0.0,
+                                                          constraint=grammar))
         await asyncio.gather(consume("long", long_handle), consume("short", short_handle))
 
     asyncio.run(main())
@@ -165,5 +183,6 @@ def test_requests_that_come_during_a_long_prefill_are_served_between_its_steps(t
         finished = mine[-1]
         assert isinstance(finished, Finished) and finished.error is None
         assert finished.usage["generated_tokens"] == 6
+    assert grammar.told == alone["short"]  # the side batch kept the request's grammar
     usage = [item for n, item in events if n == "long"][-1].usage
     assert usage["prompt_tokens"] == len(long_prompt) and engine.served == 2
