@@ -157,8 +157,15 @@ class Engine:
         budget = BATCH_PROMPT_TOKENS - len(first.prompt)
         if self.max_batch == 1 or budget < 0:
             return []
+        key = first.params.batch_key()
+        return self._take_waiting(self.max_batch - 1, budget,
+                                  lambda job, taken: job.params.batch_key() == key)
+
+    def _take_waiting(self, room: int, budget: int, fits) -> list[_Job]:
+        """Up to `room` waiting jobs, with prompts of `budget` tokens in all, that
+        `fits(job, taken so far)`; the others go back in order."""
         taken, keep = [], []
-        while len(taken) + 1 < self.max_batch:
+        while len(taken) < room:
             try:
                 job = self._jobs.get_nowait()
             except queue.Empty:
@@ -166,11 +173,10 @@ class Engine:
             if job is None:
                 keep.append(job)
                 break
-            fits = job.params.batch_key() == first.params.batch_key() \
-                and len(job.prompt) <= budget
-            if fits:
+            ok = len(job.prompt) <= budget and fits(job, taken)
+            if ok:
                 budget -= len(job.prompt)
-            (taken if fits else keep).append(job)
+            (taken if ok else keep).append(job)
         for job in keep:
             self._jobs.put(job)
         return taken
@@ -220,28 +226,14 @@ class Engine:
 
     def _waiting_batch(self) -> list[_Job]:
         """Waiting requests that can run as one batch beside a lone one: short prompts (one
-        prefill step in all) that sample alike; the rest stay queued in order."""
-        taken, keep, budget = [], [], BATCH_PROMPT_TOKENS
-        while len(taken) < self.max_batch:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                keep.append(job)
-                break
-            if job.cancelled.is_set():
+        prefill step in all) that sample alike, each keeping its own grammar."""
+        taken = self._take_waiting(self.max_batch, BATCH_PROMPT_TOKENS, lambda job, taken: (
+            not taken or job.params.sampling_key() == taken[0].params.sampling_key()))
+        for job in taken:
+            if job.cancelled.is_set():  # its client left while it waited
                 job.push(Finished(error="cancelled"))
                 self.served += 1
-                continue
-            fits = len(job.prompt) <= budget and (  # each row keeps its own grammar
-                not taken or job.params.sampling_key() == taken[0].params.sampling_key())
-            if fits:
-                budget -= len(job.prompt)
-            (taken if fits else keep).append(job)
-        for job in keep:
-            self._jobs.put(job)
-        return taken
+        return [job for job in taken if not job.cancelled.is_set()]
 
     def _claim_cache(self, scope) -> None:
         """Hands the backend's prefix cache to `scope`, forgetting another scope's prefix.

@@ -118,12 +118,9 @@ def test_sharded_checkpoint_equals_single_file(checkpoint, tmp_path):
     assert torch.equal(runtime.load(folder, dtype=torch.float32).logits(tokens), single)
 
 
-def test_compact_vocabulary_expands(checkpoint, tmp_path):
-    """HF layout + model.vocab_ids: the model equals the full one whose other rows are zero;
-    tokens without a row get logit -inf."""
-    full_folder = checkpoint("base")
+def compact_copy(full_folder, ids: torch.Tensor, tmp_path):
+    """The checkpoint in the compact form: embedding rows for `ids` only."""
     tensors = load_file(full_folder / "model.safetensors")
-    ids = torch.tensor([5, 9, 17, 100, 101, 500, 1000], dtype=torch.int64)
     tensors["model.vocab_ids"] = ids
     for name in ("model.embed_tokens.weight", "lm_head.weight"):
         tensors[name] = tensors[name][ids].contiguous()
@@ -131,8 +128,15 @@ def test_compact_vocabulary_expands(checkpoint, tmp_path):
     compact.mkdir()
     shutil.copy(full_folder / "config.json", compact / "config.json")
     save_file(tensors, compact / "model.safetensors")
+    return compact
 
-    model = runtime.load(compact, dtype=torch.float32)
+
+def test_compact_vocabulary_expands(checkpoint, tmp_path):
+    """HF layout + model.vocab_ids: the model equals the full one whose other rows are zero;
+    tokens without a row get logit -inf."""
+    full_folder = checkpoint("base")
+    ids = torch.tensor([5, 9, 17, 100, 101, 500, 1000], dtype=torch.int64)
+    model = runtime.load(compact_copy(full_folder, ids, tmp_path), dtype=torch.float32)
     assert model.embed.shape == (len(ids) + 1, 64)  # the rows it has, plus one zero row
     prompt = [5, 9, 17, 100, 101, 500, 1000, 9, 5, 6]  # 6 has no row: it embeds as zeros
     got = model.logits(prompt)
@@ -153,17 +157,8 @@ def test_compact_vocabulary_reads_what_it_lacks_spelled(checkpoint, tmp_path):
     session cache holds the spelled prompt (so the next call reuses it)."""
     from agent.harmony import tokenizer as tk
     full_folder = checkpoint("base")
-    tensors = load_file(full_folder / "model.safetensors")
     ids = torch.tensor(list(range(256)) + [300, 417, 600, 911], dtype=torch.int64)
-    tensors["model.vocab_ids"] = ids
-    for name in ("model.embed_tokens.weight", "lm_head.weight"):
-        tensors[name] = tensors[name][ids].contiguous()
-    compact = tmp_path / "compact"
-    compact.mkdir()
-    shutil.copy(full_folder / "config.json", compact / "config.json")
-    save_file(tensors, compact / "model.safetensors")
-
-    model = runtime.load(compact, dtype=torch.float32)
+    model = runtime.load(compact_copy(full_folder, ids, tmp_path), dtype=torch.float32)
     prompt = [300, 1000, 417, 723, 1017, 5, 600]  # 1000, 723, 1017: no rows
     spelled = model.spell(prompt)
     assert set(spelled) <= set(ids.tolist()) and len(spelled) > len(prompt)
