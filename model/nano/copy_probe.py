@@ -63,7 +63,7 @@ def run(model_dir: str, count: int = 60, seed: int = 0) -> dict:
 
         # a step of 600 tokens lets the grammar admit strings of 600 / 8 = 75 characters
         with Agent(model=backend, tools=[tool(locate_consignment)], max_steps=4,
-                   max_tokens=1200, max_step_tokens=600) as agent:
+                   max_tokens=1200, max_step_tokens=600, temperature=0) as agent:
             final = agent.run(user).final or ""
         band = next(b for b in BANDS if b[0] <= len(asked) <= b[1])
         totals[band] += 1

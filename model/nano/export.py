@@ -46,6 +46,8 @@ def save(model: NanoGptOss, folder: str | Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     config = {**model.cfg.to_hf(), "torch_dtype": "float32"}
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    # the embedded model decodes greedily (a small model's samples wander)
+    (folder / "generation_config.json").write_text(json.dumps({"do_sample": False}) + "\n")
     tmp = folder / "model.safetensors.tmp"
     save_file(hf_state_dict(model), str(tmp), metadata={"format": "pt"})
     tmp.replace(folder / "model.safetensors")  # atomic: a reader never sees half a file
