@@ -64,6 +64,42 @@ def held_out_tasks(counts: dict[str, int], seed: int) -> list[Task]:
     return tasks
 
 
+def analysis_tokens(result) -> int:
+    """Tokens of the turn's analysis messages (not the code sent to python)."""
+    texts = [c.get("text", "") for m in result.messages
+             if m.get("role") == "assistant" and m.get("channel") == "analysis"
+             and not m.get("recipient") for c in m.get("content", [])]
+    return sum(len(encode_text(t)) for t in texts)
+
+
+def judge(task: Task, result) -> tuple[bool, str]:
+    """(success, why not) for one task's Result."""
+    final = result.final or ""
+    calls = [c for c in result.tool_calls]
+    if task.category in ("arithmetic", "unit", "string"):
+        python = [c for c in calls if c.recipient == "python" and not c.error]
+        if not python:
+            return False, "no successful python call"
+        if not any(c.output.strip() == task.answer for c in python):
+            return False, f"python printed {python[-1].output.strip()!r}, expected {task.answer!r}"
+    elif task.category == "function":
+        if not calls:
+            return False, "no tool call"
+        first = calls[0]
+        if first.recipient != task.recipient:
+            return False, f"called {first.recipient}, expected {task.recipient}"
+        try:
+            args = json.loads(first.input)
+        except json.JSONDecodeError:
+            return False, f"arguments are not JSON: {first.input!r}"
+        if args != task.call_args or any(type(args[k]) is not type(v)
+                                         for k, v in task.call_args.items() if k in args):
+            return False, f"arguments {first.input}, expected {json.dumps(task.call_args)}"
+    if task.answer not in final:
+        return False, f"final {final!r} lacks {task.answer!r}"
+    return True, ""
+
+
 def evaluate(model_dir: str, counts: dict[str, int], seed: int, temperature: float,
              verbose: bool = False, max_tokens: int = 1200, strict_tools: bool = True) -> dict:
     from agent import Agent

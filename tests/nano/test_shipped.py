@@ -1,5 +1,6 @@
-"""The shipped nano model: small compact checkpoint, loaded by the runtime exactly as it was
-trained, and doing real agent work (a real python call, an unseen custom function)."""
+"""The shipped nano model: small compact checkpoint with a closed vocabulary, loaded by the
+runtime exactly as it was trained, and doing real agent work (a real python call, an unseen
+custom function)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from agent.harmony.closed_vocabulary import ClosedVocabulary
 from agent.model import nano
 from agent.model.nano import data, evaluate, export, tasks
 
@@ -24,6 +26,8 @@ def test_shipped_checkpoint_is_compact_mxfp4_and_small():
     with safe_open(str(FOLDER / "model.safetensors"), "pt") as f:
         ids = f.get_tensor("model.vocab_ids")
         assert ids.dtype == torch.int64 and torch.equal(ids, ids.unique())
+        # a closed vocabulary: every byte has a row, so every text can be read and written
+        assert ClosedVocabulary(ids.tolist()).has_bytes
         assert f.get_tensor("lm_head.weight").shape == (len(ids), config["hidden_size"])
         blocks = f.get_tensor("model.layers.0.mlp.experts.gate_up_proj_blocks")
         assert blocks.dtype == torch.uint8 and blocks.shape == (
