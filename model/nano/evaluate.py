@@ -28,6 +28,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 
+from agent.harmony.grammar import closed
 from agent.harmony.messages import ToolDescription
 from agent.harmony.tokenizer import encode_text
 from agent.model.nano import path as nano_path
@@ -48,8 +49,11 @@ class MadeUpFunction(Tool):
         return ToolResult(self.output)
 
     def tool_description(self) -> ToolDescription:
+        # closed, as `@tool` declares a Python function's parameters: a schema that admits
+        # other keys lets a looping model write an endless key name (llguidance bounds
+        # neither propertyNames nor maxProperties with optional keys)
         return ToolDescription.new(self.spec.name, self.spec.description,
-                                   parameters=self.spec.parameters)
+                                   parameters=closed(self.spec.parameters))
 
 
 def held_out_tasks(counts: dict[str, int], seed: int) -> list[Task]:
