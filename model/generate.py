@@ -90,8 +90,9 @@ def _logprob(logits: torch.Tensor, token: int) -> float:
     return float(torch.log_softmax(logits.float(), dim=-1)[token])
 
 
-def _spelled(model, tokens: Sequence[int]) -> list[int]:
-    """The prompt as the model reads it (a compact vocabulary spells the ids it lacks)."""
+def spelled_prompt(model, tokens: Sequence[int]) -> list[int]:
+    """The prompt as the model reads it (a compact vocabulary spells the ids it lacks); every
+    path that fills the session cache goes through it, so cached prefixes compare alike."""
     spell = getattr(model, "spell", None)
     return spell(tokens) if spell is not None else [int(t) for t in tokens]
 
@@ -125,7 +126,7 @@ def generate(model, prompt_tokens: Sequence[int], max_tokens: int = 256,
     """
     prompt = [int(t) for t in prompt_tokens]
     _check(prompt, max_tokens, model.config.vocab_size)
-    prompt = _spelled(model, prompt)
+    prompt = spelled_prompt(model, prompt)
     sampler = Sampler(temperature, top_p, top_k, seed)
     stops = {int(t) for t in stop_tokens}
     context = model.config.max_position_embeddings
@@ -214,7 +215,7 @@ def stream_batch(model, prompts: Sequence[Sequence[int]], max_tokens: int | Sequ
     context = model.config.max_position_embeddings
     for prompt, limit in zip(prompts, limits):
         _check(prompt, limit, model.config.vocab_size)
-    prompts = [_spelled(model, p) for p in prompts]
+    prompts = [spelled_prompt(model, p) for p in prompts]
     for prompt in prompts:
         if len(prompt) > context:
             raise ValueError(f"prompt of {len(prompt)} tokens exceeds the context of {context}")

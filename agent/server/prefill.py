@@ -38,8 +38,9 @@ def prefill(model, prompt: list[int], cancelled: threading.Event,
     import torch
 
     from agent.model.cache import common_prefix
+    from agent.model.generate import spelled_prompt
     cache = model.cache
-    prompt = model.spell(prompt) if callable(getattr(model, "spell", None)) else prompt
+    prompt = spelled_prompt(model, prompt)
     reused = min(common_prefix(cache.tokens[0], prompt), len(prompt) - 1)
     if len(prompt) - 1 - reused <= STEP:
         return reused  # one step: generate does it
