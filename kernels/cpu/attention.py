@@ -1,4 +1,10 @@
-"""Attention with sinks and a sliding window on CPU, through torch's fused flash kernel.
+"""Attention with sinks and a sliding window on CPU.
+
+bf16 queries (prefill) go through our tiled kernel (attention_tiled.cpp: online softmax, sinks
+folded in, whole tiles outside a query's window skipped; 2-3x torch's flash kernel on 20b
+shapes at 2-16k cached keys on AVX-512, BENCHMARKS.md), a few bf16 queries (decode) through
+attention.cpp; float32 (and any shape the kernels do not take) through torch's fused flash
+kernel:
 
 torch's CPU flash attention (the kernel behind scaled_dot_product_attention) returns the
 log-sum-exp of each query's scores, which is all a sink needs: with one sink logit s per head,
@@ -38,6 +44,10 @@ def attention(q, k, v, sinks, q_positions, k_offset=0, window=None, scale=None):
         out = ext.attention_decode(q, k, v, sinks, q_positions, int(k_offset),
                                    -1 if window is None else int(window), float(scale))
         return out.to(q.dtype)
+    if (q.dtype == torch.bfloat16 and D % 64 == 0 and D <= 256 and k.stride(-1) == v.stride(-1) == 1
+            and k.stride(-2) == v.stride(-2) == D and (ext := extension()) is not None):
+        return ext.attention_prefill(q, k, v, sinks, q_positions, int(k_offset),
+                                     -1 if window is None else int(window), float(scale))
     if _flash is None:
         return reference.attention(q, k, v, sinks, q_positions, k_offset, window, scale)
     return _prefill(q, k, v, sinks, q_positions, int(k_offset), window, scale)

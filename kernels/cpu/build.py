@@ -42,12 +42,12 @@ class Variant:
 
 
 VARIANTS = (  # best first
-    Variant("avx512", ("module.cpp", "moe_route.cpp", "mxfp4_int8.cpp", "mxfp4.cpp", "dense.cpp",
+    Variant("avx512", ("module.cpp", "moe_route.cpp", "mxfp4_int8.cpp", "attention_tiled.cpp", "mxfp4.cpp", "dense.cpp",
                        "attention.cpp", "norm_rope.cpp"),
             ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16",
              "-mavx512vnni", "-fopenmp"),
             frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni"})),
-    Variant("avx2", ("module.cpp", "moe_route.cpp", "mxfp4_int8.cpp", "mxfp4_avx2.cpp",
+    Variant("avx2", ("module.cpp", "moe_route.cpp", "mxfp4_int8.cpp", "attention_tiled.cpp", "mxfp4_avx2.cpp",
                      "dense_avx2.cpp", "attention_norm_avx2.cpp"),
             ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-DGPTOSS_AVX2"),
             frozenset({"avx2", "fma", "f16c"})),

@@ -192,6 +192,10 @@ at::Tensor moe_decode(const at::Tensor& x, const at::Tensor& router_w, const at:
 at::Tensor attention_decode(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
                             int64_t window, double scale);
+// attention_tiled.cpp (both variants): many queries (prefill), bf16 out
+at::Tensor attention_prefill(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                             const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
+                             int64_t window, double scale);
 // norm_rope.cpp / attention_norm_avx2.cpp
 at::Tensor rms_norm_bf16(const at::Tensor& x, const at::Tensor& w, double eps);
 at::Tensor rope_bf16(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);

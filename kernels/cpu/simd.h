@@ -4,6 +4,9 @@
 // functions is one source for both.
 #pragma once
 #include "kernels.h"
+#if !defined(__AVX512F__)
+#include "avx2.h"
+#endif
 
 namespace gptoss {
 
@@ -53,6 +56,27 @@ struct Simd {
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static float hsum(F v) { return _mm512_reduce_add_ps(v); }
+  // ---- float and bf16 pieces of the attention kernels
+  static constexpr int L = V / 4;  // floats per vector
+  static F maxf(F a, F b) { return _mm512_max_ps(a, b); }
+  static float hmax(F v) { return _mm512_reduce_max_ps(v); }
+  static F exp(F x) { return exp_ps(_mm512_max_ps(x, _mm512_set1_ps(-200.f))); }  // exp(-inf) = 0
+  static I bcast32(const void* p) { int32_t v; std::memcpy(&v, p, 4); return _mm512_set1_epi32(v); }
+  // acc + a.lo * b.lo + a.hi * b.hi in each 4-byte lane of bf16 pairs
+#if defined(__AVX512BF16__)
+  static constexpr bool kBf16Dot = true;
+  static F dot_bf16(F acc, I a, I b) { return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b); }
+  static void store_bf16(void* p, F a) {  // round to nearest even
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(a));
+  }
+#endif
+  // lanes whose index base + lane lies outside [lo, hi) become -inf
+  static F keep_range(F s, int64_t base, int64_t lo, int64_t hi) {
+    const __m512i j = _mm512_add_epi32(iota32(1), _mm512_set1_epi32((int)base));
+    const __mmask16 in = _mm512_cmpge_epi32_mask(j, _mm512_set1_epi32((int)lo)) &
+                         _mm512_cmplt_epi32_mask(j, _mm512_set1_epi32((int)hi));
+    return _mm512_mask_blend_ps(in, _mm512_set1_ps(-INFINITY), s);
+  }
 };
 #elif defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 struct Simd {
@@ -108,6 +132,31 @@ struct Simd {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
+  // ---- float and bf16 pieces of the attention kernels
+  static constexpr int L = V / 4;
+  static F maxf(F a, F b) { return _mm256_max_ps(a, b); }
+  static float hmax(F v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+  }
+  static F exp(F x) { return exp8_ps(x); }  // clamps: exp(-inf) = 0
+  static I bcast32(const void* p) { int32_t v; std::memcpy(&v, p, 4); return _mm256_set1_epi32(v); }
+  // no bf16 dot product instruction: callers widen each half of the pairs to float, each
+  // vector once for all the products it joins
+  static constexpr bool kBf16Dot = false;
+  static void store_bf16(void* p, F a) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), ps_to_bf16x8(a)); }
+  // the low and high bf16 of each 4-byte lane as floats (exact)
+  static void split_bf16(I x, F& lo, F& hi) {
+    lo = as_float(slli32(x, 16));
+    hi = as_float(and_(x, set1_32((int)0xFFFF0000u)));
+  }
+  static F keep_range(F s, int64_t base, int64_t lo, int64_t hi) {
+    const __m256i j = _mm256_add_epi32(iota32(1), _mm256_set1_epi32((int)base));
+    const __m256i in = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)lo), j),
+                                           _mm256_cmpgt_epi32(_mm256_set1_epi32((int)hi), j));
+    return _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, _mm256_castsi256_ps(in));
   }
 };
 #else
