@@ -1,23 +1,19 @@
 """Attention with sinks and a sliding window on CPU.
 
-bf16 queries (prefill) go through our tiled kernel (attention_tiled.cpp: online softmax, sinks
-folded in, whole tiles outside a query's window skipped; 2-3x torch's flash kernel on 20b
-shapes at 2-16k cached keys on AVX-512, BENCHMARKS.md), a few bf16 queries (decode) through
-attention.cpp; float32 (and any shape the kernels do not take) through torch's fused flash
-kernel:
+bf16 q, k, v (the runtime's prefill and decode) go through our kernel (attention.cpp): tiled,
+online softmax, sinks folded in, whole tiles outside a query's window skipped; for a few
+queries the keys are split across threads so each streams a contiguous stretch of the cache.
+On 20b shapes it runs 2-3x torch's flash kernel for a 512-token chunk at 2-16k cached keys
+and decodes at 8k keys 2x faster than the per-query kernel it replaced (BENCHMARKS.md).
 
-torch's CPU flash attention (the kernel behind scaled_dot_product_attention) returns the
-log-sum-exp of each query's scores, which is all a sink needs: with one sink logit s per head,
-softmax over [keys..., sink] equals softmax over the keys scaled by
+float32 (the transformers oracle tests, training) and shapes the kernel does not take go through
+torch's fused flash kernel, which returns the log-sum-exp of each query's scores, all a sink
+needs: with one sink logit s per head, softmax over [keys..., sink] equals softmax over the
+keys scaled by
     sum(exp(scores)) / (sum(exp(scores)) + exp(s)) = sigmoid(lse - s),
-and a query that sees no key (lse = -inf) gets 0, as in the reference.
-
-Grouped-query attention without copying keys: the g query heads that share a key/value head
-become g query rows of that head ([B, Hkv, Tq * g, D]), so the kernel reads each cached key
-once; the causal/window mask is built per query position and repeated over the g rows.
-Against the reference (float32 einsums over a float32 copy of the cache): 5x for a 512-token
-prefill. For a few queries (decode) the fused kernel's set-up dominates (~0.28 ms against 500
-keys), so bf16 decode uses attention.cpp instead (same math, float32 scores and sums).
+and a query that sees no key (lse = -inf) gets 0, as in the reference. Grouped-query attention
+without copying keys: the g query heads that share a key/value head become g query rows of
+that head ([B, Hkv, Tq * g, D]), so the kernel reads each cached key once.
 """
 from __future__ import annotations
 
@@ -26,35 +22,26 @@ import torch
 from .. import reference
 from .build import extension
 
-DECODE_MAX_QUERIES = 4  # up to this many queries per row: our kernel (no set-up cost)
 _flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
 def attention(q, k, v, sinks, q_positions, k_offset=0, window=None, scale=None):
     """Same contract as agent.kernels.reference.attention."""
-    B, Tq, Hq, D = q.shape
-    Tk, Hkv = k.shape[1], k.shape[2]
+    D, Hq, Hkv = q.shape[-1], q.shape[2], k.shape[2]
     if q.requires_grad or not (q.dtype == k.dtype == v.dtype) or Hq % Hkv:
         return reference.attention(q, k, v, sinks, q_positions, k_offset, window, scale)
-    g = Hq // Hkv
     scale = D ** -0.5 if scale is None else scale
-    if (Tq <= DECODE_MAX_QUERIES and q.dtype == torch.bfloat16 and D % 16 == 0
-            and D <= 256 and g <= 8 and k.stride(-1) == v.stride(-1) == 1
-            and k.stride(-2) == v.stride(-2) == D and (ext := extension()) is not None):
-        out = ext.attention_decode(q, k, v, sinks, q_positions, int(k_offset),
-                                   -1 if window is None else int(window), float(scale))
-        return out.to(q.dtype)
     if (q.dtype == torch.bfloat16 and D % 64 == 0 and D <= 256 and k.stride(-1) == v.stride(-1) == 1
             and k.stride(-2) == v.stride(-2) == D and (ext := extension()) is not None):
-        return ext.attention_prefill(q, k, v, sinks, q_positions, int(k_offset),
-                                     -1 if window is None else int(window), float(scale))
+        return ext.attention_bf16(q, k, v, sinks, q_positions, int(k_offset),
+                                  -1 if window is None else int(window), float(scale))
     if _flash is None:
         return reference.attention(q, k, v, sinks, q_positions, k_offset, window, scale)
-    return _prefill(q, k, v, sinks, q_positions, int(k_offset), window, scale)
+    return _flash_attention(q, k, v, sinks, q_positions, int(k_offset), window, scale)
 
 
-def _prefill(q, k, v, sinks, q_positions, k_offset, window, scale):
-    """Many queries against the cache. Keys no query can see are never read (a sliding
+def _flash_attention(q, k, v, sinks, q_positions, k_offset, window, scale):
+    """Queries against the cache through torch's flash kernel. Keys no query can see are never read (a sliding
     layer reads its window, not the whole cache); on a full layer the keys every query sees
     (all before the earliest query) go through the kernel without a mask, and only the last
     few (the chunk's own, causal) need one. The two parts' softmaxes merge by their

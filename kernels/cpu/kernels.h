@@ -1,7 +1,7 @@
 // Shared pieces of the CPU kernels, bound to Python in module.cpp. build.py compiles one variant
-// per CPU kind: AVX-512 (mxfp4.cpp, dense.cpp, attention.cpp, norm_rope.cpp; F/BW/VL/DQ,
-// AVX512_BF16, AVX512_VNNI) or AVX2 + FMA (*_avx2.cpp); moe_route.cpp (plain C++) and
-// mxfp4_int8.cpp (written over simd.h) are compiled by both. The declarations below are each
+// per CPU kind: AVX-512 (mxfp4.cpp, dense.cpp, norm_rope.cpp; F/BW/VL/DQ,
+// AVX512_BF16, AVX512_VNNI) or AVX2 + FMA (*_avx2.cpp); moe_route.cpp (plain C++),
+// mxfp4_int8.cpp and attention.cpp (written over simd.h) are compiled by both. The declarations below are each
 // variant's, with the same contracts.
 #pragma once
 #include <ATen/ATen.h>
@@ -188,15 +188,11 @@ at::Tensor moe_decode(const at::Tensor& x, const at::Tensor& router_w, const at:
                       int64_t top_k, const at::Tensor& gu_blocks, const at::Tensor& gu_scales,
                       const at::Tensor& gu_bias, const at::Tensor& dn_blocks, const at::Tensor& dn_scales,
                       const at::Tensor& dn_bias, double alpha, double limit);
-// attention.cpp / attention_norm_avx2.cpp
-at::Tensor attention_decode(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
-                            int64_t window, double scale);
-// attention_tiled.cpp (both variants): many queries (prefill), bf16 out
-at::Tensor attention_prefill(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                             const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
-                             int64_t window, double scale);
-// norm_rope.cpp / attention_norm_avx2.cpp
+// attention.cpp (both variants): bf16 q, k, v, any number of queries; bf16 out
+at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                          const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
+                          int64_t window, double scale);
+// norm_rope.cpp / norm_rope_avx2.cpp
 at::Tensor rms_norm_bf16(const at::Tensor& x, const at::Tensor& w, double eps);
 at::Tensor rope_bf16(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 // dense.cpp / dense_avx2.cpp

@@ -16,8 +16,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   m.def("swiglu_bf16", &swiglu_bf16, "clamped SwiGLU, interleaved float32 -> bf16");
   m.def("moe_decode", &moe_decode, "router, top-k and routed experts for a few rows, in one call");
-  m.def("attention_decode", &attention_decode, "attention with sinks for a few queries");
-  m.def("attention_prefill", &attention_prefill, "tiled attention with sinks for many queries");
+  m.def("attention_bf16", &attention_bf16, "tiled attention with sinks (any number of queries)");
   m.def("rms_norm_bf16", &rms_norm_bf16, "RMSNorm of bf16 rows");
   m.def("rope_bf16", &rope_bf16, "half-split RoPE of bf16 q or k");
   m.def("bf16_gemv", &bf16_gemv, "bf16 GEMV for a few rows");

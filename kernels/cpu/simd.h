@@ -62,6 +62,27 @@ struct Simd {
   static float hmax(F v) { return _mm512_reduce_max_ps(v); }
   static F exp(F x) { return exp_ps(_mm512_max_ps(x, _mm512_set1_ps(-200.f))); }  // exp(-inf) = 0
   static I bcast32(const void* p) { int32_t v; std::memcpy(&v, p, 4); return _mm512_set1_epi32(v); }
+  // r[i] lane j <-> r[j] lane i (a 16 x 16 matrix of 32-bit elements): 4 x 4 blocks within
+  // each 128-bit lane by unpacks, then the 4 x 4 matrix of 128-bit lanes by shuffles
+  static void transpose32(I (&r)[16]) {
+    I t[16];
+    for (int i = 0; i < 16; i += 2)
+      t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    for (int i = 0; i < 16; i += 4) {  // r[i + j]: lane L holds column 4L + j of rows i .. i + 3
+      r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]), r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+      r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]), r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int j = 0; j < 4; ++j) {
+      const I x0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x44), x1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xEE);
+      const I y0 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x44), y1 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xEE);
+      t[j] = _mm512_shuffle_i32x4(x0, y0, 0x88), t[4 + j] = _mm512_shuffle_i32x4(x0, y0, 0xDD);
+      t[8 + j] = _mm512_shuffle_i32x4(x1, y1, 0x88), t[12 + j] = _mm512_shuffle_i32x4(x1, y1, 0xDD);
+    }
+    for (int i = 0; i < 16; ++i) r[i] = t[i];
+  }
+  static I widen_u16(const void* p) {  // L uint16 -> L 32-bit lanes
+    return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
   // acc + a.lo * b.lo + a.hi * b.hi in each 4-byte lane of bf16 pairs
 #if defined(__AVX512BF16__)
   static constexpr bool kBf16Dot = true;
@@ -143,6 +164,21 @@ struct Simd {
   }
   static F exp(F x) { return exp8_ps(x); }  // clamps: exp(-inf) = 0
   static I bcast32(const void* p) { int32_t v; std::memcpy(&v, p, 4); return _mm256_set1_epi32(v); }
+  static void transpose32(I (&r)[8]) {  // an 8 x 8 matrix of 32-bit elements
+    I t[8];
+    for (int i = 0; i < 8; i += 2)
+      t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]), t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    for (int i = 0; i < 8; i += 4) {  // r[i + j]: lane L holds column 4L + j of rows i .. i + 3
+      r[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]), r[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+      r[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]), r[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int j = 0; j < 4; ++j)
+      t[j] = _mm256_permute2x128_si256(r[j], r[4 + j], 0x20), t[4 + j] = _mm256_permute2x128_si256(r[j], r[4 + j], 0x31);
+    for (int i = 0; i < 8; ++i) r[i] = t[i];
+  }
+  static I widen_u16(const void* p) {
+    return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
   // no bf16 dot product instruction: callers widen each half of the pairs to float, each
   // vector once for all the products it joins
   static constexpr bool kBf16Dot = false;

@@ -444,8 +444,8 @@ def test_prefill_on_a_cached_prefix_matches_reference(Tq, cached, window):
 
 
 @pytest.mark.parametrize("cached", [0, 1, 63, 64, 65, 127, 128, 129, 300])
-@pytest.mark.parametrize("Tq", [5, 70])
-def test_tiled_prefill_attention_matches_reference(ext, Tq, cached):
+@pytest.mark.parametrize("Tq", [1, 4, 5, 70])  # decode (keys split across threads), prefill
+def test_bf16_attention_kernel_matches_reference(ext, Tq, cached):
     """The tiled kernel with gpt-oss's window (128) and 8 query heads per kv head: key blocks
     of 64 (16 on AVX2) that a window's start or a chunk's causal edge cuts inside, blocks past
     the window skipped, a partial last block, rows of a work item not a multiple of its tiles,
@@ -459,7 +459,7 @@ def test_tiled_prefill_attention_matches_reference(ext, Tq, cached):
     positions = (torch.arange(Tq) + cached + offset)[None].repeat(B, 1)
     positions[1] -= cached + offset + 1   # the second row starts before every key
     for window in (None, 128):
-        got = ext.attention_prefill(q, k, v, sinks, positions, offset,
+        got = ext.attention_bf16(q, k, v, sinks, positions, offset,
                                     -1 if window is None else window, D ** -0.5)
         want = reference.attention(q.double(), k.double(), v.double(), sinks.double(),
                                    positions, offset, window, D ** -0.5)
