@@ -190,6 +190,7 @@ void tile(Rows& rows, int r0, int64_t jb, int64_t D, float scale, const uint32_t
       for (int c = 0; c < NDV; ++c)
         out[r][c] = S::mul(S::loadf(rows.o + (r0 + r) * D + d0 + c * L), S::set1f(alpha[r]));
     const uint16_t* vb = values + d0 * 2;
+#pragma GCC unroll 2
     for (int kp = 0; kp < KB / 2; ++kp) {
       typename S::I vv[NDV];
       for (int c = 0; c < NDV; ++c) vv[c] = S::load(vb + kp * D * 2 + c * L * 2);
