@@ -5,6 +5,7 @@ benchmark, next to what it measures (`python -m agent.bench` runs it too).
                           [--prompt-tokens 512] [--decode-tokens 128] [--batch 8]
                           [--dense int8] [--threads N] [--json] [--ops]
     python -m agent.bench --vs-llamacpp [--llama-bench PATH] [--rounds 2] [...]
+    python -m agent.bench --attention [--depths 0,2048,8192,16384]
 
 Without --checkpoint a random checkpoint with the real shapes is written once by
 agent.model.random into --out (default ~/.cache/gpt-oss-agent/bench/<config>-l<layers>) and
@@ -24,6 +25,8 @@ against the checkpoint's own dtype is measured last. --ops adds a per-op breakdo
 decode step (MoE, dense GEMVs, attention, the rest: ms and GB/s). --depths 0,2048,8192,16384
 adds a row per context depth: prefill speed of --prompt-tokens new tokens on top of that many
 cached ones, decode speed there, and the KV cache's memory (allocated, and what the tokens fill).
+--attention times only the CPU attention kernel of a full and a sliding layer at those depths
+(prefill and decode), beside torch's flash kernel on the same tensors.
 
 --vs-llamacpp: the same random checkpoint against llama.cpp on this machine, in one command.
 The checkpoint is written once more as a GGUF (agent.model.gguf: experts MXFP4 as they are,
@@ -448,6 +451,44 @@ def vs_llamacpp(args) -> dict:
     return report
 
 
+def attention_table(depths: list[int], new_tokens: int, threads: int) -> list[dict]:
+    """The CPU attention of one full and one sliding layer at 20b shapes (64 query heads, 8 kv
+    heads, head dim 64, window 128, bf16), on top of each depth of cached keys: prefill of
+    new_tokens queries and decode of one, ms and GFLOP/s, ours (the runtime's bf16 kernel)
+    beside torch's flash kernel (the fallback path) on the same tensors."""
+    import importlib
+
+    from agent import kernels
+    flash = importlib.import_module("agent.kernels.cpu.attention")._flash_attention
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for depth in depths:
+        for queries in (new_tokens, 1):
+            keys = depth + queries
+            q = torch.randn(1, queries, 64, 64, generator=gen).to(torch.bfloat16)
+            k, v = torch.randn(2, 1, keys, 8, 64, generator=gen).to(torch.bfloat16)
+            sinks, positions = torch.randn(64, generator=gen), torch.arange(depth, keys)[None]
+            for window in (None, 128):
+                seen = positions[0].float() + 1 if window is None else (positions[0].float() + 1).clamp(max=window)
+                flop = 4 * 64 * 64 * float(seen.sum())
+                row = {"depth": depth, "queries": queries, "layer": "full" if window is None else "sliding"}
+                for name, call in (("ours", lambda: kernels.attention(q, k, v, sinks, positions, 0, window, 0.125)),
+                                   ("torch_flash", lambda: flash(q, k, v, sinks, positions, 0, window, 0.125))):
+                    call()
+                    times = []
+                    while len(times) < 3 or sum(times) < 0.5:
+                        start = time.perf_counter()
+                        call()
+                        times.append(time.perf_counter() - start)
+                    best = sorted(times)[len(times) // 2]
+                    row[f"{name}_ms"] = round(best * 1e3, 3)
+                    row[f"{name}_gflop_s"] = round(flop / best / 1e9, 1)
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr)
+    return rows
+
+
 def _depths(text: str) -> list[int]:
     values = [int(v) for v in text.split(",") if v.strip()]
     if not values or min(values) < 0:
@@ -477,9 +518,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", type=_depths, default=None, metavar="0,2048,8192,16384",
                         help="prefill of --prompt-tokens on top of each depth of cached tokens, "
                              "and decode there")
+    parser.add_argument("--attention", action="store_true",
+                        help="only the CPU attention kernel at 20b shapes at each --depths, ours "
+                             "beside torch's flash kernel")
     args = parser.parse_args(argv)
     if args.prompt_tokens < 1 or args.decode_tokens < 1:
         parser.error("--prompt-tokens and --decode-tokens must be >= 1")
+    if args.attention:
+        rows = attention_table(args.depths or [0, 2048, 8192, 16384], args.prompt_tokens, args.threads)
+        print(json.dumps({**cpu_description(), "attention": rows}, indent=None if args.json else 1))
+        return 0
     if args.vs_llamacpp:
         if "--decode-tokens" not in (argv if argv is not None else sys.argv):
             args.decode_tokens = 64  # llama-bench's tg64

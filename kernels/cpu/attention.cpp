@@ -137,8 +137,7 @@ inline void pair_products(typename Ops::F (&acc)[R][C], const typename Ops::I (&
   }
 }
 
-// One MR-row micro tile against keys [jb, jb + KB).
-// keys and values: the block's packed keys and values
+// One MR-row micro tile against keys [jb, jb + KB), packed in `keys` and `values`.
 void tile(Rows& rows, int r0, int64_t jb, int64_t D, float scale, const uint32_t* keys,
           const uint16_t* values) {
   bool any = false, whole = true;
@@ -207,8 +206,8 @@ void tile(Rows& rows, int r0, int64_t jb, int64_t D, float scale, const uint32_t
 // query at p sees p - window < j <= p (window <= 0: no window); one that sees no key gets 0.
 // D a multiple of NDV * L (64 on AVX-512, 16 on AVX2), at most 256. Returns bf16 [B, Tq, Hq, D].
 at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                             const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
-                             int64_t window, double scale) {
+                          const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
+                          int64_t window, double scale) {
   TORCH_CHECK(q.dtype() == at::kBFloat16 && k.dtype() == at::kBFloat16 && v.dtype() == at::kBFloat16,
               "attention_bf16: q, k, v must be bf16");
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.sizes() == k.sizes(), "attention_bf16: bad shapes");
