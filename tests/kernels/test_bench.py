@@ -28,3 +28,13 @@ def test_bench_prints_the_keys_external_checks_read(tmp_path):
     assert result["layers"] == 2 and result["dense"] == "int8"
     assert 0 < result["weight_bytes_per_token"] < 10e6        # a tiny model reads little per token
     assert 0 <= result["logit_rms_error_over_rms"] < 0.2      # int8 against the model's own dtype
+
+
+def test_attention_table_times_both_kernels_per_layer_kind():
+    run = subprocess.run([sys.executable, "-m", "agent.bench", "--attention", "--depths", "70",
+                          "--prompt-tokens", "8", "--threads", "1", "--json"],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = json.loads(run.stdout)["attention"]
+    assert [(r["queries"], r["layer"]) for r in rows] == [(8, "full"), (8, "sliding"), (1, "full"), (1, "sliding")]
+    assert all(r["depth"] == 70 and r["ours_ms"] > 0 and r["torch_flash_ms"] > 0 for r in rows)
