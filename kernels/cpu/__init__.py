@@ -7,8 +7,8 @@ decode), and `rms_norm` / `rope` (one call instead of many small ops). Every oth
 back to agent.kernels.reference. When the C++ extension cannot be built (no AVX2, no
 compiler) or fails its self-check, for float32 experts or when autograd is needed, these are
 the reference itself. Kernels: mxfp4_int8.cpp (decode experts, one source for every ISA),
-mxfp4*.cpp (prefill dequantizer, SwiGLU), dense*.cpp (dense GEMV), attention*.cpp,
-norm_rope.cpp, module.cpp (bindings), built on first use by build.py.
+mxfp4*.cpp (prefill dequantizer, SwiGLU), dense*.cpp (dense GEMV), attention.cpp and
+norm_rope.cpp (one source each), module.cpp (bindings), built on first use by build.py.
 """
 from .attention import attention  # noqa: F401
 from .dense import linear  # noqa: F401

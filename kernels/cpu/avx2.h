@@ -10,12 +10,6 @@ inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
-// 8 bf16 (raw bits) -> 8 floats (exact: bf16 is the top half of a float)
-inline __m256 bf16x8_to_ps(const void* p) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(
-      _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
-}
-
 // 8 floats -> 8 bf16, round to nearest even (as at::BFloat16 and vcvtneps2bf16; no NaN inputs)
 inline __m128i ps_to_bf16x8(__m256 v) {
   const __m256i bits = _mm256_castps_si256(v);

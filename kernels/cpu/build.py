@@ -2,14 +2,13 @@
 this CPU (chosen at run time from /proc/cpuinfo):
 
   * "avx512": AVX-512 F/BW/VL/DQ + AVX512_BF16 + AVX512_VNNI (Intel since Cooper Lake, AMD
-    since Zen 4): mxfp4.cpp, dense.cpp, norm_rope.cpp; bf16 dot products (vdpbf16ps), int8
-    ones (vpdpbusd).
+    since Zen 4): mxfp4.cpp, dense.cpp; bf16 dot products (vdpbf16ps), int8 ones (vpdpbusd).
   * "avx2": AVX2 + FMA + F16C (every x86-64 CPU of the last decade, e.g. AMD EPYC before Zen 4):
     *_avx2.cpp; bf16 widened to float, int8 dot products through vpmaddubsw.
 
 Both share module.cpp (the bindings, one set of names), moe_route.cpp (plain C++) and the
-kernels written once over simd.h (mxfp4_int8.cpp, attention.cpp), which each variant compiles
-for its ISA.
+kernels written once over simd.h (mxfp4_int8.cpp, attention.cpp, norm_rope.cpp), which each
+variant compiles for its ISA.
 
 Why a small C++ extension rather than torch.compile: decode must read the packed MXFP4 bytes
 at memory speed, which needs a register-level 4-bit decode (a permute or shuffle through a
@@ -49,7 +48,7 @@ VARIANTS = (  # best first
              "-mavx512vnni", "-fopenmp"),
             frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni"})),
     Variant("avx2", ("module.cpp", "moe_route.cpp", "mxfp4_int8.cpp", "attention.cpp", "mxfp4_avx2.cpp",
-                     "dense_avx2.cpp", "norm_rope_avx2.cpp"),
+                     "dense_avx2.cpp", "norm_rope.cpp"),
             ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-DGPTOSS_AVX2"),
             frozenset({"avx2", "fma", "f16c"})),
 )

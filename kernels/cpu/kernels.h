@@ -1,7 +1,7 @@
 // Shared pieces of the CPU kernels, bound to Python in module.cpp. build.py compiles one variant
-// per CPU kind: AVX-512 (mxfp4.cpp, dense.cpp, norm_rope.cpp; F/BW/VL/DQ,
-// AVX512_BF16, AVX512_VNNI) or AVX2 + FMA (*_avx2.cpp); moe_route.cpp (plain C++),
-// mxfp4_int8.cpp and attention.cpp (written over simd.h) are compiled by both. The declarations below are each
+// per CPU kind: AVX-512 (mxfp4.cpp, dense.cpp; F/BW/VL/DQ, AVX512_BF16, AVX512_VNNI) or
+// AVX2 + FMA (*_avx2.cpp); moe_route.cpp (plain C++), mxfp4_int8.cpp, attention.cpp and
+// norm_rope.cpp (written over simd.h) are compiled by both. The declarations below are each
 // variant's, with the same contracts.
 #pragma once
 #include <ATen/ATen.h>
@@ -149,15 +149,6 @@ inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 // Unaligned load of 32 bf16: tensors (e.g. mmap'd safetensors) need not be 64-byte aligned.
 inline __m512bh load_bf16(const __m512bh* p) { return (__m512bh)_mm512_loadu_si512(p); }
 
-// 16 bf16 values (raw bits) -> 16 floats (exact: bf16 is the top half of a float)
-inline __m512 bf16x16_to_ps(const uint16_t* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(
-      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
-}
-inline __m512 bf16x16_to_ps_raw(__m256bh v) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)v), 16));
-}
-
 // exp(x) for 16 floats: 2^(x log2 e) split as 2^n * 2^f, |f| <= 1/2, 2^f by a degree-6
 // polynomial (relative error ~2e-7); vscalefps applies 2^n and saturates to 0 / inf.
 inline __m512 exp_ps(__m512 x) {
@@ -192,7 +183,7 @@ at::Tensor moe_decode(const at::Tensor& x, const at::Tensor& router_w, const at:
 at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
                           int64_t window, double scale);
-// norm_rope.cpp / norm_rope_avx2.cpp
+// norm_rope.cpp (both variants)
 at::Tensor rms_norm_bf16(const at::Tensor& x, const at::Tensor& w, double eps);
 at::Tensor rope_bf16(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 // dense.cpp / dense_avx2.cpp

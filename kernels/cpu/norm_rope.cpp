@@ -1,10 +1,15 @@
-// RMSNorm and RoPE on bf16 activations. Each is one pass over a few kilobytes per token, so in
-// decode the cost is not arithmetic but the ~8 small torch ops the reference needs (each a
-// dispatch and an allocation); one call here replaces them, twice (q, k) or twice (two norms)
-// per layer and token.
-#include "kernels.h"
+// RMSNorm and RoPE on bf16 activations, written once over simd.h for both variants. Each is
+// one pass over a few kilobytes per token, so in decode the cost is not arithmetic but the ~8
+// small torch ops the reference needs (each a dispatch and an allocation); one call here
+// replaces them, twice (q, k) or twice (two norms) per layer and token.
+#include "simd.h"
 
 namespace gptoss {
+
+namespace {
+using S = Simd;
+constexpr int L = S::L;
+}  // namespace
 
 // out = bf16(w * x * rsqrt(mean(x^2) + eps)), in float32, per row of x bf16 [R, H].
 at::Tensor rms_norm_bf16(const at::Tensor& x, const at::Tensor& w, double eps) {
@@ -19,16 +24,14 @@ at::Tensor rms_norm_bf16(const at::Tensor& x, const at::Tensor& w, double eps) {
   at::parallel_for(0, R, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const uint16_t* row = xp + r * H;
-      __m512 sq = _mm512_setzero_ps();
-      for (int64_t i = 0; i < H; i += 16) {
-        const __m512 v = bf16x16_to_ps(row + i);
-        sq = _mm512_fmadd_ps(v, v, sq);
+      typename S::F sq = S::zero();
+      for (int64_t i = 0; i < H; i += L) {
+        const typename S::F v = load_bf16_ps(row + i);
+        sq = S::fmadd(v, v, sq);
       }
-      const __m512 inv = _mm512_set1_ps(1.0f / std::sqrt(hsum(sq) / H + (float)eps));
-      for (int64_t i = 0; i < H; i += 16) {
-        const __m512 v = _mm512_mul_ps(_mm512_mul_ps(bf16x16_to_ps(row + i), inv), _mm512_loadu_ps(wp + i));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(op + r * H + i), (__m256i)_mm512_cvtneps_pbh(v));
-      }
+      const typename S::F inv = S::set1f(1.0f / std::sqrt(S::hsum(sq) / H + (float)eps));
+      for (int64_t i = 0; i < H; i += L)
+        S::store_bf16(op + r * H + i, S::mul(S::mul(load_bf16_ps(row + i), inv), S::loadf(wp + i)));
     }
   });
   return out;
@@ -51,17 +54,16 @@ at::Tensor rope_bf16(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
   const float* sp = sin.data_ptr<float>();
   at::parallel_for(0, B * T, 16, [&](int64_t begin, int64_t end) {
     for (int64_t bt = begin; bt < end; ++bt)
-      for (int64_t i = 0; i < half; i += 16) {
-        // float -> bf16 -> float: the reference multiplies by bf16 cos/sin
-        const __m512 c = bf16x16_to_ps_raw(_mm512_cvtneps_pbh(_mm512_loadu_ps(cp + bt * half + i)));
-        const __m512 s = bf16x16_to_ps_raw(_mm512_cvtneps_pbh(_mm512_loadu_ps(sp + bt * half + i)));
+      for (int64_t i = 0; i < half; i += L) {
+        alignas(64) uint16_t cb[L], sb[L];  // float -> bf16 -> float: the reference's bf16 cos/sin
+        S::store_bf16(cb, S::loadf(cp + bt * half + i));
+        S::store_bf16(sb, S::loadf(sp + bt * half + i));
+        const typename S::F c = load_bf16_ps(cb), s = load_bf16_ps(sb);
         for (int64_t h = 0; h < heads; ++h) {
           const int64_t base = (bt * heads + h) * 2 * half;
-          const __m512 a = bf16x16_to_ps(xp + base + i), b = bf16x16_to_ps(xp + base + half + i);
-          const __m512 first = _mm512_sub_ps(_mm512_mul_ps(a, c), _mm512_mul_ps(b, s));
-          const __m512 second = _mm512_add_ps(_mm512_mul_ps(b, c), _mm512_mul_ps(a, s));
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(op + base + i), (__m256i)_mm512_cvtneps_pbh(first));
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(op + base + half + i), (__m256i)_mm512_cvtneps_pbh(second));
+          const typename S::F a = load_bf16_ps(xp + base + i), b = load_bf16_ps(xp + base + half + i);
+          S::store_bf16(op + base + i, S::sub(S::mul(a, c), S::mul(b, s)));
+          S::store_bf16(op + base + half + i, S::add(S::mul(b, c), S::mul(a, s)));
         }
       }
   });

@@ -55,6 +55,7 @@ struct Simd {
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
   static float hsum(F v) { return _mm512_reduce_add_ps(v); }
   // ---- float and bf16 pieces of the attention kernels
   static constexpr int L = V / 4;  // floats per vector
@@ -149,6 +150,7 @@ struct Simd {
   static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
   static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
   static float hsum(F v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -198,5 +200,8 @@ struct Simd {
 #else
 #error "simd.h needs AVX-512 F/BW/VNNI or AVX2 + FMA"
 #endif
+
+// Simd::L bf16 -> floats (exact: bf16 is the top half of a float)
+inline Simd::F load_bf16_ps(const void* p) { return Simd::as_float(Simd::slli32(Simd::widen_u16(p), 16)); }
 
 }  // namespace gptoss
