@@ -470,11 +470,13 @@ def attention_table(depths: list[int], new_tokens: int, threads: int) -> list[di
             k, v = torch.randn(2, 1, keys, 8, 64, generator=gen).to(torch.bfloat16)
             sinks, positions = torch.randn(64, generator=gen), torch.arange(depth, keys)[None]
             for window in (None, 128):
-                seen = positions[0].float() + 1 if window is None else (positions[0].float() + 1).clamp(max=window)
+                seen = (positions[0] + 1).clamp(max=window or keys)  # keys each query sees
                 flop = 4 * 64 * 64 * float(seen.sum())
-                row = {"depth": depth, "queries": queries, "layer": "full" if window is None else "sliding"}
-                for name, call in (("ours", lambda: kernels.attention(q, k, v, sinks, positions, 0, window, 0.125)),
-                                   ("torch_flash", lambda: flash(q, k, v, sinks, positions, 0, window, 0.125))):
+                row = {"depth": depth, "queries": queries,
+                       "layer": "full" if window is None else "sliding"}
+                args = (q, k, v, sinks, positions, 0, window, 0.125)
+                for name, call in (("ours", lambda: kernels.attention(*args)),
+                                   ("torch_flash", lambda: flash(*args))):
                     call()
                     times = []
                     while len(times) < 3 or sum(times) < 0.5:

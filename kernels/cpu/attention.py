@@ -41,11 +41,11 @@ def attention(q, k, v, sinks, q_positions, k_offset=0, window=None, scale=None):
 
 
 def _flash_attention(q, k, v, sinks, q_positions, k_offset, window, scale):
-    """Queries against the cache through torch's flash kernel. Keys no query can see are never read (a sliding
-    layer reads its window, not the whole cache); on a full layer the keys every query sees
-    (all before the earliest query) go through the kernel without a mask, and only the last
-    few (the chunk's own, causal) need one. The two parts' softmaxes merge by their
-    log-sum-exps, with the sink joining the normalisation."""
+    """Queries against the cache through torch's flash kernel. Keys no query can see are never
+    read (a sliding layer reads its window, not the whole cache); on a full layer the keys
+    every query sees (all before the earliest query) go through the kernel without a mask,
+    and only the last few (the chunk's own, causal) need one. The two parts' softmaxes merge
+    by their log-sum-exps, with the sink joining the normalisation."""
     B, Tq, Hq, D = q.shape
     Hkv = k.shape[2]
     g = Hq // Hkv

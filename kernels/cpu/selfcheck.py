@@ -85,16 +85,18 @@ def failures(ext) -> list[str]:
     want = reference.rms_norm(xn.double(), wn.double(), 1e-5)
     check("rms_norm_bf16", bool(((got - want).abs() <= 1e-2 * want.abs() + 1e-3).all()))
 
-    # tiled prefill attention: 3 query heads per kv head (rows not a multiple of the tiles), a
-    # partial last key block, a window starting inside a block, a query that sees no key
+    # bf16 attention, prefill and decode: 3 query heads per kv head (rows not a multiple of the
+    # tiles), a partial last key block, a window starting inside a block, a query that sees no key
     qa = torch.randn(1, 7, 6, 64, generator=gen).to(torch.bfloat16)
     ka, va = torch.randn(2, 1, 70, 2, 64, generator=gen).to(torch.bfloat16)
     sinks = torch.randn(6, generator=gen)
     positions = torch.tensor([[2, 60, 61, 62, 63, 64, 74]])  # slot = position - 3
     for window in (None, 16):
-        got = ext.attention_bf16(qa, ka, va, sinks, positions, 3, -1 if window is None else window,
-                                    0.125).double()
-        want = reference.attention(qa.double(), ka.double(), va.double(), sinks.double(),
-                                   positions, 3, window, 0.125)
-        check(f"attention_bf16 (window {window})", bool(((got - want).abs() <= 2e-2).all()))
+        for queries in (slice(None), slice(6, 7)):  # many rows per kv head, and one query
+            got = ext.attention_bf16(qa[:, queries], ka, va, sinks, positions[:, queries], 3,
+                                     -1 if window is None else window, 0.125).double()
+            want = reference.attention(qa[:, queries].double(), ka.double(), va.double(),
+                                       sinks.double(), positions[:, queries], 3, window, 0.125)
+            check(f"attention_bf16 ({got.shape[1]} queries, window {window})",
+                  bool(((got - want).abs() <= 2e-2).all()))
     return wrong
