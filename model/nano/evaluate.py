@@ -79,7 +79,7 @@ def analysis_tokens(result) -> int:
 def judge(task: Task, result) -> tuple[bool, str]:
     """(success, why not) for one task's Result."""
     final = result.final or ""
-    calls = [c for c in result.tool_calls]
+    calls = result.tool_calls
     if task.category in ("arithmetic", "unit", "string"):
         python = [c for c in calls if c.recipient == "python" and not c.error]
         if not python:
