@@ -4,10 +4,11 @@
 
 Every batch is new data (data.sample_batch), so there is no epoch and no overfitting to a
 fixed set. The schedule (warmup, cosine decay) runs over `--steps` steps (reproducible), or
-else over `--minutes` of wall-clock time, so the run ends on time whatever the machine's
-speed; from `--quant-from` of the way on, the experts are fake-quantized to MXFP4. A
-compact checkpoint (config.json + model.safetensors, see export.py) is written every
-`--save-every` minutes and at the end, so a partial run ships; `--init` continues from one.
+else over `--minutes` of wall-clock time (`--clock cpu`: of this process's CPU time), so the
+run ends on time whatever the machine's speed; from `--quant-from` of the way on, the experts
+are fake-quantized to MXFP4. A compact checkpoint (config.json + model.safetensors, see
+export.py) is written every `--save-every` minutes and at the end, so a partial run ships;
+`--init` continues from one.
 """
 from __future__ import annotations
 
@@ -134,12 +135,17 @@ def train(args) -> None:
                             lr=args.lr, betas=(0.9, 0.95))
     rng = random.Random(args.seed)
     budget = args.minutes * 60
-    train_start = last_save = time.time()
+    # --clock cpu counts this process's CPU time: a run paused (SIGSTOP) around benchmarks, or
+    # sharing its core, keeps its whole schedule
+    clock = time.process_time if args.clock == "cpu" else time.time
+    start = clock() - (time.time() - start)
+    train_start = clock()
+    last_save = time.time()
     step, tokens_seen, running = 0, 0, None
     while True:
         # the schedule follows steps when a step budget is given (bit-reproducible), else time
-        progress = step / args.steps if args.steps else (time.time() - train_start) / budget
-        if progress >= 1.0 or time.time() - start >= budget:  # the cap counts setup too
+        progress = step / args.steps if args.steps else (clock() - train_start) / budget
+        if progress >= 1.0 or clock() - start >= budget:  # the cap counts setup too
             break
         if not model.layers[0].mlp.fake_quant and progress >= args.quant_from:
             model.set_fake_quant(True)
@@ -161,15 +167,15 @@ def train(args) -> None:
         tokens_seen += inputs.numel() + prefix.numel()
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         if step % args.log_every == 0:
-            elapsed = time.time() - train_start
+            elapsed = clock() - train_start
             log(out, f"step {step} loss {running:.4f} aux {aux.item():.3f} "
                      f"lr {opt.param_groups[0]['lr']:.2e} tok/s {tokens_seen / elapsed:.0f} "
                      f"elapsed {elapsed / 60:.1f}m")
         if time.time() - last_save > args.save_every * 60:
-            save(model, out, step, running, time.time() - train_start)
+            save(model, out, step, running, clock() - train_start)
             last_save = time.time()
-    save(model, out, step, running, time.time() - train_start)
-    log(out, f"done: {step} steps, {(time.time() - start) / 60:.1f} min in all")
+    save(model, out, step, running, clock() - train_start)
+    log(out, f"done: {step} steps, {(clock() - start) / 60:.1f} min in all ({args.clock} time)")
 
 
 def revocabulary(base: NanoGptOss, vocab: torch.Tensor, tie: bool) -> NanoGptOss:
@@ -210,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--minutes", type=float, default=90,
-                   help="wall-clock cap (with --steps 0: the schedule's length)")
+                   help="time cap (with --steps 0: the schedule's length), on --clock")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="what --minutes counts: wall time, or this process's CPU time (pauses "
+                        "and a shared core then cost no steps; meant for --threads 1)")
     p.add_argument("--steps", type=int, default=10_000,
                    help="schedule over N steps (reproducible); 0: over --minutes of wall time")
     p.add_argument("--init", help="continue training from this exported checkpoint folder")
