@@ -93,6 +93,21 @@ def rss_gb() -> tuple[float, float]:
     return current, peak
 
 
+def huge_pages_gb() -> float:
+    """Memory of this process in transparent huge pages (AnonHugePages), in GB: the streamed
+    weights should all be there (model/memory.py); a machine short of free 2 MiB pages (e.g.
+    its page cache full of another engine's GGUF) leaves some in 4 KiB pages, which decode
+    reads slower."""
+    try:
+        text = Path("/proc/self/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("AnonHugePages:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    return 0.0
+
+
 def tensors_of(value):
     """Every tensor in value (a tensor, a sequence, or an object holding tensors)."""
     if isinstance(value, torch.Tensor):
@@ -165,6 +180,7 @@ def run(args) -> dict:
     page_in(model)
     result["load_s"] = round(time.perf_counter() - start, 3)
     result["rss_loaded_gb"] = round(rss_gb()[0], 2)
+    result["huge_pages_gb"] = round(huge_pages_gb(), 2)
     c = model.config
     result.update(layers=c.num_hidden_layers, dtype=str(model.dtype).replace("torch.", ""),
                   dense=args.dense or "as loaded")

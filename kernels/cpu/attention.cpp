@@ -128,10 +128,10 @@ inline void pair_products(typename Ops::F (&acc)[R][C], const typename Ops::I (&
     }
   } else {
     typename Ops::F lo[C], hi[C];
-    for (int c = 0; c < C; ++c) Ops::split_bf16(col[c], lo[c], hi[c]);
+    for (int c = 0; c < C; ++c) split_bf16(col[c], lo[c], hi[c]);
     for (int r = 0; r < R; ++r) {
       typename Ops::F plo, phi;
-      Ops::split_bf16(pair(r), plo, phi);
+      split_bf16(pair(r), plo, phi);
       for (int c = 0; c < C; ++c) acc[r][c] = Ops::fmadd(phi, hi[c], Ops::fmadd(plo, lo[c], acc[r][c]));
     }
   }

@@ -2,13 +2,13 @@
 this CPU (chosen at run time from /proc/cpuinfo):
 
   * "avx512": AVX-512 F/BW/VL/DQ + AVX512_BF16 + AVX512_VNNI (Intel since Cooper Lake, AMD
-    since Zen 4): mxfp4.cpp, dense.cpp; bf16 dot products (vdpbf16ps), int8 ones (vpdpbusd).
+    since Zen 4): bf16 dot products (vdpbf16ps), int8 ones (vpdpbusd).
   * "avx2": AVX2 + FMA + F16C (every x86-64 CPU of the last decade, e.g. AMD EPYC before Zen 4):
-    *_avx2.cpp; bf16 widened to float, int8 dot products through vpmaddubsw.
+    bf16 widened to float, int8 dot products through vpmaddubsw.
 
-Both share module.cpp (the bindings, one set of names), moe_route.cpp (plain C++) and the
-kernels written once over simd.h (mxfp4_int8.cpp, attention.cpp, norm_rope.cpp), which each
-variant compiles for its ISA.
+Both compile the same sources: module.cpp (the bindings, one set of names), moe_route.cpp
+(plain C++) and the kernels, each written once over simd.h, which maps its vector operations
+to the variant's ISA.
 
 Why a small C++ extension rather than torch.compile: decode must read the packed MXFP4 bytes
 at memory speed, which needs a register-level 4-bit decode (a permute or shuffle through a
@@ -30,25 +30,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent
-HEADERS = [HERE / "kernels.h", HERE / "avx2.h", HERE / "simd.h"]
+HEADERS = [HERE / "kernels.h", HERE / "simd.h"]
+SOURCES = ("module.cpp", "moe_route.cpp", "mxfp4_int8.cpp", "attention.cpp", "mxfp4.cpp", "dense.cpp",
+           "norm_rope.cpp")
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
-    sources: tuple[str, ...]
     flags: tuple[str, ...]
     cpu_flags: frozenset[str]  # /proc/cpuinfo flags the variant needs
 
 
 VARIANTS = (  # best first
-    Variant("avx512", ("module.cpp", "moe_route.cpp", "mxfp4_int8.cpp", "attention.cpp", "mxfp4.cpp",
-                       "dense.cpp", "norm_rope.cpp"),
+    Variant("avx512",
             ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16",
              "-mavx512vnni", "-fopenmp"),
             frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni"})),
-    Variant("avx2", ("module.cpp", "moe_route.cpp", "mxfp4_int8.cpp", "attention.cpp", "mxfp4_avx2.cpp",
-                     "dense_avx2.cpp", "norm_rope.cpp"),
+    Variant("avx2",
             ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-DGPTOSS_AVX2"),
             frozenset({"avx2", "fma", "f16c"})),
 )
@@ -94,7 +93,7 @@ def chosen_variant() -> Variant | None:
 
 def cache_dir(variant: Variant) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    text = b"".join((HERE / name).read_bytes() for name in variant.sources)
+    text = b"".join((HERE / name).read_bytes() for name in SOURCES)
     text += b"".join(path.read_bytes() for path in HEADERS)
     digest = hashlib.sha256(text + " ".join(variant.flags).encode()).hexdigest()[:16]
     return base / "gpt-oss-agent" / f"cpu-kernels-{variant.name}-{digest}"
@@ -113,7 +112,7 @@ def build(name: str):
         folder = cache_dir(variant)
         folder.mkdir(parents=True, exist_ok=True)
         return load(name=f"gpt_oss_cpu_kernels_{variant.name}",
-                    sources=[str(HERE / s) for s in variant.sources], extra_cflags=list(variant.flags),
+                    sources=[str(HERE / s) for s in SOURCES], extra_cflags=list(variant.flags),
                     extra_ldflags=["-fopenmp"], build_directory=str(folder), verbose=False)
     except Exception as exc:  # a broken toolchain must not break the runtime
         warnings.warn(f"CPU kernels ({variant.name}) unavailable, using the reference path: {exc}")

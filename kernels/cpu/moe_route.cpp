@@ -1,6 +1,6 @@
 // Decode's routed-expert block, in plain C++ shared by every CPU variant: routing, sorting the
-// (token, slot) rows by expert, and the weighted sum; the GEMVs and the SwiGLU it calls are the
-// variant's own (mxfp4.cpp or mxfp4_avx2.cpp, dense.cpp or dense_avx2.cpp).
+// (token, slot) rows by expert, and the weighted sum; the GEMVs and the SwiGLU it calls are
+// mxfp4_int8.cpp's and mxfp4.cpp's.
 #include "kernels.h"
 
 namespace gptoss {

@@ -5,11 +5,17 @@
 // source for both.
 #pragma once
 #include "kernels.h"
-#if !defined(__AVX512F__)
-#include "avx2.h"
-#endif
 
 namespace gptoss {
+
+// exp(x) for a vector: 2^(x log2 e) split as 2^n * 2^f, |f| <= 1/2, 2^f by a degree-6
+// polynomial (relative error ~2e-7)
+template <typename F, typename Ops>
+inline F exp_poly(F f) {
+  F p = Ops::set1f(1.0f / 720);
+  for (float c : {1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f}) p = Ops::fmadd(p, f, Ops::set1f(c));
+  return p;
+}
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 struct Simd {
@@ -58,11 +64,32 @@ struct Simd {
   static F add(F a, F b) { return _mm512_add_ps(a, b); }
   static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
   static float hsum(F v) { return _mm512_reduce_add_ps(v); }
+  static F minf(F a, F b) { return _mm512_min_ps(a, b); }
+  static F div(F a, F b) { return _mm512_div_ps(a, b); }
+  // ---- int16 products (the int8 dense GEMV)
+  static I widen_i8_i16(const void* p) {  // V / 2 int8 -> int16
+    return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static I madd16(I a, I b) { return _mm512_madd_epi16(a, b); }  // int16 pair sums -> int32
+  static I add32(I a, I b) { return _mm512_add_epi32(a, b); }
+  // 16 int8 -> floats, L at a time
+  static void widen_i8x16(__m128i v, F (&out)[1]) { out[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)); }
+  // 2L interleaved floats (a then b) -> their even and odd elements
+  static void deinterleave(F a, F b, F& even, F& odd) {
+    const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    even = _mm512_permutex2var_ps(a, evens, b);
+    odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(evens, _mm512_set1_epi32(1)), b);
+  }
   // ---- float and bf16 pieces of the attention kernels
   static constexpr int L = V / 4;  // floats per vector
   static F maxf(F a, F b) { return _mm512_max_ps(a, b); }
   static float hmax(F v) { return _mm512_reduce_max_ps(v); }
-  static F exp(F x) { return exp_ps(_mm512_max_ps(x, _mm512_set1_ps(-200.f))); }  // exp(-inf) = 0
+  // vscalefps applies 2^n and saturates to 0 / inf; exp(-inf) = 0
+  static F exp(F x) {
+    const __m512 t = _mm512_mul_ps(_mm512_max_ps(x, _mm512_set1_ps(-200.f)), _mm512_set1_ps(1.44269504088896341f));
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_scalef_ps(exp_poly<F, Simd>(_mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(0.69314718055994531f))), n);
+  }
   static I bcast32(const void* p) { int32_t v; std::memcpy(&v, p, 4); return _mm512_set1_epi32(v); }
   // r[i] lane j <-> r[j] lane i (a 16 x 16 matrix of 32-bit elements): 4 x 4 blocks within
   // each 128-bit lane by unpacks, then the 4 x 4 matrix of 128-bit lanes by shuffles
@@ -157,6 +184,22 @@ struct Simd {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
   }
+  static F minf(F a, F b) { return _mm256_min_ps(a, b); }
+  static F div(F a, F b) { return _mm256_div_ps(a, b); }
+  static I widen_i8_i16(const void* p) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static I madd16(I a, I b) { return _mm256_madd_epi16(a, b); }
+  static I add32(I a, I b) { return _mm256_add_epi32(a, b); }
+  static void widen_i8x16(__m128i v, F (&out)[2]) {
+    out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+    out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(v, v)));
+  }
+  static void deinterleave(F a, F b, F& even, F& odd) {
+    const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);  // per half: evens, then odds
+    const __m256 x = _mm256_permutevar8x32_ps(a, order), y = _mm256_permutevar8x32_ps(b, order);
+    even = _mm256_permute2f128_ps(x, y, 0x20), odd = _mm256_permute2f128_ps(x, y, 0x31);
+  }
   // ---- float and bf16 pieces of the attention kernels
   static constexpr int L = V / 4;
   static F maxf(F a, F b) { return _mm256_max_ps(a, b); }
@@ -165,7 +208,16 @@ struct Simd {
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
   }
-  static F exp(F x) { return exp8_ps(x); }  // clamps: exp(-inf) = 0
+  // 2^n from its exponent bits, n clamped (results below ~1e-38 flush to 0, above ~1.7e38
+  // saturate); exp(-inf) = 0
+  static F exp(F x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
+    const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+    const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 p = exp_poly<F, Simd>(_mm256_mul_ps(_mm256_sub_ps(t, n), _mm256_set1_ps(0.69314718055994531f)));
+    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)), _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GT_OQ));
+  }
   static I bcast32(const void* p) { int32_t v; std::memcpy(&v, p, 4); return _mm256_set1_epi32(v); }
   static void transpose32(I (&r)[8]) {  // an 8 x 8 matrix of 32-bit elements
     I t[8];
@@ -185,11 +237,13 @@ struct Simd {
   // no bf16 dot product instruction: callers widen each half of the pairs to float, each
   // vector once for all the products it joins
   static constexpr bool kBf16Dot = false;
-  static void store_bf16(void* p, F a) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), ps_to_bf16x8(a)); }
-  // the low and high bf16 of each 4-byte lane as floats (exact)
-  static void split_bf16(I x, F& lo, F& hi) {
-    lo = as_float(slli32(x, 16));
-    hi = as_float(and_(x, set1_32((int)0xFFFF0000u)));
+  // round to nearest even (as at::BFloat16 and vcvtneps2bf16; no NaN inputs)
+  static void store_bf16(void* p, F a) {
+    const __m256i bits = _mm256_castps_si256(a);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                     _mm_packus_epi32(_mm256_castsi256_si128(rounded), _mm256_extracti128_si256(rounded, 1)));
   }
   static F keep_range(F s, int64_t base, int64_t lo, int64_t hi) {
     const __m256i j = _mm256_add_epi32(iota32(1), _mm256_set1_epi32((int)base));
@@ -204,5 +258,12 @@ struct Simd {
 
 // Simd::L bf16 -> floats (exact: bf16 is the top half of a float)
 inline Simd::F load_bf16_ps(const void* p) { return Simd::as_float(Simd::slli32(Simd::widen_u16(p), 16)); }
+
+// the low and high bf16 of each 4-byte lane as floats (exact): bf16 pairs for CPUs without a
+// bf16 dot product
+inline void split_bf16(Simd::I x, Simd::F& lo, Simd::F& hi) {
+  lo = Simd::as_float(Simd::slli32(x, 16));
+  hi = Simd::as_float(Simd::and_(x, Simd::set1_32((int)0xFFFF0000u)));
+}
 
 }  // namespace gptoss

@@ -208,6 +208,23 @@ def test_dequantize_is_exact_over_the_scale_range(ext):
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("rows", range(1, 10))  # every register tile, and a second group of rows
+@pytest.mark.parametrize("n", [1, 7, 133])           # fewer rows than a tile; tails; several threads
+def test_dense_gemvs_for_every_row_count(ext, rows, n):
+    gen = torch.Generator().manual_seed(rows * 1000 + n)
+    K = 160  # 5 blocks of 32: an odd count
+    w = torch.randn(n, K, generator=gen).to(torch.bfloat16)
+    x = torch.randn(rows, K, generator=gen).to(torch.bfloat16)
+    want = x.double() @ w.double().T
+    got = ext.bf16_gemv(x, w, None, False).double()  # exact products, float32 sums
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * want.abs().max().item())
+    q = torch.randint(-127, 128, (n, K), dtype=torch.int8, generator=gen)
+    s = torch.rand(n, K // 32, generator=gen)
+    want = x.double() @ (q.double().view(n, -1, 32) * s.double()[..., None]).view(n, K).T
+    got = ext.int8_gemv(x, q, s, None, False).double()  # int16 activations: ~3e-5 of the max
+    torch.testing.assert_close(got, want, rtol=0, atol=3e-4 * want.abs().max().item())
+
+
 def test_int8_gemv_equals_dequantized_matmul(ext):
     gen = torch.Generator().manual_seed(2)
     q = torch.randint(-127, 128, (45, 96), dtype=torch.int8, generator=gen)
