@@ -40,6 +40,7 @@ by PyPI's llama-cpp-python sdist, clang, GGML_NATIVE); pass --llama-bench PATH o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -228,12 +229,23 @@ def run(args) -> dict:
             cache = KVCache(c, args.batch, model.dtype, model.device)
             hidden = model.forward(rows, cache)[:, -1]
             steps = max(8, args.decode_tokens // 4)
+
+            def decode(steps, hidden):
+                for _ in range(steps):
+                    tokens = model.project(hidden).argmax(-1).tolist()
+                    hidden = model.forward([[t] for t in tokens], cache)[:, -1]
+                return hidden
+
             start = time.perf_counter()
-            for _ in range(steps):
-                tokens = model.project(hidden).argmax(-1).tolist()
-                hidden = model.forward([[t] for t in tokens], cache)[:, -1]
+            hidden = decode(steps, hidden)
             result[f"decode_batch{args.batch}_tok_s"] = round(
                 steps * args.batch / (time.perf_counter() - start), 2)
+            if args.ops:  # where a batch step's time goes (ms per step of all rows)
+                with ops_timed(model) as (seconds, moved):
+                    start = time.perf_counter()
+                    decode(8, hidden)
+                    wall = time.perf_counter() - start
+                result[f"ops_batch{args.batch}"] = op_table(seconds, moved, wall, 8)
 
     per_token = weight_bytes_per_token(model)
     roofline = result["read_bandwidth_gb_s"] * 1e9 / per_token
@@ -325,15 +337,16 @@ def cpu_description() -> dict:
             "kernels": variant.name if variant else "reference"}
 
 
-def op_breakdown(model, prompt: list[int], steps: int = 16) -> dict:
-    """Wall time per op kind over `steps` batch-1 decode steps (after `prompt`), in ms per
-    token, with the bytes of weights each kind reads per token and the GB/s that makes.
-    agent.kernels' entry points are wrapped for the measurement only."""
+@contextlib.contextmanager
+def ops_timed(model):
+    """Wraps agent.kernels' moe, linear and attention while inside: yields (seconds, bytes of
+    weights read) per op kind, summed over the calls. The experts' bytes count the experts the
+    router chose (recomputed from its logits, outside the timed call)."""
     from agent import kernels
     from agent.kernels import PackedExperts
 
-    totals = {"moe": 0.0, "dense": 0.0, "unembedding": 0.0, "attention": 0.0}
-    moved = dict.fromkeys(totals, 0)
+    seconds = {"moe": 0.0, "dense": 0.0, "unembedding": 0.0, "attention": 0.0}
+    moved = dict.fromkeys(seconds, 0)
     unembed = {t.data_ptr() for t in tensors_of(model.unembed)}
     originals = {name: getattr(kernels, name) for name in ("moe", "linear", "attention")}
 
@@ -341,42 +354,56 @@ def op_breakdown(model, prompt: list[int], steps: int = 16) -> dict:
         def call(*args, **kwargs):
             start = time.perf_counter()
             out = originals[name](*args, **kwargs)
+            elapsed = time.perf_counter() - start
             kind, size = kind_of(*args)
-            totals[kind] += time.perf_counter() - start
+            seconds[kind] += elapsed
             moved[kind] += size
             return out
         return call
 
     def moe_kind(x, router_weight, router_bias, experts, top_k, *rest):
-        share = min(1.0, x.shape[0] * top_k / experts.num_experts)
-        size = nbytes(experts) * share if isinstance(experts, PackedExperts) else 0
-        return "moe", int(size) + nbytes(router_weight)
+        if not isinstance(experts, PackedExperts):
+            return "moe", nbytes(router_weight)
+        logits = torch.nn.functional.linear(x.reshape(-1, x.shape[-1]).float(), router_weight.float(),
+                                            router_bias.float())
+        chosen = logits.topk(top_k, dim=-1).indices.unique().numel()
+        return "moe", int(nbytes(experts) * chosen / experts.num_experts) + nbytes(router_weight)
 
     def linear_kind(x, weight, bias=None):
         first = next(tensors_of(weight))
         return ("unembedding" if first.data_ptr() in unembed else "dense"), nbytes(weight)
 
-    cache_setup = model.generate(prompt, max_tokens=1, temperature=0.0)
-    for _ in cache_setup:
-        pass
     kernels.moe, kernels.linear = timed("moe", moe_kind), timed("linear", linear_kind)
     kernels.attention = timed("attention", lambda *a: ("attention", 0))
     try:
+        yield seconds, moved
+    finally:
+        for name, function in originals.items():
+            setattr(kernels, name, function)
+
+
+def op_table(seconds: dict, moved: dict, wall: float, steps: int) -> dict:
+    """ms per step of each op kind, the GB/s of the weights it read, the rest ("other") and the
+    whole step."""
+    out = {f"{k}_ms": round(1e3 * v / steps, 2) for k, v in seconds.items()}
+    for k, v in seconds.items():
+        if moved[k] and v > 0:
+            out[f"{k}_gb_s"] = round(moved[k] / v / 1e9, 1)
+    out["other_ms"] = round(1e3 * (wall - sum(seconds.values())) / steps, 2)
+    out["step_ms"] = round(1e3 * wall / steps, 2)
+    return out
+
+
+def op_breakdown(model, prompt: list[int], steps: int = 16) -> dict:
+    """op_table over `steps` batch-1 decode steps after `prompt` (ms per token)."""
+    for _ in model.generate(prompt, max_tokens=1, temperature=0.0):
+        pass  # the prompt goes into the cache first
+    with ops_timed(model) as (seconds, moved):
         start = time.perf_counter()
         for _ in model.generate(prompt, max_tokens=steps + 1, temperature=0.0):
             pass  # the prompt is reused from the cache: what is timed is the decode
         wall = time.perf_counter() - start
-    finally:
-        for name, function in originals.items():
-            setattr(kernels, name, function)
-    per_token = {k: v / (steps + 1) for k, v in totals.items()}
-    out = {f"{k}_ms": round(1e3 * v, 2) for k, v in per_token.items()}
-    for k, v in per_token.items():
-        if moved[k] and v > 0:
-            out[f"{k}_gb_s"] = round(moved[k] / (steps + 1) / v / 1e9, 1)
-    out["other_ms"] = round(1e3 * (wall / (steps + 1) - sum(per_token.values())), 2)
-    out["step_ms"] = round(1e3 * wall / (steps + 1), 2)
-    return out
+    return op_table(seconds, moved, wall, steps + 1)
 
 
 def find_llama_binary(name: str, path: str | None, env: str | None = None) -> Path:
@@ -452,7 +479,7 @@ def vs_llamacpp(args) -> dict:
             ours = json.loads(out.stdout.strip().splitlines()[-1])
             keep = ("prefill_tok_s", "decode_tok_s", f"decode_batch{args.batch}_tok_s", "roofline_tok_s",
                     "roofline_fraction", "read_bandwidth_before_after_gb_s", "weight_gb_per_token",
-                    "peak_rss_gb", "ops", "depths")
+                    "peak_rss_gb", "huge_pages_gb", "ops", f"ops_batch{args.batch}", "depths")
             entry[f"ours_{mode}"] = {k: ours[k] for k in keep if k in ours}
             for what in ("prefill_tok_s", "decode_tok_s"):
                 theirs = entry["llama.cpp"].get(what)
