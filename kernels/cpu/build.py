@@ -48,7 +48,7 @@ VARIANTS = (  # best first
              "-mavx512vnni", "-fopenmp"),
             frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni"})),
     Variant("avx2",
-            ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-DGPTOSS_AVX2"),
+            ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"),
             frozenset({"avx2", "fma", "f16c"})),
 )
 

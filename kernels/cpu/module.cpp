@@ -9,10 +9,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("moe_mxfp4_gemv", &moe_mxfp4_gemv, "grouped MXFP4 GEMV over selected experts");
   m.def("moe_mxfp4_gemm", &moe_mxfp4_gemm, "grouped MXFP4 GEMM over selected experts (many rows each)");
   m.def("mxfp4_dequantize_bf16", &mxfp4_dequantize_bf16, "one expert MXFP4 -> bf16");
-#ifdef GPTOSS_AVX2
-  m.attr("isa") = "avx2";
-#else
+#if defined(__AVX512F__)
   m.attr("isa") = "avx512";
+#else
+  m.attr("isa") = "avx2";
 #endif
   m.def("swiglu_bf16", &swiglu_bf16, "clamped SwiGLU, interleaved float32 -> bf16");
   m.def("moe_decode", &moe_decode, "router, top-k and routed experts for a few rows, in one call");
