@@ -9,6 +9,7 @@ embedding rows for its `model.vocab_ids` only: every other token maps to one ext
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
@@ -37,8 +38,8 @@ class WeightPlacement:
         sources = [self.tensors[name] for name in names]
         if len(sources) == 1:
             result = convert(sources[0].to(self.device, dtype))
-            if self.huge_pages and isinstance(result, torch.Tensor):
-                result = in_huge_pages(result)
+            if self.huge_pages:
+                result = _in_huge_pages(result)
         else:
             shape = (sum(t.shape[0] for t in sources), *sources[0].shape[1:])
             out = (huge_page_empty if self.huge_pages else torch.empty)(shape, dtype=dtype)
@@ -86,3 +87,15 @@ class WeightPlacement:
         elif self.huge_pages:  # stays mapped (tokens touch only their rows): read it ahead
             getattr(self.tensors, "prefetch", lambda name: None)(name)
         return embed, vocab_ids, row_of
+
+
+def _in_huge_pages(value):
+    """A tensor, or the tensors of a converted weight (e.g. an Int8Weight's bytes and scales),
+    in huge pages."""
+    if isinstance(value, torch.Tensor):
+        return in_huge_pages(value)
+    if dataclasses.is_dataclass(value):
+        return dataclasses.replace(value, **{f.name: in_huge_pages(getattr(value, f.name))
+                                             for f in dataclasses.fields(value)
+                                             if isinstance(getattr(value, f.name), torch.Tensor)})
+    return value

@@ -74,3 +74,33 @@ def test_20b_shaped_layer_keeps_experts_packed(tmp_path):
     # Decoding adds work space only (75-240 MB measured: kernels, allocator arenas); a bf16
     # copy of the layer's 32 experts would add 1.6 GB.
     assert rss_bytes() - after_load < 400 << 20
+
+
+def advised_huge_pages(address: int) -> bool:
+    """Whether the mapping that holds `address` is advised to use huge pages: the kernel's own
+    view ("hg" among its VmFlags in /proc/self/smaps)."""
+    inside = False
+    for line in open("/proc/self/smaps"):
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            start, end = (int(x, 16) for x in head.split("-"))
+            inside = start <= address < end
+        elif inside and head == "VmFlags:":
+            return "hg" in line.split()[1:]
+    return False
+
+
+def test_streamed_weights_and_their_int8_forms_go_into_huge_pages():
+    """A big model's dense matrices are streamed every token: kept as loaded or converted to
+    8 bits (dense="int8"), they are copied into memory advised for huge pages (the int8 form's
+    bytes as much as a plain tensor); small ones stay where they are."""
+    from agent.kernels import Int8Weight
+    from agent.model.weights import WeightPlacement
+    tensors = {"big": torch.randn(2048, 1024), "small": torch.randn(64, 64)}
+    place = WeightPlacement(tensors, torch.device("cpu"), torch.bfloat16, Int8Weight.quantize,
+                            huge_pages=True, pack_experts=True)
+    assert advised_huge_pages(place.weight("big").data_ptr())
+    int8 = place.matrix("big")
+    assert isinstance(int8, Int8Weight) and advised_huge_pages(int8.q.data_ptr())
+    assert torch.equal(int8.q, Int8Weight.quantize(tensors["big"].bfloat16()).q)
+    assert not advised_huge_pages(place.matrix("small").q.data_ptr())
