@@ -1,7 +1,8 @@
 """agent.model: the in-process gpt-oss runtime.
 
     model = agent.model.load(path | "nano" | "gpt-oss-20b", device="cpu", dtype=None,
-                             dense=None | "int8", experts=None | "packed" | "dense")
+                             dense=None | "int8" | "int8-unembedding",
+                             experts=None | "packed" | "dense")
     model.config                                   GptOssConfig
     model.logits(token_ids) -> torch.Tensor        float32 [len(token_ids), vocab]
     model.generate(prompt_tokens, max_tokens=256, stop_tokens=(), temperature=1.0, top_p=1.0,

@@ -35,7 +35,7 @@ BF16_AUTO_PARAMS = 1e9        # dtype=None on CPU: bf16 above this many paramete
 # Below this many parameters a CPU forward pass runs on one thread: its ops are too small to
 # split, and on a busy machine the threads' barriers cost far more than the work (100x seen).
 ONE_THREAD_PARAMS = 50e6
-DENSE_MODES = (None, "bf16", "fp32", "int8")
+DENSE_MODES = (None, "bf16", "fp32", "int8", "int8-unembedding")
 LOOKAHEAD = 8  # drafted tokens checked per pass when decoding greedily (model/lookup.py)
 PREFILL_CHUNK = 512  # tokens per prefill step: see GptOss._chunk and BENCHMARKS.md
 
@@ -78,6 +78,7 @@ class GptOss:
         self.device = torch.device(device)
         self.dtype = dtype or _default_dtype(config, self.device)
         self.int8 = dense == "int8"
+        int8_unembedding = dense in ("int8", "int8-unembedding")
         self.dense_experts = (experts == "dense" if experts is not None
                               else _experts_fit(config, self.dtype))
         small = _parameters(config, embeddings=False) < ONE_THREAD_PARAMS
@@ -95,7 +96,7 @@ class GptOss:
         self.vocabulary = (None if self.vocab_ids is None
                            else ClosedVocabulary(self.vocab_ids.tolist()))
         self.norm = place.exact("model.norm.weight")
-        self.unembed = place.matrix("lm_head.weight")
+        self.unembed = place.take("lm_head.weight", self.dtype, _int8 if int8_unembedding else _as_is)
         self.layers = [self._layer(i, place) for i in range(config.num_hidden_layers)]
         self.cache = KVCache(config, 1, self.dtype, self.device)  # the session's, for prefix reuse
         self.stream_owner = None  # the generate() stream allowed to extend self.cache
@@ -127,9 +128,7 @@ class GptOss:
 
     def _matrix(self, w: torch.Tensor):
         """A dense weight as the model keeps it: as loaded, or 8-bit with dense="int8"."""
-        if self.int8 and w.shape[-1] % 32 == 0:
-            return Int8Weight.quantize(w)
-        return w
+        return _int8(w) if self.int8 else w
 
     # ---- the forward pass ----------------------------------------------------------------
     def forward(self, rows: Sequence[Sequence[int]], cache: KVCache) -> torch.Tensor:
@@ -256,6 +255,15 @@ class GptOss:
         self.cache = KVCache(self.config, 1, self.dtype, self.device)
 
 
+def _int8(w: torch.Tensor):
+    """w in 8 bits with a scale per 32 weights of a row, where its width allows."""
+    return Int8Weight.quantize(w) if w.shape[-1] % 32 == 0 else w
+
+
+def _as_is(w: torch.Tensor) -> torch.Tensor:
+    return w
+
+
 @contextmanager
 def _torch_threads(count: int | None):
     saved = torch.get_num_threads()
@@ -298,7 +306,8 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
     dense: None (or "bf16"/"fp32": no change) keeps attention, embedding and unembedding
         weights as loaded; "int8" stores them in 8 bits with a float32 scale per 32 weights of
         a row (less to read per decoded token, as llama.cpp's Q8_0; see
-        agent.kernels.Int8Weight). None reads $GPT_OSS_AGENT_DENSE, so every entry point (the
+        agent.kernels.Int8Weight); "int8-unembedding" the unembedding only (a quarter of a
+        20b token's bytes in bf16; its logits off by ~0.8% rms, BENCHMARKS.md). None reads $GPT_OSS_AGENT_DENSE, so every entry point (the
         command line, the server, Agent) can be switched without a flag of its own.
     experts: None = "packed" (MXFP4, the normal case) unless, dequantized, they fit in
         256 MiB (tiny models); "dense" dequantizes them all up front.

@@ -148,6 +148,10 @@ def test_int8_dense_weights_stay_close(checkpoint):
     model = runtime.load(folder, dtype=torch.float32, dense="int8")
     assert isinstance(model.unembed, Int8Weight) and isinstance(model.layers[0].qkv_weight, Int8Weight)
     assert (model.logits(tokens) - exact).abs().max() <= 0.05 * exact.abs().max()
+    # the unembedding alone: the layers stay exact, the logits as close
+    head = runtime.load(folder, dtype=torch.float32, dense="int8-unembedding")
+    assert isinstance(head.unembed, Int8Weight) and isinstance(head.layers[0].qkv_weight, torch.Tensor)
+    assert (head.logits(tokens) - exact).abs().max() <= 0.02 * exact.abs().max()
     wide = runtime.load(checkpoint("wide_top1"), dtype=torch.float32, dense="int8")
     assert isinstance(wide.layers[0].o_weight, torch.Tensor)  # in = 6 heads x 8 = 48
     with pytest.raises(ValueError, match="dense must be"):
