@@ -1,8 +1,8 @@
-// The vector operations the kernels written once for every variant use (mxfp4_int8.cpp,
-// attention.cpp, norm_rope.cpp): `Simd` is 64-byte AVX-512 with VNNI (vpdpbusd) and BF16
-// (vdpbf16ps) when the variant's flags allow it, else 32-byte AVX2 (vpmaddubsw + vpmaddwd;
-// bf16 pairs widened to float). A kernel written over Simd::V and these functions is one
-// source for both.
+// The vector operations every CPU kernel is written over, the one place with AVX2 or AVX-512
+// intrinsics (128-bit SSE ones, common to both, appear in the kernels): `Simd` is 64-byte
+// AVX-512 with VNNI (vpdpbusd) and BF16 (vdpbf16ps) when the variant's flags allow it, else
+// 32-byte AVX2 (vpmaddubsw + vpmaddwd; bf16 pairs widened to float). A kernel written over
+// Simd::V and these functions is one source for both.
 #pragma once
 #include "kernels.h"
 
