@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="what --minutes counts: wall time, or this process's CPU time (pauses "
                         "and a shared core then cost no steps; meant for --threads 1)")
     p.add_argument("--steps", type=int, default=10_000,
-                   help="schedule over N steps (reproducible); 0: over --minutes of wall time")
+                   help="schedule over N steps (reproducible); 0: over --minutes (see --clock)")
     p.add_argument("--init", help="continue training from this exported checkpoint folder")
     p.add_argument("--warmup", type=float, default=0.03, help="warmup share of the time")
     p.add_argument("--threads", type=int, default=2,
