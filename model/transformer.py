@@ -78,7 +78,6 @@ class GptOss:
         self.device = torch.device(device)
         self.dtype = dtype or _default_dtype(config, self.device)
         self.int8 = dense == "int8"
-        int8_unembedding = dense in ("int8", "int8-unembedding")
         self.dense_experts = (experts == "dense" if experts is not None
                               else _experts_fit(config, self.dtype))
         small = _parameters(config, embeddings=False) < ONE_THREAD_PARAMS
@@ -96,7 +95,9 @@ class GptOss:
         self.vocabulary = (None if self.vocab_ids is None
                            else ClosedVocabulary(self.vocab_ids.tolist()))
         self.norm = place.exact("model.norm.weight")
-        self.unembed = place.take("lm_head.weight", self.dtype, _int8 if int8_unembedding else _as_is)
+        # as the dense matrices are kept, or alone in 8 bits with dense="int8-unembedding"
+        self.unembed = (place.take("lm_head.weight", self.dtype, _int8) if dense == "int8-unembedding"
+                        else place.matrix("lm_head.weight"))
         self.layers = [self._layer(i, place) for i in range(config.num_hidden_layers)]
         self.cache = KVCache(config, 1, self.dtype, self.device)  # the session's, for prefix reuse
         self.stream_owner = None  # the generate() stream allowed to extend self.cache
@@ -258,10 +259,6 @@ class GptOss:
 def _int8(w: torch.Tensor):
     """w in 8 bits with a scale per 32 weights of a row, where its width allows."""
     return Int8Weight.quantize(w) if w.shape[-1] % 32 == 0 else w
-
-
-def _as_is(w: torch.Tensor) -> torch.Tensor:
-    return w
 
 
 @contextmanager
