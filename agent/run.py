@@ -152,6 +152,8 @@ def _trace_provider(path: str | None):
 
 def make_agent(args, tracer=None):
     from agent.loop import Agent
+    if args.task and not " ".join(args.task).strip():  # `python -m agent ""`: a slip, not a request
+        raise UsageError("the task is empty: give it as text, or no argument for interactive chat")
     instructions = args.instructions
     if instructions and instructions.startswith("@"):
         try:

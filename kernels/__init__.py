@@ -111,11 +111,13 @@ class DenseExperts:
 
 @dataclass
 class Int8Weight:
-    """A dense weight [N, K] in 8 bits: q int8 [N, K] and one float32 scale per 32 weights of a
-    row (scales [N, K/32]); `dtype` is what it dequantizes to. Indexing rows (`weight[ids]`)
-    dequantizes just those rows, so an int8 embedding table is used like a tensor."""
+    """A dense weight [N, K] in 8 bits: q int8 [N, K] and one float16 scale per 32 weights of a
+    row (scales [N, K/32], in units of `unit`: 1.0625 bytes a weight, as llama.cpp's Q8_0);
+    `dtype` is what it dequantizes to. Indexing rows (`weight[ids]`) dequantizes just those
+    rows, so an int8 embedding table is used like a tensor."""
     q: torch.Tensor
     scales: torch.Tensor
+    unit: float = 1.0
     dtype: torch.dtype = torch.bfloat16
 
     @classmethod
@@ -127,10 +129,10 @@ class Int8Weight:
         return self.q.shape
 
     def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return dequantize_int8(self.q, self.scales, dtype or self.dtype)
+        return dequantize_int8(self.q, self.scales, self.unit, dtype or self.dtype)
 
     def __getitem__(self, rows) -> torch.Tensor:
-        return dequantize_int8(self.q[rows], self.scales[rows], self.dtype)
+        return dequantize_int8(self.q[rows], self.scales[rows], self.unit, self.dtype)
 
 
 _reference_only = os.environ.get("GPT_OSS_AGENT_KERNELS", "").strip().lower() == "reference"

@@ -158,25 +158,33 @@ def moe(x: torch.Tensor, router_weight: torch.Tensor, router_bias: torch.Tensor,
     return out
 
 
-def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """w [N, K] (K a multiple of 32) -> (q int8 [N, K], scales float32 [N, K/32]): one scale per
-    32 consecutive weights of a row, absmax / 127, round to nearest."""
+def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """w [N, K] (K a multiple of 32) -> (q int8 [N, K], scales float16 [N, K/32], unit): one
+    scale per 32 consecutive weights of a row, absmax / 127 in units of `unit`, a power of two
+    per matrix that puts the largest scale near the top of float16's range (so no block's scale
+    is a subnormal: float16 alone, as in llama.cpp's Q8_0, loses precision below 6e-5); q
+    rounds to nearest against the stored scale."""
     N, K = w.shape
     if K % BLOCK:
         raise ValueError(f"int8: last dimension {K} is not a multiple of {BLOCK}")
+    chunk = 8192  # row chunks: never a float32 copy of a big matrix
+    top = max((float(w[i:i + chunk].abs().max()) for i in range(0, N, chunk)), default=0.0) / 127.0
+    unit = 2.0 ** (math.ceil(math.log2(top)) - 15) if top > 0 else 1.0
     q = torch.empty(N, K, dtype=torch.int8, device=w.device)
-    scales = torch.empty(N, K // BLOCK, dtype=torch.float32, device=w.device)
-    for start in range(0, N, 8192):  # row chunks: never a float32 copy of a big matrix
-        rows = w[start:start + 8192].float().view(-1, K // BLOCK, BLOCK)
-        s = rows.abs().amax(-1) / 127.0
-        scales[start:start + 8192] = s
-        q[start:start + 8192] = (rows / s.clamp_min(1e-30)[..., None]).round().view(-1, K).to(torch.int8)
-    return q, scales
+    scales = torch.empty(N, K // BLOCK, dtype=torch.float16, device=w.device)
+    for start in range(0, N, chunk):
+        rows = w[start:start + chunk].float().view(-1, K // BLOCK, BLOCK)
+        s = (rows.abs().amax(-1) / 127.0 / unit).to(torch.float16)
+        scales[start:start + chunk] = s
+        steps = rows / (s.float() * unit).clamp_min(1e-30)[..., None]
+        q[start:start + chunk] = steps.round().clamp(-127, 127).view(-1, K).to(torch.int8)
+    return q, scales, unit
 
 
-def dequantize_int8(q: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dequantize_int8(q: torch.Tensor, scales: torch.Tensor, unit: float = 1.0,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Inverse of quantize_int8 up to rounding: [..., K] in dtype."""
-    values = q.float().unflatten(-1, (-1, BLOCK)) * scales.float()[..., None]
+    values = q.float().unflatten(-1, (-1, BLOCK)) * (scales.float() * unit)[..., None]
     return values.flatten(-2).to(dtype)
 
 

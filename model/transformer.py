@@ -301,11 +301,12 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
 
     dtype None: bf16 on CUDA; on CPU bf16 for big models, float32 for small ones.
     dense: None (or "bf16"/"fp32": no change) keeps attention, embedding and unembedding
-        weights as loaded; "int8" stores them in 8 bits with a float32 scale per 32 weights of
-        a row (less to read per decoded token, as llama.cpp's Q8_0; see
+        weights as loaded; "int8" stores them in 8 bits with a float16 scale per 32 weights of
+        a row (the bytes of llama.cpp's Q8_0: less to read per decoded token; see
         agent.kernels.Int8Weight); "int8-unembedding" the unembedding only (a quarter of a
-        20b token's bytes in bf16; its logits off by ~0.8% rms, BENCHMARKS.md). None reads $GPT_OSS_AGENT_DENSE, so every entry point (the
-        command line, the server, Agent) can be switched without a flag of its own.
+        20b token's bytes in bf16; its logits off by ~0.8% rms, BENCHMARKS.md). None reads
+        $GPT_OSS_AGENT_DENSE, so every entry point (the command line, the server, Agent) can
+        be switched without a flag of its own.
     experts: None = "packed" (MXFP4, the normal case) unless, dequantized, they fit in
         256 MiB (tiny models); "dense" dequantizes them all up front.
     """

@@ -92,11 +92,11 @@ inline void bf16_tile(const at::BFloat16* w, const Bf16Rows& x, int64_t r0, floa
     for (int j = 0; j < NR; ++j) res[r][j] = Ops::hsum(Ops::add(acc[r][j], more[r][j]));
 }
 
-// int8 weights with a float scale per 32: each block widened to int16 (one vector on AVX-512,
+// int8 weights with a float16 scale per 32: each block widened to int16 (one vector on AVX-512,
 // two on AVX2) meets the rows' int16 activations in vpmaddwd, then one conversion and one FMA
 // with the block's scale per row.
 template <int R, int NR>
-inline void int8_tile(const int8_t* w, const float* scales, const int16_t* x, int64_t K,
+inline void int8_tile(const int8_t* w, const at::Half* scales, const int16_t* x, int64_t K,
                       float (&res)[R][NR]) {
   constexpr int H = 64 / V;  // int16 vectors per 32-block
   const int64_t KB = K / 32;
@@ -108,7 +108,7 @@ inline void int8_tile(const int8_t* w, const float* scales, const int16_t* x, in
     for (int j = 0; j < NR; ++j) {
       S::I wv[H];
       for (int h = 0; h < H; ++h) wv[h] = S::widen_i8_i16(w + j * K + b * 32 + h * V / 2);
-      const S::F scale = S::set1f(scales[j * KB + b]);
+      const S::F scale = S::set1f(half_to_float(scales[j * KB + b]));
       for (int r = 0; r < R; ++r) {
         const int16_t* xr = x + r * K + b * 32;
         S::I p = S::madd16(wv[0], S::load(xr));
@@ -165,18 +165,20 @@ inline void gemv(int64_t N, int64_t R, const Tile& tile, const Out& out) {
 
 }  // namespace
 
-// int8 GEMV with one float scale per 32 weights: out[r, n] = sum_k x[r, k] * q[n, k] * s[n, k/32].
+// int8 GEMV with one float16 scale per 32 weights:
+// out[r, n] = sum_k x[r, k] * q[n, k] * s[n, k/32] * unit.
 // x [R, K] (float32 or bf16) is quantized per row to int16 (error ~1e-5 of the row's max).
-at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s,
+at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s, double unit,
                      const c10::optional<at::Tensor>& bias, bool out_bf16) {
   check_int8(x, q, s);
   const int64_t N = q.size(0), K = q.size(1), R = x.size(0);
   auto xc = x.to(at::kFloat).contiguous();  // bf16 rows widen here: no torch op in Python
   std::vector<int16_t> xq(R * K);
-  const std::vector<float> steps = quantize_rows_int16(xc.data_ptr<float>(), R, K, xq.data());
+  std::vector<float> steps = quantize_rows_int16(xc.data_ptr<float>(), R, K, xq.data());
+  for (float& step : steps) step *= (float)unit;
   GemvOutput result(R, N, x.options(), bias, out_bf16);
   const int8_t* qp = q.data_ptr<int8_t>();
-  const float* sp = s.data_ptr<float>();
+  const at::Half* sp = s.data_ptr<at::Half>();
   gemv(N, R,
        [&](auto rows, auto nr, int64_t n, int64_t r0, auto& res) {
          int8_tile<decltype(rows)::value, decltype(nr)::value>(qp + n * K, sp + n * (K / 32),

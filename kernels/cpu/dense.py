@@ -2,7 +2,7 @@
 
 A decode step multiplies one (or a few) rows by every dense matrix: pure streaming, where
 torch's bf16 matmul leaves bandwidth unused. Few rows go through the C++ GEMV kernels
-(bf16: vdpbf16ps; int8: int16 activations and vpmaddwd with per-32 scales; register tiles of
+(bf16: vdpbf16ps; int8: int16 activations and vpmaddwd with per-32 float16 scales; register tiles of
 several weight rows and activation rows); many rows (prefill)
 go to torch's matmul for bf16 weights, and to the int8 GEMM (int8 activations per 32-block,
 vpdpbusd) for int8 ones; with AMX tiles, int8 weights are dequantized to bf16 a tile of rows
@@ -46,7 +46,7 @@ def linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None) -> torch.T
     elif not dense and (rows <= INT8_GEMV_MAX_ROWS or not has_amx()):
         xs = flat if flat.dtype == torch.bfloat16 else flat.float()  # bf16 widens in the kernel
         product = ext.int8_gemv if rows <= INT8_GEMV_MAX_ROWS else ext.int8_gemm
-        out = product(xs.contiguous(), weight.q, weight.scales, bias, to_bf16)
+        out = product(xs.contiguous(), weight.q, weight.scales, weight.unit, bias, to_bf16)
     else:  # many rows: tiles of the weights in the matmul's fast dtype
         fast = torch.float32 if ext.isa == "avx2" else torch.bfloat16
         out = torch.empty(rows, weight.shape[0], dtype=torch.float32)

@@ -63,6 +63,8 @@ struct E8m0Table {
 };
 inline const E8m0Table kE8m0;
 inline float e8m0(uint8_t s) { return kE8m0.v[s]; }
+// A float16 scale (stored as its bits) as float (F16C, which every variant requires).
+inline float half_to_float(const at::Half& h) { return _cvtsh_ss(h.x); }
 
 // One block of 32 activations -> int8 steps of its absmax / 127 (round half to even, in float32
 // as the int8 reference computes it); returns the absmax. The int8 GEMV and GEMMs lay the steps
@@ -129,13 +131,13 @@ struct GroupedMxfp4 {
   }
 };
 
-// The arguments of the int8 dense products: q int8 [N, K] with a float32 scale per 32 weights
-// of a row, x [R, K] float32 or bf16.
+// The arguments of the int8 dense products: q int8 [N, K] with a float16 scale per 32 weights
+// of a row (agent.kernels.Int8Weight), x [R, K] float32 or bf16.
 inline void check_int8(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s) {
   TORCH_CHECK(q.dtype() == at::kChar && q.dim() == 2 && q.is_contiguous() && q.size(1) % 32 == 0,
               "q must be contiguous int8 [N, K] with K a multiple of 32");
-  TORCH_CHECK(s.dtype() == at::kFloat && s.is_contiguous() && s.numel() == q.size(0) * (q.size(1) / 32),
-              "scales must be contiguous float32 [N, K/32]");
+  TORCH_CHECK(s.dtype() == at::kHalf && s.is_contiguous() && s.numel() == q.size(0) * (q.size(1) / 32),
+              "scales must be contiguous float16 [N, K/32]");
   TORCH_CHECK((x.dtype() == at::kFloat || x.dtype() == at::kBFloat16) && x.dim() == 2 && x.size(1) == q.size(1),
               "x must be float32 or bf16 [R, ", q.size(1), "]");
 }
@@ -166,11 +168,11 @@ at::Tensor rope_bf16(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
 // bias (float32 or bf16 [N]) is added; out_bf16 rounds the result to bf16, else float32
 at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias,
                      bool out_bf16);
-at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s,
+at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s, double unit,
                      const c10::optional<at::Tensor>& bias, bool out_bf16);
 int64_t stream_read(const at::Tensor& buf);
 // mxfp4_int8.cpp: int8 weights times many rows (prefill)
-at::Tensor int8_gemm(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s,
+at::Tensor int8_gemm(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s, double unit,
                      const c10::optional<at::Tensor>& bias, bool out_bf16);
 
 }  // namespace gptoss

@@ -220,10 +220,10 @@ inline void decode_tile(const uint8_t* blocks, const uint8_t* scales, int64_t n0
   }
 }
 
-// The int8 weights q [N, K] (scales s [N, K/32]) of columns n0 .. n0 + cols - 1 into the same
-// layout: 4 consecutive bytes per lane, middle two swapped, plus 128 (unsigned) where the dot
-// product needs unsigned weights (Simd::kSignedDot false).
-inline void decode_int8_tile(const int8_t* q, const float* s, int64_t n0, int cols, int64_t KB,
+// The int8 weights q [N, K] (float16 scales s [N, K/32]) of columns n0 .. n0 + cols - 1 into
+// the same layout: 4 consecutive bytes per lane, middle two swapped, plus 128 (unsigned) where
+// the dot product needs unsigned weights (Simd::kSignedDot false).
+inline void decode_int8_tile(const int8_t* q, const at::Half* s, int64_t n0, int cols, int64_t KB,
                              int32_t* wbuf, float* sbuf) {
   using I = Simd::I;
   alignas(64) int8_t swap_bytes[V];
@@ -241,7 +241,7 @@ inline void decode_int8_tile(const int8_t* q, const float* s, int64_t n0, int co
         Simd::store(wbuf + ((b * 8 + k4) * kTileVecs + c) * kCols, Simd::kSignedDot ? w : Simd::xor_(w, flip));
       }
       for (int lane = 0; lane < kCols; ++lane)
-        sbuf[(b * kTileVecs + c) * kCols + lane] = s[(n0 + std::min(first + lane, cols - 1)) * KB + b];
+        sbuf[(b * kTileVecs + c) * kCols + lane] = half_to_float(s[(n0 + std::min(first + lane, cols - 1)) * KB + b]);
     }
   }
 }
@@ -386,7 +386,7 @@ namespace gptoss {
 
 // int8 GEMM for many rows (prefill): out[r, n] = sum_k x[r, k] * q[n, k] * s[n, k/32] (+ bias),
 // the activations int8 per 32-block as in the MXFP4 GEMM (same register tiles).
-at::Tensor int8_gemm(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s,
+at::Tensor int8_gemm(const at::Tensor& x, const at::Tensor& q, const at::Tensor& s, double unit,
                      const c10::optional<at::Tensor>& bias, bool out_bf16) {
   check_int8(x, q, s);
   TORCH_CHECK(x.is_contiguous(), "x must be contiguous");
@@ -395,12 +395,13 @@ at::Tensor int8_gemm(const at::Tensor& x, const at::Tensor& q, const at::Tensor&
   const int64_t R = x.size(0);
   constexpr bool kSigned = Simd::kSignedDot;
   const int offset = kSigned ? 0 : 128;
-  const GemmRows xq = x.dtype() == at::kFloat ? GemmRows(x.data_ptr<float>(), R, KB, offset, 1.f)
-                                              : GemmRows(x.data_ptr<at::BFloat16>(), R, KB, offset, 1.f);
+  const float u = (float)unit;  // the scales' unit joins each row's step
+  const GemmRows xq = x.dtype() == at::kFloat ? GemmRows(x.data_ptr<float>(), R, KB, offset, u)
+                                              : GemmRows(x.data_ptr<at::BFloat16>(), R, KB, offset, u);
   GemvOutput out(R, N, x.options(), bias, out_bf16);
   const int64_t tiles = (N + kTileCols - 1) / kTileCols;
   const int8_t* qp = q.data_ptr<int8_t>();
-  const float* sp = s.data_ptr<float>();
+  const at::Half* sp = s.data_ptr<at::Half>();
   at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<int32_t> wbuf(KB * 8 * kTileCols);
     std::vector<float> sbuf(KB * kTileCols);

@@ -64,14 +64,14 @@ def failures(ext) -> list[str]:
     want = xd.double() @ w.double().T
     tol = 1e-4 * float(want.abs().max())
     check("bf16_gemv", bool(((ext.bf16_gemv(xd, w, None, False).double() - want).abs() <= tol).all()))
-    q, s = reference.quantize_int8(w.float())
-    wq = reference.dequantize_int8(q, s).double()
+    q, s, unit = reference.quantize_int8(w.float())
+    wq = reference.dequantize_int8(q, s, unit).double()
     want = xd.double() @ wq.T
-    got = ext.int8_gemv(xd.float(), q, s, None, False).double()
+    got = ext.int8_gemv(xd.float(), q, s, unit, None, False).double()
     check("int8_gemv", bool(((got - want).abs() <= 1e-3 * float(want.abs().max())).all()))
     xs = int8_activations(xd)
     want = xs @ wq.T
-    got = ext.int8_gemm(xd, q, s, None, False).double()
+    got = ext.int8_gemm(xd, q, s, unit, None, False).double()
     check("int8_gemm", bool(((got - want).abs() <= 1e-5 * (xs.abs() @ wq.abs().T)).all()))
 
     # the fused SwiGLU and RMSNorm against their reference formulas

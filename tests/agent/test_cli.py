@@ -97,6 +97,8 @@ def test_streaming_shows_tools_and_reasoning(tmp_path):
     (["--max-steps", "0", "x"], 2, "must be at least 1"),
     (["--model", "/nonexistent/checkpoint", "x"], 3, "no such checkpoint folder"),
     (["--model", "gpt-oss-20b", "x"], 3, "python -m agent download gpt-oss-20b"),
+    ([""], 2, "the task is empty"),
+    (["  ", "\n"], 2, "the task is empty"),
 ])
 def test_bad_flags_exit_non_zero_with_one_clear_line(args, code, message):
     out = agent_cli(*args)

@@ -219,20 +219,20 @@ def test_dense_gemvs_for_every_row_count(ext, rows, n):
     got = ext.bf16_gemv(x, w, None, False).double()  # exact products, float32 sums
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * want.abs().max().item())
     q = torch.randint(-127, 128, (n, K), dtype=torch.int8, generator=gen)
-    s = torch.rand(n, K // 32, generator=gen)
-    want = x.double() @ (q.double().view(n, -1, 32) * s.double()[..., None]).view(n, K).T
-    got = ext.int8_gemv(x, q, s, None, False).double()  # int16 activations: ~3e-5 of the max
+    s = torch.rand(n, K // 32, generator=gen).half()
+    want = x.double() @ (q.double().view(n, -1, 32) * s.double()[..., None]).view(n, K).T / 8
+    got = ext.int8_gemv(x, q, s, 1 / 8, None, False).double()  # int16 activations: ~3e-5 of the max
     torch.testing.assert_close(got, want, rtol=0, atol=3e-4 * want.abs().max().item())
 
 
 def test_int8_gemv_equals_dequantized_matmul(ext):
     gen = torch.Generator().manual_seed(2)
     q = torch.randint(-127, 128, (45, 96), dtype=torch.int8, generator=gen)
-    s = torch.rand(45, 3, generator=gen)
+    s = torch.rand(45, 3, generator=gen).half()
     x = torch.randn(6, 96, generator=gen)
-    weight = (q.double().view(45, 3, 32) * s.double()[..., None]).view(45, 96)
+    weight = (q.double().view(45, 3, 32) * s.double()[..., None]).view(45, 96) * 2 ** -20
     want = x.double() @ weight.T
-    got = ext.int8_gemv(x, q, s, None, False)
+    got = ext.int8_gemv(x, q, s, 2 ** -20, None, False)
     # activations are quantized to int16 per row: error ~ 3e-5 of the row's largest value
     torch.testing.assert_close(got.double(), want, rtol=0, atol=3e-4 * want.abs().max().item())
 
@@ -244,16 +244,16 @@ def test_int8_gemm_equals_dequantized_matmul(ext, rows, n, kb, dtype):
     int8-rounded activations up to float32 sums; column counts around its 32-column tiles."""
     gen = torch.Generator().manual_seed(rows * 1000 + n)
     q = torch.randint(-127, 128, (n, kb * 32), dtype=torch.int8, generator=gen)
-    s = torch.rand(n, kb, generator=gen)
+    s = torch.rand(n, kb, generator=gen).half()
     bias = torch.randn(n, generator=gen)
     x = torch.randn(rows, kb * 32, generator=gen).to(dtype)
-    weight = (q.double().view(n, kb, 32) * s.double()[..., None]).view(n, kb * 32)
+    weight = (q.double().view(n, kb, 32) * s.double()[..., None]).view(n, kb * 32) / 4
     xs = int8_activations(x)
     want = xs @ weight.T + bias.double()
-    got = ext.int8_gemm(x, q, s, bias, False).double()
+    got = ext.int8_gemm(x, q, s, 0.25, bias, False).double()
     tol = 1e-5 * (xs.abs() @ weight.abs().T + bias.double().abs())
     assert bool(((got - want).abs() <= tol).all()), float(((got - want).abs() / tol).max())
-    as_bf16 = ext.int8_gemm(x, q, s, bias, True)
+    as_bf16 = ext.int8_gemm(x, q, s, 0.25, bias, True)
     assert as_bf16.dtype == torch.bfloat16 and torch.equal(as_bf16, got.float().to(torch.bfloat16))
 
 
@@ -362,6 +362,24 @@ def test_int8_weight_rows_dequantize_like_an_embedding_table():
     rows = w8[ids]
     assert rows.shape == (1, 3, 64) and rows.dtype == torch.bfloat16
     torch.testing.assert_close(rows.float(), table[ids].float(), rtol=0, atol=table.abs().max().item() / 127)
+
+
+@pytest.mark.parametrize("magnitude", [1e-6, 1e-3, 1.0, 1e4])
+def test_int8_weights_keep_their_precision_at_any_magnitude(magnitude):
+    """float16 scales alone would be subnormal below 6e-5 (blocks of weights under ~8e-3) and
+    lose bits; the per-matrix unit keeps every block's error at half an int8 step of its own
+    absmax, whatever the matrix's scale, and a block of zeros stays zeros."""
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(40, 128, generator=gen, dtype=torch.float64) * magnitude
+    w[:, :32] *= 1e-3          # small blocks beside large ones in the same matrix
+    w[5, 64:96] = 0
+    w8 = kernels.Int8Weight.quantize(w.float())
+    assert w8.scales.dtype == torch.float16 and w8.q.dtype == torch.int8
+    blocks = w.view(40, 4, 32)
+    error = (w8.dequantize(torch.float64).view(40, 4, 32) - blocks).abs().amax(-1)
+    step = blocks.abs().amax(-1) / 127
+    assert bool((error <= 0.5 * step * (1 + 2 ** -9) + 1e-30).all()), float((error / step).max())
+    assert bool((w8.dequantize(torch.float64)[5, 64:96] == 0).all())
 
 
 @pytest.mark.parametrize("Tq,Tk,offset,window", [(40, 40, 0, None), (40, 40, 0, 8), (20, 70, 3, 16),
