@@ -20,7 +20,9 @@ MXFP4 bytes, the unembedding) divided by the machine's read bandwidth gives the 
 possible decode; roofline_fraction is the measured decode speed over it. A VM's bandwidth
 drifts by tens of percent within minutes, so it is measured right before and right after the
 batch-1 decode (sustained reads for ~2 s each, in a child process so the buffer does not count
-in our memory) and the roofline uses their mean. With --dense, the logits' error
+in our memory) and the roofline uses their mean; roofline_fraction_paired then alternates
+--paired-rounds short probes with 8 decode steps each and gives the median of the rounds'
+fractions, which the drift between probe and decode does not move. With --dense, the logits' error
 against the checkpoint's own dtype is measured last. --ops adds a per-op breakdown of a batch-1
 decode step (MoE, dense GEMVs, attention, the rest: ms and GB/s). --depths 0,2048,8192,16384
 adds a row per context depth: prefill speed of --prompt-tokens new tokens on top of that many
@@ -46,6 +48,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -253,6 +256,8 @@ def run(args) -> dict:
     result["weight_gb_per_token"] = round(per_token / 1e9, 3)
     result["roofline_tok_s"] = round(roofline, 2)
     result["roofline_fraction"] = round(result["decode_tok_s"] / roofline, 3)
+    if args.paired_rounds:
+        result["roofline_fraction_paired"] = paired_roofline(model, per_token, args.paired_rounds)
     result["peak_rss_gb"] = round(rss_gb()[1], 2)
     if args.depths:
         result["depths"] = at_depths(model, args.depths, args.prompt_tokens,
@@ -291,6 +296,38 @@ def draft_check_ms(model, drafts=(0, 1, 3, 7), repeats: int = 3) -> dict:
             cache.truncate(0, length)
         out[k] = round(1000 * min(times), 2)
     return out
+
+
+def paired_roofline(model, per_token: int, rounds: int, tokens: int = 8) -> dict:
+    """Decode speed over the read bandwidth measured right beside it, round by round: a 1 GiB
+    buffer read for ~0.5 s, then `tokens` decode steps, each round's fraction of its own
+    bandwidth. The machine's bandwidth drifts by half between runs of a few minutes (shared
+    VMs), so a fraction from two probes around one long decode moves with it; paired rounds
+    show the kernels' share of what the memory gave at that moment (median and range)."""
+    from agent.kernels.cpu.build import extension
+    from agent.model.memory import huge_page_empty
+    ext = extension()
+    read = ext.stream_read if ext is not None else lambda b: b.view(torch.int64).sum()
+    buf = huge_page_empty((1 << 30,), torch.uint8).fill_(1)  # in huge pages, like the weights
+    read(buf)
+    fractions, gbs = [], []
+    for _ in range(rounds):
+        reads, start = 0, time.perf_counter()
+        while reads < 2 or time.perf_counter() - start < 0.5:
+            read(buf)
+            reads += 1
+        bandwidth = reads * buf.numel() / (time.perf_counter() - start)
+        stamps = []
+        for _ in model.generate(list(model.cache.tokens[0]), max_tokens=tokens + 1,
+                                temperature=0.0, lookahead=0):
+            stamps.append(time.perf_counter())
+        tok_s = tokens / (stamps[-1] - stamps[0])
+        fractions.append(tok_s * per_token / bandwidth)
+        gbs.append(bandwidth / 1e9)
+    del buf
+    return {"median": round(statistics.median(fractions), 3),
+            "range": [round(min(fractions), 3), round(max(fractions), 3)],
+            "bandwidth_gb_s": [round(min(gbs), 1), round(max(gbs), 1)], "rounds": rounds}
 
 
 def at_depths(model, depths: list[int], new_tokens: int, decode_tokens: int, gen) -> list[dict]:
@@ -492,7 +529,7 @@ def vs_llamacpp(args) -> dict:
                 raise SystemExit(f"agent.bench ({mode}) failed: {out.stderr.strip()[-500:]}")
             ours = json.loads(out.stdout.strip().splitlines()[-1])
             keep = ("prefill_tok_s", "decode_tok_s", f"decode_batch{args.batch}_tok_s", "roofline_tok_s",
-                    "roofline_fraction", "read_bandwidth_before_after_gb_s", "weight_gb_per_token",
+                    "roofline_fraction", "roofline_fraction_paired", "read_bandwidth_before_after_gb_s", "weight_gb_per_token",
                     "peak_rss_gb", "huge_pages_gb", "ops", f"ops_batch{args.batch}", "depths")
             entry[f"ours_{mode}"] = {k: ours[k] for k in keep if k in ours}
             for what in ("prefill_tok_s", "decode_tok_s"):
@@ -568,6 +605,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--ops", action="store_true", help="per-op breakdown of a decode step")
+    parser.add_argument("--paired-rounds", type=int, default=6,
+                        help="rounds of (bandwidth probe, 8 decode steps) for roofline_fraction_paired "
+                             "(0: skip)")
     parser.add_argument("--logit-prompts", type=int, default=8,
                         help="prompts of 64 tokens for --dense's logit error (default 8)")
     parser.add_argument("--no-logit-error", action="store_true",
