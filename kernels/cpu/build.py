@@ -45,8 +45,9 @@ class Variant:
 VARIANTS = (  # best first
     Variant("avx512",
             ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16",
-             "-mavx512vnni", "-mf16c", "-fopenmp"),
-            frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni", "f16c"})),
+             "-mavx512vnni", "-mavx512vbmi", "-mf16c", "-fopenmp"),
+            frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni",
+                       "avx512vbmi", "f16c"})),
     Variant("avx2",
             ("-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"),
             frozenset({"avx2", "fma", "f16c"})),

@@ -6,12 +6,13 @@
 // Why integer arithmetic: one decoded token is memory-bound only if the kernel consumes the
 // packed bytes as fast as DRAM delivers them, on two cores. E2M1 values times two are the
 // integers -12..12, so a vector of packed bytes becomes two vectors of int8 weights with one
-// vpshufb per nibble (no widening), and the activations are quantized to int8 per 32-block
+// table lookup per nibble (no widening), and the activations are quantized to int8 per 32-block
 // (absmax / 127, as llama.cpp's Q8_0). The unsigned operand of vpdpbusd / vpmaddubsw is the
 // weight: the table holds 2 * E2M1 + 12 (0..24), and the 12 * sum(x) this adds is subtracted by
 // starting each accumulator at a precomputed -12 * sum. Per vector of weight bytes (4 blocks
-// on AVX-512, 2 on AVX2): 3 logic ops, 2 lookups, 2 dot products (VNNI), one conversion and one
-// FMA with the blocks' e8m0 scales (made from their exponent bits) times the activations'.
+// on AVX-512, 2 on AVX2): a shift and 2 lookups (vpermb; AVX2: 3 logic ops, 2 vpshufb), 2 dot
+// products (VNNI), one conversion and one FMA with the blocks' e8m0 scales (made from their
+// exponent bits) times the activations'.
 // Several weight rows share each activation load (row tiles of 4 for one activation row).
 //
 // Layout (Hugging Face gpt-oss): blocks [E, N, KB, 16] uint8, byte j of block b holds element
@@ -86,7 +87,7 @@ inline void tile_dot(const uint8_t* w, const uint8_t* s, int64_t KB, const Quant
                      float res[][4]) {
   using I = Simd::I;
   using F = Simd::F;
-  const I table = Simd::table16(kFp4x2Offset.v), low4 = Simd::set1_8(0x0F);
+  const I table = Simd::table16(kFp4x2Offset.v);
   const I spread = Simd::load(kSpread.bytes);
   const int8_t* q[R];
   const float* d[R];
@@ -101,8 +102,8 @@ inline void tile_dot(const uint8_t* w, const uint8_t* s, int64_t KB, const Quant
     for (int j = 0; j < NR; ++j) {
       const uint8_t* wg = w + j * row_bytes + g * V;
       const I v = tail ? Simd::load_first(wg, blocks * 16) : Simd::load(wg);
-      const I wl = Simd::shuffle8(table, Simd::and_(v, low4));
-      const I wh = Simd::shuffle8(table, Simd::and_(Simd::srli16(v, 4), low4));
+      I wl, wh;
+      Simd::nibbles(table, v, wl, wh);
       uint32_t sbytes = 0;
       if (tail) std::memcpy(&sbytes, s + j * KB + g * G, blocks);
       else std::memcpy(&sbytes, s + j * KB + g * G, G);

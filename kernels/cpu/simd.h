@@ -17,7 +17,7 @@ inline F exp_poly(F f) {
   return p;
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__AVX512VBMI__)
 struct Simd {
   static constexpr int V = 64;  // bytes per vector
   using I = __m512i;
@@ -36,6 +36,13 @@ struct Simd {
   static I srli16(I a, int n) { return _mm512_srli_epi16(a, n); }
   static I srli32(I a, int n) { return _mm512_srli_epi32(a, n); }
   static I shuffle8(I table, I idx) { return _mm512_shuffle_epi8(table, idx); }
+  // table16's entries for the low and the high nibble of every byte of v: vpermb reads the
+  // low 6 bits of each index and table16 repeats every 16 bytes, so neither nibble needs a mask
+  // (vpshufb would zero a byte whose bit 7 is set): 3 instructions where the masks take 5
+  static void nibbles(I table, I v, I& lo, I& hi) {
+    lo = _mm512_permutexvar_epi8(v, table);
+    hi = _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 4), table);
+  }
   static I slli32(I a, int n) { return _mm512_slli_epi32(a, n); }
   static I or_(I a, I b) { return _mm512_or_si512(a, b); }
   static I xor_(I a, I b) { return _mm512_xor_si512(a, b); }
@@ -148,6 +155,11 @@ struct Simd {
   static I srli16(I a, int n) { return _mm256_srli_epi16(a, n); }
   static I srli32(I a, int n) { return _mm256_srli_epi32(a, n); }
   static I shuffle8(I table, I idx) { return _mm256_shuffle_epi8(table, idx); }
+  static void nibbles(I table, I v, I& lo, I& hi) {  // see the AVX-512 one
+    const I low4 = _mm256_set1_epi8(0x0F);
+    lo = _mm256_shuffle_epi8(table, _mm256_and_si256(v, low4));
+    hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), low4));
+  }
   static I slli32(I a, int n) { return _mm256_slli_epi32(a, n); }
   static I or_(I a, I b) { return _mm256_or_si256(a, b); }
   static I xor_(I a, I b) { return _mm256_xor_si256(a, b); }
