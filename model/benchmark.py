@@ -529,7 +529,8 @@ def vs_llamacpp(args) -> dict:
                 raise SystemExit(f"agent.bench ({mode}) failed: {out.stderr.strip()[-500:]}")
             ours = json.loads(out.stdout.strip().splitlines()[-1])
             keep = ("prefill_tok_s", "decode_tok_s", f"decode_batch{args.batch}_tok_s", "roofline_tok_s",
-                    "roofline_fraction", "roofline_fraction_paired", "read_bandwidth_before_after_gb_s", "weight_gb_per_token",
+                    "roofline_fraction", "roofline_fraction_paired", "read_bandwidth_before_after_gb_s",
+                    "weight_gb_per_token",
                     "peak_rss_gb", "huge_pages_gb", "ops", f"ops_batch{args.batch}", "depths")
             entry[f"ours_{mode}"] = {k: ours[k] for k in keep if k in ours}
             for what in ("prefill_tok_s", "decode_tok_s"):
@@ -606,8 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--ops", action="store_true", help="per-op breakdown of a decode step")
     parser.add_argument("--paired-rounds", type=int, default=6,
-                        help="rounds of (bandwidth probe, 8 decode steps) for roofline_fraction_paired "
-                             "(0: skip)")
+                        help="rounds of (bandwidth probe, 8 decode steps) for "
+                             "roofline_fraction_paired (0: skip)")
     parser.add_argument("--logit-prompts", type=int, default=8,
                         help="prompts of 64 tokens for --dense's logit error (default 8)")
     parser.add_argument("--no-logit-error", action="store_true",

@@ -2,8 +2,8 @@
 
 A decode step multiplies one (or a few) rows by every dense matrix: pure streaming, where
 torch's bf16 matmul leaves bandwidth unused. Few rows go through the C++ GEMV kernels
-(bf16: vdpbf16ps; int8: int16 activations and vpmaddwd with per-32 float16 scales; register tiles of
-several weight rows and activation rows); many rows (prefill)
+(bf16: vdpbf16ps; int8: int16 activations and vpmaddwd with per-32 float16 scales; register
+tiles of several weight rows and activation rows); many rows (prefill)
 go to torch's matmul for bf16 weights, and to the int8 GEMM (int8 activations per 32-block,
 vpdpbusd) for int8 ones; with AMX tiles, int8 weights are dequantized to bf16 a tile of rows
 at a time for oneDNN instead. On AVX2 CPUs

@@ -242,7 +242,8 @@ inline void decode_int8_tile(const int8_t* q, const at::Half* s, int64_t n0, int
         Simd::store(wbuf + ((b * 8 + k4) * kTileVecs + c) * kCols, Simd::kSignedDot ? w : Simd::xor_(w, flip));
       }
       for (int lane = 0; lane < kCols; ++lane)
-        sbuf[(b * kTileVecs + c) * kCols + lane] = half_to_float(s[(n0 + std::min(first + lane, cols - 1)) * KB + b]);
+        sbuf[(b * kTileVecs + c) * kCols + lane] =
+            half_to_float(s[(n0 + std::min(first + lane, cols - 1)) * KB + b]);
     }
   }
 }

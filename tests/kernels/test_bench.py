@@ -28,6 +28,10 @@ def test_bench_prints_the_keys_external_checks_read(tmp_path):
     assert result["layers"] == 2 and result["dense"] == "int8"
     assert 0 < result["weight_bytes_per_token"] < 10e6        # a tiny model reads little per token
     assert 0 <= result["logit_rms_error_over_rms"] < 0.2      # int8 against the model's own dtype
+    low, high = result["logit_rms_error_per_prompt"]           # ... over 8 prompts, pooled
+    assert result["logit_prompts"] == 8 and low <= result["logit_rms_error_over_rms"] <= high
+    paired = result["roofline_fraction_paired"]                # rounds of probe, then decode
+    assert paired["rounds"] == 6 and 0 < paired["range"][0] <= paired["median"] <= paired["range"][1]
 
 
 def test_attention_table_times_both_kernels_per_layer_kind():
