@@ -61,26 +61,40 @@ from pathlib import Path
 import torch
 
 BANDWIDTH_PROBE = """
-import sys, time, torch
+import sys, torch
 torch.set_num_threads(int(sys.argv[1]))
-from agent.model.memory import huge_page_empty
-buf = huge_page_empty((1 << 30,), torch.uint8).fill_(1)  # in huge pages, like the weights
-try:
-    from agent.kernels.cpu.build import extension
-    read = extension().stream_read
-except Exception:  # no C++ kernels: torch's reduction reads the buffer too
-    read = lambda b: b.view(torch.int64).sum()
-read(buf)  # first touch: page the buffer in
-reads, start = 0, time.perf_counter()
-while reads < 3 or time.perf_counter() - start < 2.0:
-    read(buf); reads += 1
-print(reads * buf.numel() / (time.perf_counter() - start) / 1e9)
+from agent.model.benchmark import read_gb_s, read_probe
+print(read_gb_s(*read_probe(), seconds=2.0, min_reads=3) / 1e9)
 """
+
+
+def read_probe():
+    """(buffer, read): 1 GiB in huge pages like the weights, paged in, and the kernel that
+    streams it (C++ stream_read; without the kernels torch's reduction reads it too)."""
+    from agent.kernels.cpu.build import extension
+    from agent.model.memory import huge_page_empty
+    try:
+        read = extension().stream_read
+    except Exception:
+        read = lambda b: b.view(torch.int64).sum()  # noqa: E731
+    buf = huge_page_empty((1 << 30,), torch.uint8).fill_(1)
+    read(buf)  # first touch
+    return buf, read
+
+
+def read_gb_s(buf, read, seconds: float, min_reads: int) -> float:
+    """Bytes per second of reading buf over and over, for at least `seconds` and `min_reads`."""
+    reads, start = 0, time.perf_counter()
+    while reads < min_reads or time.perf_counter() - start < seconds:
+        read(buf)
+        reads += 1
+    return reads * buf.numel() / (time.perf_counter() - start)
 
 
 def read_bandwidth_gb_s(threads: int) -> float:
     """Sustained read bandwidth: a 1 GiB buffer read over and over for ~2 s with `threads`
-    threads (a child process). Sustained, like decoding, not the best single burst."""
+    threads (a child process, so the buffer does not count in our memory). Sustained, like
+    decoding, not the best single burst."""
     out = subprocess.run([sys.executable, "-c", BANDWIDTH_PROBE, str(threads)],
                          capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -304,19 +318,10 @@ def paired_roofline(model, per_token: int, rounds: int, tokens: int = 8) -> dict
     bandwidth. The machine's bandwidth drifts by half between runs of a few minutes (shared
     VMs), so a fraction from two probes around one long decode moves with it; paired rounds
     show the kernels' share of what the memory gave at that moment (median and range)."""
-    from agent.kernels.cpu.build import extension
-    from agent.model.memory import huge_page_empty
-    ext = extension()
-    read = ext.stream_read if ext is not None else lambda b: b.view(torch.int64).sum()
-    buf = huge_page_empty((1 << 30,), torch.uint8).fill_(1)  # in huge pages, like the weights
-    read(buf)
+    buf, read = read_probe()
     fractions, gbs = [], []
     for _ in range(rounds):
-        reads, start = 0, time.perf_counter()
-        while reads < 2 or time.perf_counter() - start < 0.5:
-            read(buf)
-            reads += 1
-        bandwidth = reads * buf.numel() / (time.perf_counter() - start)
+        bandwidth = read_gb_s(buf, read, seconds=0.5, min_reads=2)
         stamps = []
         for _ in model.generate(list(model.cache.tokens[0]), max_tokens=tokens + 1,
                                 temperature=0.0, lookahead=0):
@@ -357,16 +362,22 @@ def at_depths(model, depths: list[int], new_tokens: int, decode_tokens: int, gen
 def logit_error(got: list[torch.Tensor], want: list[torch.Tensor]) -> dict:
     """Logits of the model under test against the checkpoint's own dtype, per prompt the same
     tokens (taken after peak memory was): pooled over all prompts, and the range of the
-    prompts' own rms errors."""
-    def rms_ratio(a, b):
-        return float((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt())
-    each = [rms_ratio(a, b) for a, b in zip(got, want)]
-    got, want = torch.cat(got), torch.cat(want)
+    prompts' own rms errors (sums per prompt: no copy of all prompts' logits at once)."""
+    error_sq = reference_sq = largest = agree = tokens = 0.0
+    each = []
+    for a, b in zip(got, want):
+        diff = a - b
+        e, r = float(diff.pow(2).sum()), float(b.pow(2).sum())
+        each.append((e / r) ** 0.5)
+        error_sq, reference_sq = error_sq + e, reference_sq + r
+        largest = max(largest, float(diff.abs().max()))
+        agree += float((a.argmax(-1) == b.argmax(-1)).sum())
+        tokens += a.shape[0]
     return {"logit_prompts": len(each),
-            "logit_max_abs_error": round(float((got - want).abs().max()), 4),
-            "logit_rms_error_over_rms": round(rms_ratio(got, want), 5),
+            "logit_max_abs_error": round(largest, 4),
+            "logit_rms_error_over_rms": round((error_sq / reference_sq) ** 0.5, 5),
             "logit_rms_error_per_prompt": [round(min(each), 5), round(max(each), 5)],
-            "top1_agreement": round(float((got.argmax(-1) == want.argmax(-1)).float().mean()), 4)}
+            "top1_agreement": round(agree / tokens, 4)}
 
 
 def cpu_description() -> dict:
