@@ -154,7 +154,8 @@ def moe(x: torch.Tensor, router_weight: torch.Tensor, router_bias: torch.Tensor,
         h = F.linear(x[token], experts.gate_up(e, x.dtype), experts.gate_up_bias[e].to(x.dtype))
         h = swiglu(h, alpha, limit)
         y = F.linear(h, experts.down(e, x.dtype), experts.down_bias[e].to(x.dtype))
-        out = out.index_add(0, token, y * weights[token, slot, None])
+        # .to: under autocast (the nano trainer's --bf16) the products come out in bf16
+        out = out.index_add(0, token, (y * weights[token, slot, None]).to(out.dtype))
     return out
 
 

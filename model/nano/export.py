@@ -38,7 +38,7 @@ def hf_state_dict(model: NanoGptOss) -> dict[str, torch.Tensor]:
             state[p + f"mlp.experts.{name}_blocks"] = blocks
             state[p + f"mlp.experts.{name}_scales"] = scales
             state[p + f"mlp.experts.{name}_bias"] = bias
-    return {k: v.detach().contiguous().clone() for k, v in state.items()}
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
 
 def save(model: NanoGptOss, folder: str | Path) -> None:

@@ -42,6 +42,13 @@ def nano_config(**sizes) -> GptOssConfig:
                         **dims)
 
 
+def local_rows(vocab_ids: torch.Tensor, vocab_size: int = VOCAB_SIZE) -> torch.Tensor:
+    """full id -> its row in the closed vocabulary `vocab_ids` (-1 for ids outside it)"""
+    lookup = torch.full((vocab_size,), -1, dtype=torch.long)
+    lookup[vocab_ids] = torch.arange(len(vocab_ids))
+    return lookup
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: GptOssConfig, window: int | None):
         super().__init__()
@@ -146,10 +153,8 @@ class NanoGptOss(nn.Module):
         self.cfg = cfg
         self.register_buffer("vocab_ids", vocab_ids.long(), persistent=True)
         n = len(vocab_ids)
-        # full id -> local row (-1 for ids outside the vocabulary)
-        lookup = torch.full((cfg.vocab_size,), -1, dtype=torch.long)
-        lookup[self.vocab_ids] = torch.arange(n)
-        self.register_buffer("lookup", lookup, persistent=False)
+        self.register_buffer("lookup", local_rows(self.vocab_ids, cfg.vocab_size),
+                             persistent=False)
         self.vocabulary = ClosedVocabulary(self.vocab_ids.tolist())  # how text reaches it
         self.embed = nn.Parameter(torch.randn(n, cfg.hidden_size) * 0.02)
         self.layers = nn.ModuleList(Block(cfg, cfg.window(i)) for i in range(cfg.num_hidden_layers))
@@ -169,7 +174,8 @@ class NanoGptOss(nn.Module):
             layer.mlp.fake_quant = on
 
     def rope(self, length: int):
-        return ref.rope_tables(torch.arange(length), self.inv_freq, self.rope_scale)
+        return ref.rope_tables(torch.arange(length, device=self.inv_freq.device),
+                               self.inv_freq, self.rope_scale)
 
     def forward(self, prefix: torch.Tensor, suffix: torch.Tensor) -> torch.Tensor:
         """prefix [P] and suffix [B,S] in *local* (reduced) ids -> hidden states [B,S,H]."""

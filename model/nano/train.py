@@ -3,7 +3,9 @@
     python -m agent.model.nano.train --out /tmp/nano_run     # the shipped model's recipe
 
 Every batch is new data (data.sample_batch), so there is no epoch and no overfitting to a
-fixed set. The schedule (warmup, cosine decay) runs over `--steps` steps (reproducible), or
+fixed set; batch i comes from its own seed (`--seed`, i), so `--workers` processes sampling
+ahead give the same batches as the training process alone. `--device cuda` (with `--bf16`
+autocast) trains on a GPU, where the workers keep it fed. The schedule (warmup, cosine decay) runs over `--steps` steps (reproducible), or
 else over `--minutes` of wall-clock time (`--clock cpu`: of this process's CPU time), so the
 run ends on time whatever the machine's speed; from `--quant-from` of the way on, the experts
 are fake-quantized to MXFP4. A compact checkpoint (config.json + model.safetensors, see
@@ -13,13 +15,16 @@ export.py) is written every `--save-every` minutes and at the end, so a partial 
 from __future__ import annotations
 
 import argparse
+import collections
 import heapq
 import json
 import math
+import multiprocessing
 import random
 import sys
 import time
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -28,7 +33,7 @@ import torch.nn.functional as F
 from agent.harmony import tokenizer as tk
 from agent.harmony.closed_vocabulary import BYTE_TOKENS, ClosedVocabulary, merge_parts
 from agent.model.nano import data, export
-from agent.model.nano.modeling import NanoGptOss, nano_config
+from agent.model.nano.modeling import NanoGptOss, local_rows, nano_config
 
 
 MIN_COUNT = 20  # occurrences (in --vocab-examples transcripts) that earn a token its own row
@@ -74,12 +79,12 @@ def spelled(vocabulary: ClosedVocabulary, tokens: list[int], mask: list[bool]
     return out, out_mask
 
 
-def make_batch(model: NanoGptOss, rng: random.Random, size: int, pool: int = 1,
-               realistic_share: float = 0.0, session_share: float = 0.0, effort_weights=None):
+def make_batch(vocabulary: ClosedVocabulary, lookup: torch.Tensor, rng: random.Random,
+               size: int, pool: int = 1, realistic_share: float = 0.0,
+               session_share: float = 0.0, effort_weights=None):
     """-> (prefix [P], inputs [B,S], targets [B,S], loss mask [B,S]) in local ids."""
     prefix, rows = data.sample_batch(rng, size * pool, realistic_share, session_share,
                                      effort_weights)
-    lookup, vocabulary = model.lookup, model.vocabulary
     prefix = vocabulary.spell(prefix)
     rows = [(*spelled(vocabulary, tokens, mask), task) for tokens, mask, task in rows]
     if pool > 1:  # a window of similar lengths from the sorted pool: less padding
@@ -99,6 +104,48 @@ def make_batch(model: NanoGptOss, rng: random.Random, size: int, pool: int = 1,
     return lookup[torch.tensor(prefix)], inputs, targets, mask
 
 
+class Batches:
+    """Batch i of a run, drawn from its own seed: in this process, or sampled ahead by
+    `workers` processes (the same batches; a GPU step is shorter than sampling one)."""
+
+    def __init__(self, vocab: torch.Tensor, seed: int, workers: int = 0, **recipe):
+        self.seed, self.recipe, self.pending = seed, recipe, collections.deque()
+        self.pool = None
+        if workers > 0:
+            # spawn: the trainer may hold a CUDA context, which a forked child cannot use
+            context = multiprocessing.get_context("spawn")
+            self.pool = context.Pool(workers, _worker_start, (vocab.tolist(),))
+            self.ahead = 2 * workers
+        else:
+            _worker_start(vocab.tolist())
+
+    def get(self, step: int):
+        if self.pool is None:
+            return _batch(self.seed, step, self.recipe)
+        while len(self.pending) < self.ahead:
+            queued = step + len(self.pending)
+            self.pending.append(self.pool.apply_async(_batch, (self.seed, queued, self.recipe)))
+        return self.pending.popleft().get()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+
+
+_WORKER: dict = {}  # the vocabulary a batch process spells with (set by _worker_start)
+
+
+def _worker_start(vocab_ids: list[int]) -> None:
+    torch.set_num_threads(1)
+    _WORKER.update(vocabulary=ClosedVocabulary(vocab_ids),
+                   lookup=local_rows(torch.tensor(vocab_ids)))
+
+
+def _batch(seed: int, step: int, recipe: dict):
+    rng = random.Random(f"{seed}:{step}")
+    return make_batch(_WORKER["vocabulary"], _WORKER["lookup"], rng, **recipe)
+
+
 def learning_rate(progress: float, peak: float, warmup: float = 0.03) -> float:
     if progress < warmup:
         return peak * progress / warmup
@@ -109,6 +156,7 @@ def learning_rate(progress: float, peak: float, warmup: float = 0.03) -> float:
 def train(args) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -125,15 +173,20 @@ def train(args) -> None:
                           num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
                           num_local_experts=args.experts, num_experts_per_tok=args.top_k)
         model = NanoGptOss(cfg, vocab, tie=args.tie)
+    model.to(device)
     params = sum(p.numel() for p in model.parameters())
     log(out, f"vocab {len(vocab)} ids, {params / 1e6:.2f}M parameters, config {cfg}, "
-             f"setup {time.time() - start:.0f}s")
+             f"device {device}, setup {time.time() - start:.0f}s")
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95))
-    rng = random.Random(args.seed)
+    batches = Batches(vocab, args.seed, args.workers, size=args.batch, pool=args.pool,
+                      realistic_share=args.realistic, session_share=args.sessions,
+                      effort_weights=args.efforts)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16
+                else nullcontext())
     budget = args.minutes * 60
     # --clock cpu counts this process's CPU time: a run paused (SIGSTOP) around benchmarks, or
     # sharing its core, keeps its whole schedule
@@ -152,12 +205,12 @@ def train(args) -> None:
             log(out, f"step {step}: experts fake-quantized to MXFP4 from now on")
         for group in opt.param_groups:
             group["lr"] = learning_rate(progress, args.lr, args.warmup)
-        prefix, inputs, targets, mask = make_batch(model, rng, args.batch, args.pool,
-                                                   args.realistic, args.sessions,
-                                                   args.efforts)
-        hidden = model(prefix, inputs)
-        logits = model.local_logits(hidden[mask])
-        loss = F.cross_entropy(logits, targets[mask])
+        prefix, inputs, targets, mask = (t.to(device, non_blocking=True)
+                                         for t in batches.get(step))
+        with autocast:
+            hidden = model(prefix, inputs)
+            logits = model.local_logits(hidden[mask])
+        loss = F.cross_entropy(logits.float(), targets[mask])
         aux = sum(layer.mlp.balance_loss for layer in model.layers)
         opt.zero_grad(set_to_none=True)
         (loss + args.balance * aux).backward()
@@ -174,6 +227,7 @@ def train(args) -> None:
         if time.time() - last_save > args.save_every * 60:
             save(model, out, step, running, clock() - train_start)
             last_save = time.time()
+    batches.close()
     save(model, out, step, running, clock() - train_start)
     log(out, f"done: {step} steps, {(clock() - start) / 60:.1f} min in all ({args.clock} time)")
 
@@ -227,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2,
                    help="use 1 on a machine shared with other work (OpenMP threads contend)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast (a GPU; a CPU with AMX), float32 weights and loss")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes sampling batches ahead (0: the training process does)")
     p.add_argument("--batch", type=int, default=12)
     p.add_argument("--pool", type=int, default=2,
                    help="sample batch*pool transcripts, train on a window of similar lengths")
