@@ -6,12 +6,12 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#     -d .whl pydantic pydantic-core annotated-types typing-inspection
-# then the device call (minutes of training as the argument; setup ~1 min, the probe ~2):
+#     -d .whl pydantic pydantic-core annotated-types typing-inspection typing-extensions
+# then the device call (minutes of training as the argument; setup ~1 min):
 #   run(command="sh model/nano/gpu_stage.sh 6", carry=[".whl"], timeout_s=600)
 # Rehearsed on a CPU:  DEVICE=cpu WORKERS=1 BATCH=4 OUT=/tmp/stage sh model/nano/gpu_stage.sh 0.2
-# Then evaluate here (python -m agent.model.nano.evaluate --model DIR --handwritten) before
-# shipping; the batch is 20x the CPU recipe's, hence the higher peak learning rate.
+# Then evaluate here (python -m agent.model.nano.evaluate --model DIR --handwritten, and
+# --copy-probe: the agent's own dependencies are not on the device machine) before shipping; the batch is 20x the CPU recipe's, hence the higher peak learning rate.
 set -eu
 minutes=${1:-6}
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -24,6 +24,3 @@ python3 -m agent.model.nano.train --out "$OUT/nano" --init model/nano \
   --device "${DEVICE:-cuda}" --bf16 --workers "${WORKERS:-14}" --batch "${BATCH:-256}" \
   --realistic 0.8 --sessions 0.3 --efforts 0.6,0.25,0.15 --seed "${SEED:-40}" --steps 0 \
   --minutes "$minutes" --quant-from 0 --lr "${LR:-3e-3}" --save-every 2 --log-every 10
-cp "$OUT/nano/train.log" "$OUT/train.log"
-timeout 150 python3 -m agent.model.nano.evaluate --model "$OUT/nano" --copy-probe --count 30 \
-  > "$OUT/copy_probe.json" 2>&1 || echo "copy probe did not finish (see copy_probe.json)"
