@@ -109,9 +109,13 @@ struct Rows {  // the query rows of one work item and their state
   }
 };
 
+// Scores are kept in base 2 (times log2 e, folded into the scale): a row's running max m is
+// in those units, and its probabilities are 2^(score - m).
+constexpr float kLog2e = 1.44269504088896341f;
+
 // a row's output from its state: softmax over [its keys, the sink] (0 when it saw no key)
 inline void finish_row(const float* o, float m, float l, float sink, int64_t D, uint16_t* dst) {
-  const float denom = m == -INFINITY ? INFINITY : l + std::exp(sink - m);
+  const float denom = m == -INFINITY ? INFINITY : l + std::exp2(sink * kLog2e - m);
   const typename S::F inv = S::set1f(1.f / denom);
   for (int64_t d = 0; d < D; d += L) S::store_bf16(dst + d, S::mul(S::loadf(o + d), inv));
 }
@@ -137,7 +141,8 @@ inline void pair_products(typename Ops::F (&acc)[R][C], const typename Ops::I (&
   }
 }
 
-// One MR-row micro tile against keys [jb, jb + KB), packed in `keys` and `values`.
+// One MR-row micro tile against keys [jb, jb + KB), packed in `keys` and `values`; `scale`
+// includes log2 e.
 void tile(Rows& rows, int r0, int64_t jb, int64_t D, float scale, const uint32_t* keys,
           const uint16_t* values) {
   bool any = false, whole = true;
@@ -159,24 +164,22 @@ void tile(Rows& rows, int r0, int64_t jb, int64_t D, float scale, const uint32_t
   float alpha[MR];
   for (int r = 0; r < MR; ++r) {
     const int row = r0 + r;
-    typename S::F s[NKV];
-    for (int c = 0; c < NKV; ++c) {
-      s[c] = S::mul(acc[r][c], S::set1f(scale));
-      if (!whole) s[c] = S::keep_range(s[c], jb + c * L, rows.lo[row], rows.hi[row]);
-    }
-    typename S::F top = s[0];
-    for (int c = 1; c < NKV; ++c) top = S::maxf(top, s[c]);
-    const float block_max = S::hmax(top);
+    if (!whole)
+      for (int c = 0; c < NKV; ++c) acc[r][c] = S::keep_range(acc[r][c], jb + c * L, rows.lo[row], rows.hi[row]);
+    typename S::F top = acc[r][0];
+    for (int c = 1; c < NKV; ++c) top = S::maxf(top, acc[r][c]);
+    const float block_max = S::hmax(top) * scale;  // scale > 0: the max of the scaled scores
     if (block_max == -INFINITY) {  // this row sees no key of the block
       std::memset(probs[r], 0, sizeof(probs[r]));
       alpha[r] = 1.f;
       continue;
     }
     const float m = std::max(rows.m[row], block_max);
-    alpha[r] = std::exp(rows.m[row] - m);  // 0 on the row's first block (m was -inf)
+    alpha[r] = std::exp2(rows.m[row] - m);  // 0 on the row's first block (m was -inf)
     typename S::F sum = S::zero();
     for (int c = 0; c < NKV; ++c) {
-      const typename S::F p = S::exp(S::add(s[c], S::set1f(-m)));
+      const typename S::F x = S::fmadd(acc[r][c], S::set1f(scale), S::set1f(-m));
+      const typename S::F p = whole ? S::template exp2_coarse<false>(x) : S::template exp2_coarse<true>(x);
       sum = S::add(sum, p);
       S::store_bf16(probs[r] + c * L, p);
     }
@@ -273,7 +276,7 @@ at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Te
           for (int64_t h = 0; h < Hkv; ++h) {
             pack(b, h, blk * KB, block_k.data(), block_v.data());
             for (int r0 = 0; r0 < rows[h].n; r0 += MR)
-              tile(rows[h], r0, blk * KB, D, (float)scale, block_k.data(), block_v.data());
+              tile(rows[h], r0, blk * KB, D, (float)(scale * kLog2e), block_k.data(), block_v.data());
           }
         for (int64_t h = 0; h < Hkv; ++h) {
           std::copy(rows[h].m, rows[h].m + RB, part_m.data() + (item * Hkv + h) * RB);
@@ -290,7 +293,7 @@ at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Te
         for (int64_t c = 0; c < chunks; ++c) m = std::max(m, part_m[at(c)]);
         std::fill(o.begin(), o.end(), 0.f);
         for (int64_t c = 0; c < chunks && m != -INFINITY; ++c) {
-          const float w = std::exp(part_m[at(c)] - m);  // 0 for a chunk the row saw nothing of
+          const float w = std::exp2(part_m[at(c)] - m);  // 0 for a chunk the row saw nothing of
           l += part_l[at(c)] * w;
           for (int64_t d = 0; d < D; ++d) o[d] += part_o[at(c) * D + d] * w;
         }
@@ -326,7 +329,7 @@ at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Te
                  Hq, g, D, Tk, k_offset, window, o.data());
       for (int64_t jb = rows.key_lo / KB * KB; jb < rows.key_hi; jb += KB)
         for (int r0 = 0; r0 < rows.n; r0 += MR)
-          tile(rows, r0, jb, D, (float)scale, pk + (bh * NK + jb) * D / 2, pv + (bh * NK + jb) * D);
+          tile(rows, r0, jb, D, (float)(scale * kLog2e), pk + (bh * NK + jb) * D / 2, pv + (bh * NK + jb) * D);
       for (int r = 0; r < rows.n; ++r)
         finish_row(rows.o + r * D, rows.m[r], rows.l[r], sink(h, first_row + r), D,
                    dst(b, h, first_row + r));
