@@ -20,7 +20,10 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 python3 -c "import agent.model.nano" 2>/dev/null ||
   python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .
-python3 -m agent.model.nano.train --out "$OUT/nano" --init model/nano \
+init=${INIT:-model/nano}  # INIT=none: a new model, its sizes in EXTRA (--hidden 256 ...)
+[ "$init" = none ] && init_args="" || init_args="--init $init"
+# shellcheck disable=SC2086  # word splitting of init_args and EXTRA is meant
+python3 -m agent.model.nano.train --out "$OUT/nano" $init_args ${EXTRA:-} \
   --device "${DEVICE:-cuda}" --bf16 --workers "${WORKERS:-14}" --batch "${BATCH:-256}" \
   --realistic 0.8 --sessions 0.3 --efforts 0.6,0.25,0.15 --seed "${SEED:-40}" --steps 0 \
   --minutes "$minutes" --quant-from 0 --lr "${LR:-3e-3}" --save-every 2 --log-every 10
