@@ -23,6 +23,10 @@ E experts, I expert width):
         -> [B, Tq, Hq, D]. Key slot j is position k_offset + j; a query at position p sees
         keys p - window < j <= p (all j <= p when window is None). One learned sink logit per
         head joins the softmax. Query head h uses kv head h // (Hq // Hkv).
+    packed_cache(dtype, device_type, D) -> bool; store_packed(keys, values, k, v, positions);
+    attention_packed(q, keys, values, sinks, q_positions, length, window, scale): the same
+        attention over a KV cache in the attention kernel's packed layouts (reference.py),
+        slot j = position j, the slots [0, length) written.
     swiglu(x [..., 2I], alpha, limit) -> [..., I]   gate = x[..., ::2], linear = x[..., 1::2]
     moe(x [N, H], router_weight [E, H], router_bias [E], experts, top_k, alpha, limit) -> [N, H]
         top_k experts per token by router logit, softmax over the selected logits, clamped
@@ -187,6 +191,21 @@ def rope(x, cos, sin):
 def attention(q, k, v, sinks, q_positions, k_offset=0, window=None, scale=None):
     return implementation("attention", q.device.type)(q, k, v, sinks, q_positions, k_offset,
                                                       window, scale)
+
+
+def packed_cache(dtype, device_type: str, head_dim: int) -> bool:
+    """Whether a KV cache of this dtype on this device should hold the packed layouts
+    (reference.py), which store_packed writes and attention_packed reads as they are."""
+    return implementation("packed_cache", device_type)(dtype, head_dim)
+
+
+def store_packed(keys, values, k, v, positions):
+    implementation("store_packed", k.device.type)(keys, values, k, v, positions)
+
+
+def attention_packed(q, keys, values, sinks, q_positions, length, window=None, scale=None):
+    return implementation("attention_packed", q.device.type)(q, keys, values, sinks, q_positions,
+                                                             length, window, scale)
 
 
 def swiglu(x, alpha=1.702, limit=7.0):

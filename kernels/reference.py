@@ -122,6 +122,40 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sinks: torch.Te
     return out.reshape(B, Tq, Hq, D).to(q.dtype)
 
 
+# A KV cache in the attention kernel's packed layouts (kernels.packed_cache says when one is
+# used): keys [B, Hkv, S/16, D/2, 16, 2] (a group of 16 positions holds each pair of head dims
+# of the 16 keys together), values [B, Hkv, S/2, D, 2] (each head dim of two consecutive
+# positions together), for S slots; slot j is position j.
+
+def packed_cache(dtype: torch.dtype, head_dim: int) -> bool:
+    return False  # the reference keeps caches position-major; it reads packed ones all the same
+
+
+def unpack_cache(keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A packed cache as position-major [B, S, Hkv, D] keys and values (views where possible)."""
+    B, H, groups, half, G, _ = keys.shape
+    k = keys.permute(0, 2, 4, 1, 3, 5).reshape(B, groups * G, H, half * 2)
+    v = values.permute(0, 2, 4, 1, 3).reshape(B, values.shape[2] * 2, H, values.shape[3])
+    return k, v
+
+
+def store_packed(keys: torch.Tensor, values: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 positions: torch.Tensor) -> None:
+    """Writes k, v [B, T, Hkv, D] at positions [B, T] into a packed cache."""
+    B, T, H, D = k.shape
+    rows = torch.arange(B, device=k.device)[:, None]
+    keys[rows, :, positions // 16, :, positions % 16] = k.reshape(B, T, H, D // 2, 2).to(keys.dtype)
+    values[rows, :, positions // 2, :, positions % 2] = v.to(values.dtype)
+
+
+def attention_packed(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                     sinks: torch.Tensor, q_positions: torch.Tensor, length: int,
+                     window: int | None = None, scale: float | None = None) -> torch.Tensor:
+    """`attention` over the first `length` slots of a packed cache."""
+    k, v = unpack_cache(keys, values)
+    return attention(q, k[:, :length], v[:, :length], sinks, q_positions, 0, window, scale)
+
+
 def swiglu(x: torch.Tensor, alpha: float = 1.702, limit: float = 7.0) -> torch.Tensor:
     """Clamped SwiGLU on interleaved [..., 2I] (gate at even, linear at odd) -> [..., I]."""
     gate, linear = x[..., 0::2], x[..., 1::2]

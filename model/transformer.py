@@ -183,9 +183,14 @@ class GptOss:
         k = k.view(B, T, c.num_key_value_heads, c.head_dim)
         v = v.view(B, T, c.num_key_value_heads, c.head_dim)
         q, k = kernels.rope(q, cos, sin), kernels.rope(k, cos, sin)
-        keys, values, offset = cache.store(i, positions, k, v, layer.window)
-        a = kernels.attention(q, keys, values, layer.sinks, positions, offset, layer.window,
-                              c.head_dim ** -0.5)
+        if cache.packed:
+            keys, values, length = cache.store_packed(i, positions, k, v)
+            a = kernels.attention_packed(q, keys, values, layer.sinks, positions, length,
+                                         layer.window, c.head_dim ** -0.5)
+        else:
+            keys, values, offset = cache.store(i, positions, k, v, layer.window)
+            a = kernels.attention(q, keys, values, layer.sinks, positions, offset, layer.window,
+                                  c.head_dim ** -0.5)
         return kernels.linear(a.reshape(B, T, -1), layer.o_weight, layer.o_bias)
 
     def _mlp(self, layer: Layer, x):

@@ -3,12 +3,14 @@
 // tile). Written once over simd.h: AVX512-BF16 dot products (vdpbf16ps) on the AVX-512 variant,
 // bf16 pairs widened to float on AVX2.
 //
-// Per (batch row, kv head) the keys and values are packed for the dot products:
-//   keys   [KB/L][D/2][L][2]: a vector holds one pair of head dims of L consecutive keys, so a
-//          broadcast pair of one query's dims times it gives L partial scores (packed by
-//          L x L transposes in registers);
-//   values [KB/2][D][2]:      a vector holds L head dims of two consecutive keys, so a
+// Per (batch row, kv head) the keys and values are packed for the dot products, in layouts
+// that do not depend on the ISA, so a KV cache can hold them (kv_store_packed):
+//   keys   [T/16][D/2][16][2]: 16 consecutive keys' pair p of head dims are 64 bytes, so a
+//          broadcast pair of one query's dims times a vector of them gives L partial scores
+//          (packed by L x L transposes in registers);
+//   values [T/2][D][2]:        a vector holds L head dims of two consecutive keys, so a
 //          broadcast pair of one query's two probabilities times it adds to L outputs.
+// Over a cache in these layouts (attention_bf16_packed) decode does no packing at all.
 // The query rows (a row = one query position x one of the g heads that share the kv head) walk
 // the keys in blocks of KB, each block read from L1 by MR-row micro tiles: scores (MR x KB in
 // registers), masking only where a tile crosses a row's visible range (whole tiles outside it
@@ -17,8 +19,12 @@
 //   Many rows per kv head (prefill): every key block is packed once, up front, and read by the
 //   work items of RB rows each.
 //   A few (decode, up to RB rows per kv head): the keys are split into chunks, one work item
-//   per (batch row, chunk) over every kv head, packing each block where it is used, so each
-//   thread streams a contiguous stretch of the cache; the chunks' partial softmaxes merge.
+//   per (batch row, chunk) over every kv head, so each thread streams a stretch of the cache
+//   (on position-major rows, packing each block where it is used); the chunks' partial
+//   softmaxes merge.
+#include <memory>
+#include <type_traits>
+
 #include "simd.h"
 
 namespace gptoss {
@@ -31,20 +37,26 @@ constexpr int KB = NKV * L;               // keys per block
 constexpr int NDV = S::V == 64 ? 4 : 2;   // output vectors per row accumulated at once
 constexpr int MR = 4;                     // query rows per micro tile
 constexpr int RB = 32;                    // query rows per work item
+constexpr int G = 16;                     // keys per group of the packed key layout
+static_assert(KB % G == 0 && G % L == 0, "a key block is whole groups, a group whole vectors");
+
+// where the vector of pair dp of keys j0 + c * L .. + L - 1 sits in block j0's packed keys
+inline int64_t key_vector(int c, int64_t dp, int64_t D) {
+  return (c * L / G) * (D / 2 * G) + dp * G + (c * L) % G;
+}
 
 // Keys j0 .. j0 + KB - 1 of one (batch row, kv head), rows `stride` elements apart, packed
-// into `out` [NKV][D/2][L] (pairs of bf16 as 32-bit lanes): L keys x L pairs at a time
+// into `out` (pairs of bf16 as 32-bit lanes, see key_vector): L keys x L pairs at a time
 // transposed in registers, scalar where the block runs past the n keys (zeros there).
 void pack_keys(const uint16_t* k, int64_t stride, int64_t n, int64_t D, int64_t j0, uint32_t* out) {
   for (int c = 0; c < NKV; ++c) {
     const int64_t first = j0 + c * L;
-    uint32_t* o = out + c * (D / 2) * L;
     if (first + L <= n) {
       for (int64_t dp = 0; dp < D / 2; dp += L) {
         typename S::I r[L];
         for (int lane = 0; lane < L; ++lane) r[lane] = S::load(k + (first + lane) * stride + 2 * dp);
         S::transpose32(r);
-        for (int i = 0; i < L; ++i) S::store(o + (dp + i) * L, r[i]);
+        for (int i = 0; i < L; ++i) S::store(out + key_vector(c, dp + i, D), r[i]);
       }
       continue;
     }
@@ -52,7 +64,7 @@ void pack_keys(const uint16_t* k, int64_t stride, int64_t n, int64_t D, int64_t 
       for (int lane = 0; lane < L; ++lane) {
         uint32_t pair = 0;
         if (first + lane < n) std::memcpy(&pair, k + (first + lane) * stride + 2 * dp, 4);
-        o[dp * L + lane] = pair;
+        out[key_vector(c, dp, D) + lane] = pair;
       }
   }
 }
@@ -157,7 +169,7 @@ void tile(Rows& rows, int r0, int64_t jb, int64_t D, float scale, const uint32_t
   const uint32_t* kb = keys;
   for (int64_t dp = 0; dp < D / 2; ++dp) {
     typename S::I kv[NKV];
-    for (int c = 0; c < NKV; ++c) kv[c] = S::load(kb + (c * (D / 2) + dp) * L);
+    for (int c = 0; c < NKV; ++c) kv[c] = S::load(kb + key_vector(c, dp, D));
     pair_products<MR, NKV>(acc, kv, [&](int r) { return S::bcast32(rows.q[r0 + r] + 2 * dp); });
   }
   alignas(64) uint16_t probs[MR][KB];
@@ -202,43 +214,26 @@ void tile(Rows& rows, int r0, int64_t jb, int64_t D, float scale, const uint32_t
       for (int c = 0; c < NDV; ++c) S::storef(rows.o + (r0 + r) * D + d0 + c * L, out[r][c]);
   }
 }
-}  // namespace
 
-// q [B, Tq, Hq, D], k, v [B, Tk, Hkv, D] bf16 (rows of k/v may be strided, the last two dims
-// contiguous), sinks [Hq], q_positions int64 [B, Tq]. Key slot j is position k_offset + j; a
-// query at p sees p - window < j <= p (window <= 0: no window); one that sees no key gets 0.
-// D a multiple of NDV * L (64 on AVX-512, 16 on AVX2), at most 256. Returns bf16 [B, Tq, Hq, D].
-at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                          const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
-                          int64_t window, double scale) {
-  TORCH_CHECK(q.dtype() == at::kBFloat16 && k.dtype() == at::kBFloat16 && v.dtype() == at::kBFloat16,
-              "attention_bf16: q, k, v must be bf16");
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.sizes() == k.sizes(), "attention_bf16: bad shapes");
-  const int64_t B = q.size(0), Tq = q.size(1), Hq = q.size(2), D = q.size(3);
-  const int64_t Tk = k.size(1), Hkv = k.size(2);
-  TORCH_CHECK(D % (NDV * L) == 0 && D <= 256 && k.size(3) == D && Hq % Hkv == 0 && k.size(0) == B &&
-                  q_positions.numel() == B * Tq && sinks.numel() == Hq,
-              "attention_bf16: head_dim must be a multiple of ", NDV * L,
-              " (<= 256), heads a multiple of kv heads");
-  TORCH_CHECK(k.stride(3) == 1 && k.stride(2) == D && v.stride(3) == 1 && v.stride(2) == D,
-              "attention_bf16: k, v must be contiguous over (heads, head_dim)");
-  const int64_t g = Hq / Hkv, NK = (Tk + KB - 1) / KB * KB;
-  auto qc = q.contiguous();
-  auto sc = sinks.to(at::kFloat).contiguous();
-  auto pc = q_positions.to(at::kLong).contiguous();
-  auto out = at::empty({B, Tq, Hq, D}, q.options());
-  const auto* qp = reinterpret_cast<const uint16_t*>(qc.data_ptr<at::BFloat16>());
-  const auto* kp = reinterpret_cast<const uint16_t*>(k.data_ptr<at::BFloat16>());
-  const auto* vp = reinterpret_cast<const uint16_t*>(v.data_ptr<at::BFloat16>());
-  auto* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
-  const float* sp = sc.data_ptr<float>();
-  const int64_t* pos = pc.data_ptr<int64_t>();
-  const int64_t rows_per_head = Tq * g, items = (rows_per_head + RB - 1) / RB;
-  const int64_t kb_stride = k.stride(0), kt_stride = k.stride(1);
-  const int64_t vb_stride = v.stride(0), vt_stride = v.stride(1);
-  auto pack = [&](int64_t b, int64_t h, int64_t jb, uint32_t* keys, uint16_t* values) {
-    const uint16_t* kh = kp + b * kb_stride + h * D;
-    const uint16_t* vh = vp + b * vb_stride + h * D;
+// The keys and values of block jb of (batch row b, kv head h), packed.
+struct PackedSource {  // already in the packed layouts: [B, Hkv, cap, ...] (a cache)
+  const uint32_t* k;
+  const uint16_t* v;
+  int64_t Hkv, cap, D;
+  const uint32_t* keys(int64_t b, int64_t h, int64_t jb, uint32_t*) const {
+    return k + ((b * Hkv + h) * cap + jb) * D / 2;
+  }
+  const uint16_t* values(int64_t b, int64_t h, int64_t jb, uint16_t*) const {
+    return v + ((b * Hkv + h) * cap + jb) * D;
+  }
+};
+
+struct RowSource {  // rows of [B, Tk, Hkv, D] tensors (strided), packed into the caller's scratch
+  const uint16_t *k, *v;
+  int64_t kb_stride, kt_stride, vb_stride, vt_stride, Tk, D;
+  const uint32_t* keys(int64_t b, int64_t h, int64_t jb, uint32_t* scratch) const {
+    const uint16_t* kh = k + b * kb_stride + h * D;
+    const uint16_t* vh = v + b * vb_stride + h * D;
     // the next block's rows of this head, into L2: short strided streams (one head's row is
     // D * 2 bytes of every Hkv * D * 2) that the hardware prefetchers learn too late
     for (int64_t j = jb + KB; j < std::min(jb + 2 * KB, Tk); ++j)
@@ -246,12 +241,35 @@ at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Te
         _mm_prefetch(reinterpret_cast<const char*>(kh + j * kt_stride) + byte, _MM_HINT_T1);
         _mm_prefetch(reinterpret_cast<const char*>(vh + j * vt_stride) + byte, _MM_HINT_T1);
       }
-    pack_keys(kh, kt_stride, Tk, D, jb, keys);
-    pack_values(vh, vt_stride, Tk, D, jb, values);
-  };
-  auto sink = [&](int64_t h, int64_t row) { return sp[h * g + row % g]; };
+    pack_keys(kh, kt_stride, Tk, D, jb, scratch);
+    return scratch;
+  }
+  const uint16_t* values(int64_t b, int64_t h, int64_t jb, uint16_t* scratch) const {
+    pack_values(v + b * vb_stride + h * D, vt_stride, Tk, D, jb, scratch);
+    return scratch;
+  }
+};
+
+struct Problem {
+  const uint16_t* q;  // [B, Tq, Hq, D]
+  const int64_t* pos; // [B, Tq]
+  const float* sinks; // [Hq]
+  uint16_t* out;      // [B, Tq, Hq, D]
+  int64_t B, Tq, Hq, Hkv, D, Tk, k_offset, window;
+  float scale;        // times log2 e
+};
+
+template <typename Source>
+void attend(const Problem& p, const Source& src) {
+  const int64_t B = p.B, Tq = p.Tq, Hq = p.Hq, Hkv = p.Hkv, D = p.D, Tk = p.Tk;
+  const int64_t g = Hq / Hkv, NK = (Tk + KB - 1) / KB * KB;
+  const int64_t rows_per_head = Tq * g, items = (rows_per_head + RB - 1) / RB;
+  auto sink = [&](int64_t h, int64_t row) { return p.sinks[h * g + row % g]; };
   auto dst = [&](int64_t b, int64_t h, int64_t row) {
-    return op + ((b * Tq + row / g) * Hq + h * g + row % g) * D;
+    return p.out + ((b * Tq + row / g) * Hq + h * g + row % g) * D;
+  };
+  auto start = [&](Rows& rows, int64_t b, int64_t h, int64_t first, int count, float* o) {
+    rows.start(p.q, p.pos, b, h, first, count, Tq, Hq, g, D, Tk, p.k_offset, p.window, o);
   };
   if (items == 1) {
     // a few queries (decode): chunks of keys over every kv head, then the merge
@@ -266,18 +284,25 @@ at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Te
         const int64_t b = item / chunks, c = item % chunks;
         int64_t lo = Tk, hi = 0;
         for (int64_t h = 0; h < Hkv; ++h) {
-          const int64_t part = item * Hkv + h;
-          rows[h].start(qp, pos, b, h, 0, (int)rows_per_head, Tq, Hq, g, D, Tk, k_offset, window,
-                        part_o.data() + part * RB * D);
+          start(rows[h], b, h, 0, (int)rows_per_head, part_o.data() + (item * Hkv + h) * RB * D);
           lo = std::min(lo, rows[h].key_lo), hi = std::max(hi, rows[h].key_hi);
         }
         const int64_t first = lo / KB, blocks = std::max<int64_t>(0, (hi + KB - 1) / KB - first);
-        for (int64_t blk = first + blocks * c / chunks; blk < first + blocks * (c + 1) / chunks; ++blk)
-          for (int64_t h = 0; h < Hkv; ++h) {
-            pack(b, h, blk * KB, block_k.data(), block_v.data());
-            for (int r0 = 0; r0 < rows[h].n; r0 += MR)
-              tile(rows[h], r0, blk * KB, D, (float)(scale * kLog2e), block_k.data(), block_v.data());
-          }
+        const int64_t blk_lo = first + blocks * c / chunks, blk_hi = first + blocks * (c + 1) / chunks;
+        auto step = [&](int64_t blk, int64_t h) {
+          const uint32_t* keys = src.keys(b, h, blk * KB, block_k.data());
+          const uint16_t* values = src.values(b, h, blk * KB, block_v.data());
+          for (int r0 = 0; r0 < rows[h].n; r0 += MR) tile(rows[h], r0, blk * KB, D, p.scale, keys, values);
+        };
+        // a thread's stretch of the cache in address order: position-major rows hold every
+        // head of a position together, the packed layouts one head's positions
+        if constexpr (std::is_same_v<Source, RowSource>) {
+          for (int64_t blk = blk_lo; blk < blk_hi; ++blk)
+            for (int64_t h = 0; h < Hkv; ++h) step(blk, h);
+        } else {
+          for (int64_t h = 0; h < Hkv; ++h)
+            for (int64_t blk = blk_lo; blk < blk_hi; ++blk) step(blk, h);
+        }
         for (int64_t h = 0; h < Hkv; ++h) {
           std::copy(rows[h].m, rows[h].m + RB, part_m.data() + (item * Hkv + h) * RB);
           std::copy(rows[h].l, rows[h].l + RB, part_l.data() + (item * Hkv + h) * RB);
@@ -300,42 +325,153 @@ at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Te
         finish_row(o.data(), m, l, sink(h, r), D, dst(b, h, r));
       }
     });
-    return out;
+    return;
   }
-  // many queries (prefill): pack every block once, then items of RB rows
-  auto packed_k = at::empty({B * Hkv, NK * D / 2}, q.options().dtype(at::kInt));
-  auto packed_v = at::empty({B * Hkv, NK * D}, q.options());
-  auto* pk = reinterpret_cast<uint32_t*>(packed_k.data_ptr<int32_t>());
-  auto* pv = reinterpret_cast<uint16_t*>(packed_v.data_ptr<at::BFloat16>());
-  int64_t seen_lo = Tk, seen_hi = 0;  // only the keys some query sees (a sliding layer's window)
-  for (int64_t i = 0; i < B * Tq; ++i) {
-    int64_t lo, hi;
-    visible_keys(pos[i] - k_offset, Tk, window, lo, hi);
-    if (lo < hi) seen_lo = std::min(seen_lo, lo), seen_hi = std::max(seen_hi, hi);
+  if constexpr (std::is_same_v<Source, RowSource>) {
+    // many queries (prefill) on rows: pack every block some query sees once, then as a cache
+    auto packed_k = std::make_unique<uint32_t[]>(B * Hkv * NK * D / 2);
+    auto packed_v = std::make_unique<uint16_t[]>(B * Hkv * NK * D);
+    const PackedSource packed{packed_k.get(), packed_v.get(), Hkv, NK, D};
+    int64_t seen_lo = Tk, seen_hi = 0;  // a sliding layer's window, not the whole cache
+    for (int64_t i = 0; i < B * Tq; ++i) {
+      int64_t lo, hi;
+      visible_keys(p.pos[i] - p.k_offset, Tk, p.window, lo, hi);
+      if (lo < hi) seen_lo = std::min(seen_lo, lo), seen_hi = std::max(seen_hi, hi);
+    }
+    const int64_t first = seen_lo / KB, blocks = std::max<int64_t>(0, (seen_hi + KB - 1) / KB - first);
+    at::parallel_for(0, B * Hkv * blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t bh = item / blocks, b = bh / Hkv, h = bh % Hkv, jb = (first + item % blocks) * KB;
+        src.keys(b, h, jb, const_cast<uint32_t*>(packed.keys(b, h, jb, nullptr)));
+        src.values(b, h, jb, const_cast<uint16_t*>(packed.values(b, h, jb, nullptr)));
+      }
+    });
+    attend(p, packed);
+    return;
+  } else {
+    // many queries (prefill): work items of RB rows
+    at::parallel_for(0, B * Hkv * items, 1, [&](int64_t begin, int64_t end) {
+      Rows rows;
+      std::vector<float> o(RB * D);
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t bh = item / items, b = bh / Hkv, h = bh % Hkv, first_row = item % items * RB;
+        start(rows, b, h, first_row, (int)std::min<int64_t>(RB, rows_per_head - first_row), o.data());
+        for (int64_t jb = rows.key_lo / KB * KB; jb < rows.key_hi; jb += KB)
+          for (int r0 = 0; r0 < rows.n; r0 += MR)
+            tile(rows, r0, jb, D, p.scale, src.keys(b, h, jb, nullptr), src.values(b, h, jb, nullptr));
+        for (int r = 0; r < rows.n; ++r)
+          finish_row(rows.o + r * D, rows.m[r], rows.l[r], sink(h, first_row + r), D,
+                     dst(b, h, first_row + r));
+      }
+    });
   }
-  const int64_t first = seen_lo / KB, blocks = std::max<int64_t>(0, (seen_hi + KB - 1) / KB - first);
-  at::parallel_for(0, B * Hkv * blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t bh = item / blocks, jb = (first + item % blocks) * KB;
-      pack(bh / Hkv, bh % Hkv, jb, pk + (bh * NK + jb) * D / 2, pv + (bh * NK + jb) * D);
-    }
-  });
-  at::parallel_for(0, B * Hkv * items, 1, [&](int64_t begin, int64_t end) {
-    Rows rows;
-    std::vector<float> o(RB * D);
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t bh = item / items, b = bh / Hkv, h = bh % Hkv, first_row = item % items * RB;
-      rows.start(qp, pos, b, h, first_row, (int)std::min<int64_t>(RB, rows_per_head - first_row), Tq,
-                 Hq, g, D, Tk, k_offset, window, o.data());
-      for (int64_t jb = rows.key_lo / KB * KB; jb < rows.key_hi; jb += KB)
-        for (int r0 = 0; r0 < rows.n; r0 += MR)
-          tile(rows, r0, jb, D, (float)(scale * kLog2e), pk + (bh * NK + jb) * D / 2, pv + (bh * NK + jb) * D);
-      for (int r = 0; r < rows.n; ++r)
-        finish_row(rows.o + r * D, rows.m[r], rows.l[r], sink(h, first_row + r), D,
-                   dst(b, h, first_row + r));
-    }
-  });
+}
+
+Problem problem(const at::Tensor& q, const at::Tensor& out, const at::Tensor& sinks,
+                const at::Tensor& positions, int64_t Hkv, int64_t Tk, int64_t k_offset,
+                int64_t window, double scale) {
+  return Problem{reinterpret_cast<const uint16_t*>(q.data_ptr<at::BFloat16>()),
+                 positions.data_ptr<int64_t>(), sinks.data_ptr<float>(),
+                 reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()),
+                 q.size(0), q.size(1), q.size(2), Hkv, q.size(3), Tk, k_offset, window,
+                 (float)(scale * kLog2e)};
+}
+
+void check_queries(const at::Tensor& q, const at::Tensor& sinks, const at::Tensor& positions,
+                   int64_t Hkv, const char* name) {
+  TORCH_CHECK(q.dtype() == at::kBFloat16 && q.dim() == 4, name, ": q must be bf16 [B, Tq, Hq, D]");
+  const int64_t D = q.size(3);
+  TORCH_CHECK(D % (NDV * L) == 0 && D <= 256 && q.size(2) % Hkv == 0 &&
+                  positions.numel() == q.size(0) * q.size(1) && sinks.numel() == q.size(2),
+              name, ": head_dim must be a multiple of ", NDV * L,
+              " (<= 256), heads a multiple of kv heads");
+}
+}  // namespace
+
+// q [B, Tq, Hq, D], k, v [B, Tk, Hkv, D] bf16 (rows of k/v may be strided, the last two dims
+// contiguous), sinks [Hq], q_positions int64 [B, Tq]. Key slot j is position k_offset + j; a
+// query at p sees p - window < j <= p (window <= 0: no window); one that sees no key gets 0.
+// D a multiple of NDV * L (64 on AVX-512, 16 on AVX2), at most 256. Returns bf16 [B, Tq, Hq, D].
+at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                          const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
+                          int64_t window, double scale) {
+  TORCH_CHECK(k.dtype() == at::kBFloat16 && v.dtype() == at::kBFloat16, "attention_bf16: k, v must be bf16");
+  TORCH_CHECK(k.dim() == 4 && v.sizes() == k.sizes() && k.size(0) == q.size(0) && k.size(3) == q.size(3),
+              "attention_bf16: bad shapes");
+  check_queries(q, sinks, q_positions, k.size(2), "attention_bf16");
+  const int64_t D = q.size(3);
+  TORCH_CHECK(k.stride(3) == 1 && k.stride(2) == D && v.stride(3) == 1 && v.stride(2) == D,
+              "attention_bf16: k, v must be contiguous over (heads, head_dim)");
+  auto qc = q.contiguous();
+  auto sc = sinks.to(at::kFloat).contiguous();
+  auto pc = q_positions.to(at::kLong).contiguous();
+  auto out = at::empty(q.sizes(), q.options());
+  const RowSource rows{reinterpret_cast<const uint16_t*>(k.data_ptr<at::BFloat16>()),
+                       reinterpret_cast<const uint16_t*>(v.data_ptr<at::BFloat16>()),
+                       k.stride(0), k.stride(1), v.stride(0), v.stride(1), k.size(1), D};
+  attend(problem(qc, out, sc, pc, k.size(2), k.size(1), k_offset, window, scale), rows);
   return out;
+}
+
+// The same over a cache in the packed layouts (kv_store_packed): pk bf16 [B, Hkv, cap/16, D/2,
+// 16, 2], pv bf16 [B, Hkv, cap/2, D, 2], cap a multiple of 64; key slot j is position j, and
+// the slots [0, length) are the keys (a query sees those up to its own position).
+at::Tensor attention_bf16_packed(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv,
+                                 const at::Tensor& sinks, const at::Tensor& q_positions,
+                                 int64_t length, int64_t window, double scale) {
+  TORCH_CHECK(pk.dtype() == at::kBFloat16 && pv.dtype() == at::kBFloat16 && pk.is_contiguous() &&
+                  pv.is_contiguous() && pk.dim() == 6 && pv.dim() == 5,
+              "attention_bf16_packed: the cache must be contiguous bf16 in the packed layouts");
+  const int64_t B = pk.size(0), Hkv = pk.size(1), cap = pk.size(2) * G, D = q.size(3);
+  TORCH_CHECK(pk.size(3) * 2 == D && pk.size(4) == G && pv.size(0) == B && pv.size(1) == Hkv &&
+                  pv.size(2) * 2 == cap && pv.size(3) == D && q.size(0) == B && cap % 64 == 0 &&
+                  length >= 0 && length <= cap,
+              "attention_bf16_packed: bad cache shapes");
+  check_queries(q, sinks, q_positions, Hkv, "attention_bf16_packed");
+  auto qc = q.contiguous();
+  auto sc = sinks.to(at::kFloat).contiguous();
+  auto pc = q_positions.to(at::kLong).contiguous();
+  auto out = at::empty(q.sizes(), q.options());
+  const PackedSource packed{reinterpret_cast<const uint32_t*>(pk.data_ptr<at::BFloat16>()),
+                            reinterpret_cast<const uint16_t*>(pv.data_ptr<at::BFloat16>()), Hkv, cap, D};
+  attend(problem(qc, out, sc, pc, Hkv, length, 0, window, scale), packed);
+  return out;
+}
+
+// Writes k, v bf16 [B, T, Hkv, D] at positions int64 [B, T] into a packed cache (above).
+void kv_store_packed(at::Tensor& pk, at::Tensor& pv, const at::Tensor& k, const at::Tensor& v,
+                     const at::Tensor& positions) {
+  TORCH_CHECK(pk.dtype() == at::kBFloat16 && pv.dtype() == at::kBFloat16 && pk.is_contiguous() &&
+                  pv.is_contiguous() && pk.dim() == 6 && pv.dim() == 5,
+              "kv_store_packed: the cache must be contiguous bf16 in the packed layouts");
+  const int64_t B = pk.size(0), Hkv = pk.size(1), cap = pk.size(2) * G, D = pk.size(3) * 2;
+  TORCH_CHECK(k.dtype() == at::kBFloat16 && v.dtype() == at::kBFloat16 && k.dim() == 4 &&
+                  v.sizes() == k.sizes() && k.size(0) == B && k.size(2) == Hkv && k.size(3) == D &&
+                  positions.numel() == B * k.size(1),
+              "kv_store_packed: k, v must be bf16 [B, T, Hkv, D] matching the cache");
+  auto kc = k.contiguous(), vc = v.contiguous();
+  auto pc = positions.to(at::kLong).contiguous();
+  const int64_t T = k.size(1);
+  const int64_t* pos = pc.data_ptr<int64_t>();
+  for (int64_t i = 0; i < B * T; ++i)
+    TORCH_CHECK(pos[i] >= 0 && pos[i] < cap, "kv_store_packed: position ", pos[i], " outside the cache");
+  const auto* ks = reinterpret_cast<const uint32_t*>(kc.data_ptr<at::BFloat16>());
+  const auto* vs = reinterpret_cast<const uint16_t*>(vc.data_ptr<at::BFloat16>());
+  auto* kd = reinterpret_cast<uint32_t*>(pk.data_ptr<at::BFloat16>());
+  auto* vd = reinterpret_cast<uint16_t*>(pv.data_ptr<at::BFloat16>());
+  at::parallel_for(0, B * T, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / T, j = pos[i];
+      for (int64_t h = 0; h < Hkv; ++h) {
+        const uint32_t* kp = ks + (i * Hkv + h) * D / 2;
+        const uint16_t* vp = vs + (i * Hkv + h) * D;
+        uint32_t* kh = kd + ((b * Hkv + h) * cap + j / G * G) * D / 2 + j % G;
+        uint16_t* vh = vd + ((b * Hkv + h) * cap + j / 2 * 2) * D + j % 2;
+        for (int64_t dp = 0; dp < D / 2; ++dp) kh[dp * G] = kp[dp];
+        for (int64_t d = 0; d < D; ++d) vh[2 * d] = vp[d];
+      }
+    }
+  });
 }
 
 }  // namespace gptoss

@@ -40,6 +40,29 @@ def attention(q, k, v, sinks, q_positions, k_offset=0, window=None, scale=None):
     return _flash_attention(q, k, v, sinks, q_positions, int(k_offset), window, scale)
 
 
+def packed_cache(dtype, head_dim):
+    """bf16 caches hold the kernel's packed layouts: decode then reads the keys and values as
+    they are, where it packed every block of them again at every step (BENCHMARKS.md)."""
+    return (dtype == torch.bfloat16 and head_dim % 64 == 0 and head_dim <= 256
+            and extension() is not None)
+
+
+def store_packed(keys, values, k, v, positions):
+    if keys.dtype == torch.bfloat16 and keys.is_contiguous() and (ext := extension()) is not None:
+        ext.kv_store_packed(keys, values, k.to(keys.dtype), v.to(values.dtype), positions)
+    else:
+        reference.store_packed(keys, values, k, v, positions)
+
+
+def attention_packed(q, keys, values, sinks, q_positions, length, window=None, scale=None):
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if (q.dtype == keys.dtype == torch.bfloat16 and not q.requires_grad and keys.shape[2] * 16 % 64 == 0
+            and (ext := extension()) is not None):
+        return ext.attention_bf16_packed(q, keys, values, sinks, q_positions, int(length),
+                                         -1 if window is None else int(window), float(scale))
+    return reference.attention_packed(q, keys, values, sinks, q_positions, length, window, scale)
+
+
 def _flash_attention(q, k, v, sinks, q_positions, k_offset, window, scale):
     """Queries against the cache through torch's flash kernel. Keys no query can see are never
     read (a sliding layer reads its window, not the whole cache); on a full layer the keys

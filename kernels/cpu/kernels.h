@@ -161,6 +161,12 @@ at::Tensor moe_decode(const at::Tensor& x, const at::Tensor& router_w, const at:
 at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const at::Tensor& sinks, const at::Tensor& q_positions, int64_t k_offset,
                           int64_t window, double scale);
+// the same over a KV cache in the kernel's packed layouts, and the cache's writes
+at::Tensor attention_bf16_packed(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv,
+                                 const at::Tensor& sinks, const at::Tensor& q_positions,
+                                 int64_t length, int64_t window, double scale);
+void kv_store_packed(at::Tensor& pk, at::Tensor& pv, const at::Tensor& k, const at::Tensor& v,
+                     const at::Tensor& positions);
 // norm_rope.cpp
 at::Tensor rms_norm_bf16(const at::Tensor& x, const at::Tensor& w, double eps);
 at::Tensor rope_bf16(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);

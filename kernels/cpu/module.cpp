@@ -17,6 +17,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("swiglu_bf16", &swiglu_bf16, "clamped SwiGLU, interleaved float32 -> bf16");
   m.def("moe_decode", &moe_decode, "router, top-k and routed experts for a few rows, in one call");
   m.def("attention_bf16", &attention_bf16, "tiled attention with sinks (any number of queries)");
+  m.def("attention_bf16_packed", &attention_bf16_packed, "the same over a packed KV cache");
+  m.def("kv_store_packed", &kv_store_packed, "writes keys and values into a packed KV cache");
   m.def("rms_norm_bf16", &rms_norm_bf16, "RMSNorm of bf16 rows");
   m.def("rope_bf16", &rope_bf16, "half-split RoPE of bf16 q or k");
   m.def("bf16_gemv", &bf16_gemv, "bf16 GEMV for a few rows");

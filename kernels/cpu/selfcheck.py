@@ -99,4 +99,17 @@ def failures(ext) -> list[str]:
                                        sinks.double(), positions[:, queries], 3, window, 0.125)
             check(f"attention_bf16 ({got.shape[1]} queries, window {window})",
                   bool(((got - want).abs() <= 2e-2).all()))
+            # the same keys in a packed cache (the runtime's bf16 caches), where slot j is
+            # position j: every position 3 less (attention depends only on their differences)
+            cache = [torch.zeros(1, 2, 8, 32, 16, 2, dtype=torch.bfloat16),
+                     torch.zeros(1, 2, 64, 64, 2, dtype=torch.bfloat16)]
+            layout = [torch.zeros_like(t) for t in cache]
+            slots = torch.arange(70)[None]
+            ext.kv_store_packed(*cache, ka, va, slots)
+            reference.store_packed(*layout, ka, va, slots)
+            check("kv_store_packed", torch.equal(cache[0], layout[0]) and torch.equal(cache[1], layout[1]))
+            got = ext.attention_bf16_packed(qa[:, queries], *cache, sinks, positions[:, queries] - 3,
+                                            70, -1 if window is None else window, 0.125).double()
+            check(f"attention_bf16_packed ({got.shape[1]} queries, window {window})",
+                  bool(((got - want).abs() <= 2e-2).all()))
     return wrong

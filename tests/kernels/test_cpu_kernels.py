@@ -507,3 +507,71 @@ def test_bf16_attention_kernel_matches_reference(ext, Tq, cached):
         # the runtime's path takes the same kernel for bf16
         torch.testing.assert_close(kernels.attention(q, k, v, sinks, positions, offset, window,
                                                      D ** -0.5), got, rtol=0, atol=0)
+
+
+def packed_cache(B, Hkv, D, slots):
+    return (torch.zeros(B, Hkv, slots // 16, D // 2, 16, 2, dtype=torch.bfloat16),
+            torch.zeros(B, Hkv, slots // 2, D, 2, dtype=torch.bfloat16))
+
+
+def test_packed_cache_writes_match_the_layout_definition(ext):
+    """kv_store_packed against reference.store_packed (the layout's definition), byte for
+    byte: rows at different positions, chunks that start and end inside a group of 16, one
+    position of a pair written without its neighbour; unpacked, the cache holds what was
+    written where it was written."""
+    gen = torch.Generator().manual_seed(21)
+    B, Hkv, D, slots = 2, 3, 64, 192
+    ours, theirs = packed_cache(B, Hkv, D, slots), packed_cache(B, Hkv, D, slots)
+    k, v = torch.randn(2, B, slots, Hkv, D, generator=gen).to(torch.bfloat16)
+    for lo, hi in ((0, 7), (7, 40), (40, 41), (41, 130), (150, 151)):
+        positions = torch.stack([torch.arange(lo, hi), torch.arange(lo, hi) + 5])
+        chunk = [t.gather(1, positions[:, :, None, None].expand(-1, -1, Hkv, D)) for t in (k, v)]
+        ext.kv_store_packed(*ours, *chunk, positions)
+        reference.store_packed(*theirs, *chunk, positions)
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+    uk, uv = reference.unpack_cache(*ours)
+    assert torch.equal(uk[0, :130], k[0, :130]) and torch.equal(uv[1, 5:135], v[1, 5:135])
+    assert torch.equal(uk[0, 150], k[0, 150]) and not uv[0, 130:150].any()
+    with pytest.raises(RuntimeError, match="outside the cache"):
+        ext.kv_store_packed(*ours, *chunk, positions + slots)
+
+
+@pytest.mark.parametrize("Tq,length", [(1, 1), (1, 64), (1, 65), (1, 300), (4, 129), (5, 64),
+                                       (70, 300), (70, 70)])
+def test_attention_over_a_packed_cache_matches_reference(ext, Tq, length):
+    """The kernel reading the cache as it is (decode does no packing): the same cases as the
+    position-major kernel (window 128 and none, a window's start and causal edges inside key
+    blocks, a partial last block, a batch row whose first query sees nothing), against the
+    float64 reference on the unpacked cache, and bit-equal to the kernel on position-major
+    rows where their key blocks coincide (no window)."""
+    gen = torch.Generator().manual_seed(Tq * 1000 + length)
+    B, Hq, Hkv, D, slots = 2, 16, 2, 64, 384
+    keys, values = packed_cache(B, Hkv, D, slots)
+    k, v = torch.randn(2, B, length, Hkv, D, generator=gen).to(torch.bfloat16)
+    ext.kv_store_packed(keys, values, k, v, torch.arange(length)[None].repeat(B, 1))
+    q = torch.randn(B, Tq, Hq, D, generator=gen).to(torch.bfloat16)
+    sinks = torch.randn(Hq, generator=gen) * 2
+    positions = (torch.arange(Tq) + length - Tq)[None].repeat(B, 1)
+    positions[1] -= length - Tq + 1   # the second row starts before every key
+    for window in (None, 128):
+        got = ext.attention_bf16_packed(q, keys, values, sinks, positions, length,
+                                        -1 if window is None else window, D ** -0.5)
+        want = reference.attention_packed(q.double(), keys.double(), values.double(),
+                                          sinks.double(), positions, length, window, D ** -0.5)
+        torch.testing.assert_close(got.double(), want, rtol=2e-2, atol=2e-2)
+        assert torch.equal(got[1, 0], torch.zeros(Hq, D, dtype=torch.bfloat16))
+        if window is None:
+            rows = ext.attention_bf16(q, k, v, sinks, positions, 0, -1, D ** -0.5)
+            assert torch.equal(got, rows)
+        torch.testing.assert_close(kernels.attention_packed(q, keys, values, sinks, positions,
+                                                            length, window), got, rtol=0, atol=0)
+
+
+def test_packed_cache_rejects_bad_input_with_one_clear_message(ext):
+    keys, values = packed_cache(1, 2, 64, 128)
+    q = torch.zeros(1, 1, 4, 64, dtype=torch.bfloat16)
+    sinks, positions = torch.zeros(4), torch.zeros(1, 1, dtype=torch.long)
+    with pytest.raises(RuntimeError, match="attention_bf16_packed: bad cache shapes"):
+        ext.attention_bf16_packed(q, keys, values, sinks, positions, 129, -1, 0.125)
+    with pytest.raises(RuntimeError, match="contiguous bf16 in the packed layouts"):
+        ext.attention_bf16_packed(q, keys.float(), values, sinks, positions, 1, -1, 0.125)

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from agent import model as runtime
+from agent.kernels import reference_kernels
 from agent.model.cache import KVCache, common_prefix
+from agent.model.config import preset
 
 
 TOL = 1e-4
@@ -116,3 +118,46 @@ def test_a_newer_stream_takes_the_cache_over(model):
     assert len(new) == 3
     with pytest.raises(RuntimeError, match="newer generate"):
         next(old)
+
+
+PACKED_CONFIG = preset("tiny", head_dim=64, sliding_window=8)  # the kernel's head dims
+
+
+@pytest.fixture(scope="module")
+def bf16_model(checkpoint):
+    model = runtime.load(checkpoint(PACKED_CONFIG), dtype=torch.bfloat16)
+    if not model.cache.packed:
+        pytest.skip("no CPU kernels here: bf16 caches stay position-major")
+    return model
+
+
+@pytest.mark.default_kernels
+def test_packed_cache_decodes_as_the_position_major_one(bf16_model):
+    """bf16 caches hold the attention kernel's packed layouts (decode reads them without
+    packing): 200 prompt tokens then 100 decoded ones, the cache growing past 256 slots on the
+    way (its contents copied), give the logits of a position-major cache and of the reference
+    kernels, and prefix reuse keeps working on it."""
+    model, seq = bf16_model, tokens(300, seed=9)
+
+    def run(cache):
+        out = [model.project(model.forward([seq[:200]], cache)[0, -1])]
+        out += [model.project(model.forward([[t]], cache)[0, -1]) for t in seq[200:]]
+        return torch.stack(out).float()
+
+    packed = KVCache(model.config, 1, torch.bfloat16)
+    assert packed.packed
+    got = run(packed)
+    assert packed.capacity == 512 and packed.tokens[0] == seq
+    rows = run(KVCache(model.config, 1, torch.bfloat16, packed=False))
+    with reference_kernels():
+        ref = run(KVCache(model.config, 1, torch.bfloat16, packed=False))
+    def error(a):  # relative rms against the reference kernels
+        return float((a - ref).norm() / ref.norm())
+    # here: 0.036 both (bf16 kernels against the reference's float32 attention), 0.003 apart
+    assert error(got) <= 1.1 * error(rows) + 1e-3 and error(got) < 0.05
+    assert (got - rows).norm() / ref.norm() < 0.01
+    assert (got.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.9
+    model.reset()
+    first, _ = greedy(model, seq[:40])
+    again, _ = greedy(model, seq[:40] + first + seq[40:45])
+    assert model.last_usage["reused_tokens"] == 40 + 5
