@@ -26,7 +26,9 @@ fractions, which the drift between probe and decode does not move. With --dense,
 against the checkpoint's own dtype is measured last. --ops adds a per-op breakdown of a batch-1
 decode step (MoE, dense GEMVs, attention, the rest: ms and GB/s). --depths 0,2048,8192,16384
 adds a row per context depth: prefill speed of --prompt-tokens new tokens on top of that many
-cached ones, decode speed there, and the KV cache's memory (allocated, and what the tokens fill).
+cached ones, decode speed there, and the KV cache's memory (allocated, and what the tokens fill);
+with --depth-rounds N, also each depth's prefill speed over 0-context's, the two timed in turns
+N times (the machine's drift between two rows moves their ratio by a fifth).
 --attention times only the CPU attention kernel of a full and a sliding layer at those depths
 (prefill and decode), beside torch's flash kernel on the same tensors.
 
@@ -276,6 +278,11 @@ def run(args) -> dict:
     if args.depths:
         result["depths"] = at_depths(model, args.depths, args.prompt_tokens,
                                      min(args.decode_tokens, 32), gen)
+        if args.depth_rounds:
+            result["depth_ratio_paired"] = [
+                paired_depth_ratio(model, depth, args.prompt_tokens, args.depth_rounds, gen)
+                for depth in args.depths if depth]
+            print(json.dumps(result["depth_ratio_paired"]), file=sys.stderr)
     if args.ops:
         model.reset()
         result["ops"] = op_breakdown(model, prompt[:64])
@@ -357,6 +364,35 @@ def at_depths(model, depths: list[int], new_tokens: int, decode_tokens: int, gen
         print(json.dumps(rows[-1]), file=sys.stderr)
     model.reset()
     return rows
+
+
+def paired_depth_ratio(model, depth: int, new_tokens: int, rounds: int, gen) -> dict:
+    """Prefill of `new_tokens` on top of `depth` cached tokens over the same tokens on top of
+    none, timed in alternation (one of each per round, the deep cache filled once and cut back
+    to `depth` each time), so that the machine's drift between them cancels: the median of the
+    rounds' speed ratios, and each side's median tok/s."""
+    from agent.model.cache import KVCache
+    c = model.config
+    tokens = torch.randint(0, c.vocab_size, (depth + new_tokens,), generator=gen).tolist()
+    deep = KVCache(c, 1, model.dtype, model.device)
+    ratios, shallow_tok_s, deep_tok_s = [], [], []
+    with torch.inference_mode():
+        for start in range(0, depth, new_tokens):
+            model.forward([tokens[start:min(depth, start + new_tokens)]], deep)
+        for _ in range(rounds):
+            times = []
+            for cache in (KVCache(c, 1, model.dtype, model.device), deep):
+                cache.truncate(0, depth if cache is deep else 0)
+                started = time.perf_counter()
+                model.forward([tokens[depth:]], cache)
+                times.append(time.perf_counter() - started)
+            ratios.append(times[0] / times[1])
+            shallow_tok_s.append(new_tokens / times[0])
+            deep_tok_s.append(new_tokens / times[1])
+    return {"depth": depth, "rounds": rounds, "ratio_median": round(statistics.median(ratios), 3),
+            "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
+            "prefill_tok_s_at_0": round(statistics.median(shallow_tok_s), 2),
+            "prefill_tok_s_at_depth": round(statistics.median(deep_tok_s), 2)}
 
 
 def logit_error(got: list[torch.Tensor], want: list[torch.Tensor]) -> dict:
@@ -631,6 +667,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", type=_depths, default=None, metavar="0,2048,8192,16384",
                         help="prefill of --prompt-tokens on top of each depth of cached tokens, "
                              "and decode there")
+    parser.add_argument("--depth-rounds", type=int, default=0,
+                        help="with --depths: rounds of (prefill at 0, prefill at the depth) for "
+                             "depth_ratio_paired (the depth's speed over 0-context's, drift "
+                             "cancelled); 0: skip")
     parser.add_argument("--attention", action="store_true",
                         help="only the CPU attention kernel at 20b shapes at each --depths, ours "
                              "beside torch's flash kernel")

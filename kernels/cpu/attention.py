@@ -4,7 +4,9 @@ bf16 q, k, v (the runtime's prefill and decode) go through our kernel (attention
 online softmax, sinks folded in, whole tiles outside a query's window skipped; for a few
 queries the keys are split across threads so each streams a contiguous stretch of the cache.
 On 20b shapes it runs 2-3x torch's flash kernel for a 512-token chunk at 2-16k cached keys
-and decodes at 8k keys 2x faster than the per-query kernel it replaced (BENCHMARKS.md).
+and decodes at 8k keys 2x faster than the per-query kernel it replaced (BENCHMARKS.md). The
+runtime's bf16 KV caches hold the kernel's packed layouts (`packed_cache`), which
+`attention_packed` reads as they are: decode then packs nothing (1.4x at 16k keys).
 
 float32 (the transformers oracle tests, training) and shapes the kernel does not take go through
 torch's fused flash kernel, which returns the log-sum-exp of each query's scores, all a sink
@@ -56,7 +58,8 @@ def store_packed(keys, values, k, v, positions):
 
 def attention_packed(q, keys, values, sinks, q_positions, length, window=None, scale=None):
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    if (q.dtype == keys.dtype == torch.bfloat16 and not q.requires_grad and keys.shape[2] * 16 % 64 == 0
+    if (q.dtype == keys.dtype == torch.bfloat16 and not q.requires_grad
+            and packed_cache(q.dtype, q.shape[-1]) and keys.shape[2] * 16 % 64 == 0
             and (ext := extension()) is not None):
         return ext.attention_bf16_packed(q, keys, values, sinks, q_positions, int(length),
                                          -1 if window is None else int(window), float(scale))

@@ -15,7 +15,8 @@ def test_bench_prints_the_keys_external_checks_read(tmp_path):
                     "--out", str(tmp_path)], check=True, capture_output=True, cwd=REPO)
     run = subprocess.run([sys.executable, "-m", "agent.bench", "--checkpoint", str(tmp_path), "--json",
                           "--prompt-tokens", "24", "--decode-tokens", "6", "--batch", "2",
-                          "--dense", "int8", "--threads", "1"],
+                          "--dense", "int8", "--threads", "1", "--depths", "0,40",
+                          "--depth-rounds", "2"],
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout)
@@ -32,6 +33,12 @@ def test_bench_prints_the_keys_external_checks_read(tmp_path):
     assert result["logit_prompts"] == 8 and low <= result["logit_rms_error_over_rms"] <= high
     paired = result["roofline_fraction_paired"]                # rounds of probe, then decode
     assert paired["rounds"] == 6 and 0 < paired["range"][0] <= paired["median"] <= paired["range"][1]
+    assert [row["depth"] for row in result["depths"]] == [0, 40]  # prefill on a cached prefix
+    assert result["depths"][1]["reused_tokens"] == 40
+    deep, = result["depth_ratio_paired"]                       # ... against 0, in alternation
+    assert deep["depth"] == 40 and deep["rounds"] == 2
+    assert 0 < deep["ratio_range"][0] <= deep["ratio_median"] <= deep["ratio_range"][1]
+    assert deep["prefill_tok_s_at_0"] > 0 and deep["prefill_tok_s_at_depth"] > 0
 
 
 def test_attention_table_times_both_kernels_per_layer_kind():
