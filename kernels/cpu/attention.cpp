@@ -329,9 +329,11 @@ void attend(const Problem& p, const Source& src) {
   }
   if constexpr (std::is_same_v<Source, RowSource>) {
     // many queries (prefill) on rows: pack every block some query sees once, then as a cache
-    auto packed_k = std::make_unique<uint32_t[]>(B * Hkv * NK * D / 2);
-    auto packed_v = std::make_unique<uint16_t[]>(B * Hkv * NK * D);
-    const PackedSource packed{packed_k.get(), packed_v.get(), Hkv, NK, D};
+    // (a block more per head: a power-of-two stride would put every head on the same cache sets)
+    const int64_t cap = NK + KB;
+    auto packed_k = std::make_unique<uint32_t[]>(B * Hkv * cap * D / 2);
+    auto packed_v = std::make_unique<uint16_t[]>(B * Hkv * cap * D);
+    const PackedSource packed{packed_k.get(), packed_v.get(), Hkv, cap, D};
     int64_t seen_lo = Tk, seen_hi = 0;  // a sliding layer's window, not the whole cache
     for (int64_t i = 0; i < B * Tq; ++i) {
       int64_t lo, hi;

@@ -107,9 +107,10 @@ def failures(ext) -> list[str]:
             slots = torch.arange(70)[None]
             ext.kv_store_packed(*cache, ka, va, slots)
             reference.store_packed(*layout, ka, va, slots)
-            check("kv_store_packed", torch.equal(cache[0], layout[0]) and torch.equal(cache[1], layout[1]))
-            got = ext.attention_bf16_packed(qa[:, queries], *cache, sinks, positions[:, queries] - 3,
-                                            70, -1 if window is None else window, 0.125).double()
+            check("kv_store_packed", all(torch.equal(a, b) for a, b in zip(cache, layout)))
+            got = ext.attention_bf16_packed(qa[:, queries], *cache, sinks,
+                                            positions[:, queries] - 3, 70,
+                                            -1 if window is None else window, 0.125).double()
             check(f"attention_bf16_packed ({got.shape[1]} queries, window {window})",
                   bool(((got - want).abs() <= 2e-2).all()))
     return wrong

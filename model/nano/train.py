@@ -5,10 +5,11 @@
 Every batch is new data (data.sample_batch), so there is no epoch and no overfitting to a
 fixed set; batch i comes from its own seed (`--seed`, i), so `--workers` processes sampling
 ahead give the same batches as the training process alone. `--device cuda` (with `--bf16`
-autocast) trains on a GPU, where the workers keep it fed. The schedule (warmup, cosine decay) runs over `--steps` steps (reproducible), or
-else over `--minutes` of wall-clock time (`--clock cpu`: of this process's CPU time), so the
-run ends on time whatever the machine's speed; from `--quant-from` of the way on, the experts
-are fake-quantized to MXFP4. A compact checkpoint (config.json + model.safetensors, see
+autocast) trains on a GPU, where the workers keep it fed (model/nano/gpu_stage.sh). The
+schedule (warmup, cosine decay) runs over `--steps` steps (reproducible), or else over
+`--minutes` of wall-clock time (`--clock cpu`: of this process's CPU time), so the run ends on
+time whatever the machine's speed; from `--quant-from` of the way on, the experts are
+fake-quantized to MXFP4. A compact checkpoint (config.json + model.safetensors, see
 export.py) is written every `--save-every` minutes and at the end, so a partial run ships;
 `--init` continues from one.
 """
