@@ -129,8 +129,15 @@ class Batches:
         return self.pending.popleft().get()
 
     def close(self) -> None:
+        """Waits for the batches sampled ahead, then for the workers to exit (terminating a pool
+        with tasks in flight races its result thread: "Cannot have cache with result_handler
+        not alive")."""
         if self.pool is not None:
-            self.pool.terminate()
+            for batch in self.pending:
+                batch.wait()
+            self.pending.clear()
+            self.pool.close()
+            self.pool.join()
 
 
 _WORKER: dict = {}  # the vocabulary a batch process spells with (set by _worker_start)
