@@ -376,16 +376,17 @@ def paired_depth_ratio(model, depth: int, new_tokens: int, rounds: int, gen) -> 
     tokens = torch.randint(0, c.vocab_size, (depth + new_tokens,), generator=gen).tolist()
     deep = KVCache(c, 1, model.dtype, model.device)
     ratios, shallow_tok_s, deep_tok_s = [], [], []
+
+    def seconds(cache) -> float:
+        started = time.perf_counter()
+        model.forward([tokens[depth:]], cache)
+        return time.perf_counter() - started
+
     with torch.inference_mode():
-        for start in range(0, depth, new_tokens):
-            model.forward([tokens[start:min(depth, start + new_tokens)]], deep)
+        model.forward([tokens[:depth]], deep)  # in the runtime's prefill steps
         for _ in range(rounds):
-            times = []
-            for cache in (KVCache(c, 1, model.dtype, model.device), deep):
-                cache.truncate(0, depth if cache is deep else 0)
-                started = time.perf_counter()
-                model.forward([tokens[depth:]], cache)
-                times.append(time.perf_counter() - started)
+            deep.truncate(0, depth)
+            times = [seconds(KVCache(c, 1, model.dtype, model.device)), seconds(deep)]
             ratios.append(times[0] / times[1])
             shallow_tok_s.append(new_tokens / times[0])
             deep_tok_s.append(new_tokens / times[1])

@@ -220,11 +220,12 @@ struct PackedSource {  // already in the packed layouts: [B, Hkv, cap, ...] (a c
   const uint32_t* k;
   const uint16_t* v;
   int64_t Hkv, cap, D;
+  int64_t slot(int64_t b, int64_t h, int64_t jb) const { return (b * Hkv + h) * cap + jb; }
   const uint32_t* keys(int64_t b, int64_t h, int64_t jb, uint32_t*) const {
-    return k + ((b * Hkv + h) * cap + jb) * D / 2;
+    return k + slot(b, h, jb) * D / 2;
   }
   const uint16_t* values(int64_t b, int64_t h, int64_t jb, uint16_t*) const {
-    return v + ((b * Hkv + h) * cap + jb) * D;
+    return v + slot(b, h, jb) * D;
   }
 };
 
@@ -344,8 +345,8 @@ void attend(const Problem& p, const Source& src) {
     at::parallel_for(0, B * Hkv * blocks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t bh = item / blocks, b = bh / Hkv, h = bh % Hkv, jb = (first + item % blocks) * KB;
-        src.keys(b, h, jb, const_cast<uint32_t*>(packed.keys(b, h, jb, nullptr)));
-        src.values(b, h, jb, const_cast<uint16_t*>(packed.values(b, h, jb, nullptr)));
+        src.keys(b, h, jb, packed_k.get() + packed.slot(b, h, jb) * D / 2);
+        src.values(b, h, jb, packed_v.get() + packed.slot(b, h, jb) * D);
       }
     });
     attend(p, packed);
@@ -369,14 +370,21 @@ void attend(const Problem& p, const Source& src) {
   }
 }
 
-Problem problem(const at::Tensor& q, const at::Tensor& out, const at::Tensor& sinks,
-                const at::Tensor& positions, int64_t Hkv, int64_t Tk, int64_t k_offset,
-                int64_t window, double scale) {
-  return Problem{reinterpret_cast<const uint16_t*>(q.data_ptr<at::BFloat16>()),
-                 positions.data_ptr<int64_t>(), sinks.data_ptr<float>(),
-                 reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()),
-                 q.size(0), q.size(1), q.size(2), Hkv, q.size(3), Tk, k_offset, window,
-                 (float)(scale * kLog2e)};
+// The queries' side of a call (checked by check_queries) against `src`: bf16 [B, Tq, Hq, D].
+template <typename Source>
+at::Tensor run(const at::Tensor& q, const at::Tensor& sinks, const at::Tensor& positions,
+               int64_t Hkv, int64_t Tk, int64_t k_offset, int64_t window, double scale,
+               const Source& src) {
+  auto qc = q.contiguous();
+  auto sc = sinks.to(at::kFloat).contiguous();
+  auto pc = positions.to(at::kLong).contiguous();
+  auto out = at::empty(q.sizes(), q.options());
+  attend(Problem{reinterpret_cast<const uint16_t*>(qc.data_ptr<at::BFloat16>()),
+                 pc.data_ptr<int64_t>(), sc.data_ptr<float>(),
+                 reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()), q.size(0), q.size(1),
+                 q.size(2), Hkv, q.size(3), Tk, k_offset, window, (float)(scale * kLog2e)},
+         src);
+  return out;
 }
 
 void check_queries(const at::Tensor& q, const at::Tensor& sinks, const at::Tensor& positions,
@@ -404,16 +412,26 @@ at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Te
   const int64_t D = q.size(3);
   TORCH_CHECK(k.stride(3) == 1 && k.stride(2) == D && v.stride(3) == 1 && v.stride(2) == D,
               "attention_bf16: k, v must be contiguous over (heads, head_dim)");
-  auto qc = q.contiguous();
-  auto sc = sinks.to(at::kFloat).contiguous();
-  auto pc = q_positions.to(at::kLong).contiguous();
-  auto out = at::empty(q.sizes(), q.options());
   const RowSource rows{reinterpret_cast<const uint16_t*>(k.data_ptr<at::BFloat16>()),
                        reinterpret_cast<const uint16_t*>(v.data_ptr<at::BFloat16>()),
                        k.stride(0), k.stride(1), v.stride(0), v.stride(1), k.size(1), D};
-  attend(problem(qc, out, sc, pc, k.size(2), k.size(1), k_offset, window, scale), rows);
-  return out;
+  return run(q, sinks, q_positions, k.size(2), k.size(1), k_offset, window, scale, rows);
 }
+
+namespace {
+// a packed cache's source after checking its layout (kv_store_packed's and the kernel's)
+PackedSource packed_cache(const at::Tensor& pk, const at::Tensor& pv, const char* name) {
+  TORCH_CHECK(pk.dtype() == at::kBFloat16 && pv.dtype() == at::kBFloat16 && pk.is_contiguous() &&
+                  pv.is_contiguous() && pk.dim() == 6 && pv.dim() == 5,
+              name, ": the cache must be contiguous bf16 in the packed layouts");
+  const int64_t B = pk.size(0), Hkv = pk.size(1), cap = pk.size(2) * G, D = pk.size(3) * 2;
+  TORCH_CHECK(pk.size(4) == G && pk.size(5) == 2 && pv.size(0) == B && pv.size(1) == Hkv &&
+                  pv.size(2) * 2 == cap && pv.size(3) == D && pv.size(4) == 2 && cap % 64 == 0,
+              name, ": bad cache shapes");
+  return PackedSource{reinterpret_cast<const uint32_t*>(pk.data_ptr<at::BFloat16>()),
+                      reinterpret_cast<const uint16_t*>(pv.data_ptr<at::BFloat16>()), Hkv, cap, D};
+}
+}  // namespace
 
 // The same over a cache in the packed layouts (kv_store_packed): pk bf16 [B, Hkv, cap/16, D/2,
 // 16, 2], pv bf16 [B, Hkv, cap/2, D, 2], cap a multiple of 64; key slot j is position j, and
@@ -421,32 +439,19 @@ at::Tensor attention_bf16(const at::Tensor& q, const at::Tensor& k, const at::Te
 at::Tensor attention_bf16_packed(const at::Tensor& q, const at::Tensor& pk, const at::Tensor& pv,
                                  const at::Tensor& sinks, const at::Tensor& q_positions,
                                  int64_t length, int64_t window, double scale) {
-  TORCH_CHECK(pk.dtype() == at::kBFloat16 && pv.dtype() == at::kBFloat16 && pk.is_contiguous() &&
-                  pv.is_contiguous() && pk.dim() == 6 && pv.dim() == 5,
-              "attention_bf16_packed: the cache must be contiguous bf16 in the packed layouts");
-  const int64_t B = pk.size(0), Hkv = pk.size(1), cap = pk.size(2) * G, D = q.size(3);
-  TORCH_CHECK(pk.size(3) * 2 == D && pk.size(4) == G && pv.size(0) == B && pv.size(1) == Hkv &&
-                  pv.size(2) * 2 == cap && pv.size(3) == D && q.size(0) == B && cap % 64 == 0 &&
-                  length >= 0 && length <= cap,
+  const PackedSource packed = packed_cache(pk, pv, "attention_bf16_packed");
+  TORCH_CHECK(q.dim() == 4 && q.size(0) == pk.size(0) && q.size(3) == packed.D && length >= 0 &&
+                  length <= packed.cap,
               "attention_bf16_packed: bad cache shapes");
-  check_queries(q, sinks, q_positions, Hkv, "attention_bf16_packed");
-  auto qc = q.contiguous();
-  auto sc = sinks.to(at::kFloat).contiguous();
-  auto pc = q_positions.to(at::kLong).contiguous();
-  auto out = at::empty(q.sizes(), q.options());
-  const PackedSource packed{reinterpret_cast<const uint32_t*>(pk.data_ptr<at::BFloat16>()),
-                            reinterpret_cast<const uint16_t*>(pv.data_ptr<at::BFloat16>()), Hkv, cap, D};
-  attend(problem(qc, out, sc, pc, Hkv, length, 0, window, scale), packed);
-  return out;
+  check_queries(q, sinks, q_positions, packed.Hkv, "attention_bf16_packed");
+  return run(q, sinks, q_positions, packed.Hkv, length, 0, window, scale, packed);
 }
 
 // Writes k, v bf16 [B, T, Hkv, D] at positions int64 [B, T] into a packed cache (above).
 void kv_store_packed(at::Tensor& pk, at::Tensor& pv, const at::Tensor& k, const at::Tensor& v,
                      const at::Tensor& positions) {
-  TORCH_CHECK(pk.dtype() == at::kBFloat16 && pv.dtype() == at::kBFloat16 && pk.is_contiguous() &&
-                  pv.is_contiguous() && pk.dim() == 6 && pv.dim() == 5,
-              "kv_store_packed: the cache must be contiguous bf16 in the packed layouts");
-  const int64_t B = pk.size(0), Hkv = pk.size(1), cap = pk.size(2) * G, D = pk.size(3) * 2;
+  const PackedSource packed = packed_cache(pk, pv, "kv_store_packed");
+  const int64_t B = pk.size(0), Hkv = packed.Hkv, cap = packed.cap, D = packed.D;
   TORCH_CHECK(k.dtype() == at::kBFloat16 && v.dtype() == at::kBFloat16 && k.dim() == 4 &&
                   v.sizes() == k.sizes() && k.size(0) == B && k.size(2) == Hkv && k.size(3) == D &&
                   positions.numel() == B * k.size(1),
@@ -467,8 +472,8 @@ void kv_store_packed(at::Tensor& pk, at::Tensor& pv, const at::Tensor& k, const 
       for (int64_t h = 0; h < Hkv; ++h) {
         const uint32_t* kp = ks + (i * Hkv + h) * D / 2;
         const uint16_t* vp = vs + (i * Hkv + h) * D;
-        uint32_t* kh = kd + ((b * Hkv + h) * cap + j / G * G) * D / 2 + j % G;
-        uint16_t* vh = vd + ((b * Hkv + h) * cap + j / 2 * 2) * D + j % 2;
+        uint32_t* kh = kd + packed.slot(b, h, j / G * G) * D / 2 + j % G;
+        uint16_t* vh = vd + packed.slot(b, h, j / 2 * 2) * D + j % 2;
         for (int64_t dp = 0; dp < D / 2; ++dp) kh[dp * G] = kp[dp];
         for (int64_t d = 0; d < D; ++d) vh[2 * d] = vp[d];
       }

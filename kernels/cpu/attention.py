@@ -58,10 +58,9 @@ def store_packed(keys, values, k, v, positions):
 
 def attention_packed(q, keys, values, sinks, q_positions, length, window=None, scale=None):
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    if (q.dtype == keys.dtype == torch.bfloat16 and not q.requires_grad
-            and packed_cache(q.dtype, q.shape[-1]) and keys.shape[2] * 16 % 64 == 0
-            and (ext := extension()) is not None):
-        return ext.attention_bf16_packed(q, keys, values, sinks, q_positions, int(length),
+    if (keys.dtype == torch.bfloat16 and not q.requires_grad and packed_cache(q.dtype, q.shape[-1])
+            and keys.shape[2] * 16 % 64 == 0):
+        return extension().attention_bf16_packed(q, keys, values, sinks, q_positions, int(length),
                                          -1 if window is None else int(window), float(scale))
     return reference.attention_packed(q, keys, values, sinks, q_positions, length, window, scale)
 
